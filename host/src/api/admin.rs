@@ -1,0 +1,477 @@
+//! The /v1 admin API: handler versions and endpoints. Every route needs an
+//! admin key.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use super::ApiState;
+use super::auth::Caller;
+use super::body::read_json;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use crate::serve::WorkerCounts;
+use crate::store::{EndpointConfig, EndpointRecord, HandlerRecord, JobCounts, JobStatus, now_ms};
+
+/// A handler version with the endpoints that use it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HandlerView {
+    #[serde(flatten)]
+    pub handler: HandlerRecord,
+    pub endpoints: Vec<String>,
+}
+
+/// Answer of a handler upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadedHandler {
+    #[serde(flatten)]
+    pub handler: HandlerRecord,
+    /// False when this exact component was uploaded before.
+    pub created: bool,
+}
+
+/// An endpoint with its settings and live state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointView {
+    pub id: String,
+    pub name: String,
+    /// sha256 of the handler version it runs.
+    pub handler: String,
+    /// Bumped on every update.
+    pub generation: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(flatten)]
+    pub config: EndpointConfig,
+    /// Base of its RunPod-compatible job API.
+    pub url: String,
+    pub workers: WorkerCounts,
+    pub jobs: JobCounts,
+    /// Why workers last failed to start, if they did.
+    pub last_error: Option<String>,
+}
+
+/// Create an endpoint: `handler` plus any [`EndpointConfig`] fields.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateEndpoint {
+    /// Optional id (lowercase letters, digits, '-'); generated if absent.
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// sha256 of an uploaded handler version.
+    pub handler: String,
+    #[serde(flatten)]
+    pub config: EndpointConfig,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DeleteQuery {
+    /// Cancel queued and running jobs instead of refusing.
+    pub force: Option<bool>,
+}
+
+async fn endpoint_view(state: &ApiState, e: EndpointRecord) -> ApiResult<EndpointView> {
+    let jobs = state.app.store.job_counts(&e.id).await?;
+    Ok(EndpointView {
+        url: format!("/v2/{}", e.id),
+        workers: state.app.worker_counts(&e.id),
+        last_error: state.app.last_worker_error(&e.id),
+        jobs,
+        id: e.id,
+        name: e.name,
+        handler: e.handler,
+        generation: e.generation,
+        created_at: e.created_at,
+        updated_at: e.updated_at,
+        config: e.config,
+    })
+}
+
+fn normalize_digest(d: &str) -> String {
+    d.trim()
+        .strip_prefix("sha256:")
+        .unwrap_or(d.trim())
+        .to_ascii_lowercase()
+}
+
+async fn require_handler(state: &ApiState, digest: &str) -> ApiResult<String> {
+    let digest = normalize_digest(digest);
+    if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(format!(
+            "handler {digest:?} is not a sha256 digest; use the \"digest\" returned by POST /v1/handlers"
+        )));
+    }
+    if state.app.store.get_handler(&digest).await?.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "no handler version {digest}; upload the .wasm with POST /v1/handlers first"
+        )));
+    }
+    Ok(digest)
+}
+
+fn check_endpoint_id(id: &str) -> ApiResult<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !id.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "endpoint id {id:?} must be 1-64 lowercase letters, digits or '-', not starting with '-'"
+        )))
+    }
+}
+
+fn config_from(fields: Map<String, Value>) -> ApiResult<EndpointConfig> {
+    let config: EndpointConfig = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::bad_request(format!("endpoint settings: {e}")))?;
+    config.validate().map_err(ApiError::bad_request)?;
+    Ok(config)
+}
+
+/// Upload a handler component: the raw `.wasm` bytes as the body. It is
+/// stored by sha256, validated against world `wasmpod:serverless/handler`
+/// and precompiled.
+#[utoipa::path(post, path = "/v1/handlers", tag = "handlers",
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 201, description = "Stored (new)", body = UploadedHandler),
+        (status = 200, description = "Already stored", body = UploadedHandler),
+        (status = 400, description = "Not a valid handler component", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn upload_handler(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<UploadedHandler>)> {
+    caller.require_admin()?;
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        && (ct.starts_with("multipart/") || ct.starts_with("application/x-www-form-urlencoded"))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the .wasm file's raw bytes as the body (Content-Type: application/wasm), not a form; e.g. curl --data-binary @handler.wasm",
+        ));
+    }
+    let limit = state.app.handlers.max_bytes();
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the handler is {len} bytes, over the limit of {limit} bytes"),
+        ));
+    }
+    let (handler, created) = state.app.handlers.upload(body.into_data_stream()).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(UploadedHandler { handler, created })))
+}
+
+/// List handler versions.
+#[utoipa::path(get, path = "/v1/handlers", tag = "handlers",
+    responses((status = 200, body = Vec<HandlerView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_handlers(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let mut out = Vec::new();
+    for h in state.app.store.list_handlers().await? {
+        let endpoints = state.app.store.endpoints_using(&h.digest).await?;
+        out.push(HandlerView {
+            handler: h,
+            endpoints,
+        });
+    }
+    Ok(Json(json!({ "handlers": out })))
+}
+
+/// One handler version.
+#[utoipa::path(get, path = "/v1/handlers/{digest}", tag = "handlers",
+    params(("digest" = String, Path)),
+    responses((status = 200, body = HandlerView), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_handler(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(digest): Path<String>,
+) -> ApiResult<Json<HandlerView>> {
+    caller.require_admin()?;
+    let digest = normalize_digest(&digest);
+    let handler = state.app.store.get_handler(&digest).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no handler version {digest:?}; list them with GET /v1/handlers"
+        ))
+    })?;
+    let endpoints = state.app.store.endpoints_using(&digest).await?;
+    Ok(Json(HandlerView { handler, endpoints }))
+}
+
+/// Delete a handler version no endpoint uses.
+#[utoipa::path(delete, path = "/v1/handlers/{digest}", tag = "handlers",
+    params(("digest" = String, Path)),
+    responses((status = 200), (status = 404, body = ErrorBody),
+        (status = 409, description = "An endpoint uses it", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete_handler(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(digest): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let digest = normalize_digest(&digest);
+    let users = state.app.store.endpoints_using(&digest).await?;
+    if !users.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "handler {digest} is used by endpoint(s) {users:?}; point them at another version or delete them first"
+        )));
+    }
+    if !state.app.handlers.delete(&digest).await? {
+        return Err(ApiError::not_found(format!(
+            "no handler version {digest:?}"
+        )));
+    }
+    Ok(Json(json!({ "digest": digest, "deleted": true })))
+}
+
+/// Create an endpoint.
+#[utoipa::path(post, path = "/v1/endpoints", tag = "endpoints",
+    request_body = CreateEndpoint,
+    responses((status = 201, body = EndpointView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "The id is taken", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create_endpoint(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<EndpointView>)> {
+    caller.require_admin()?;
+    let example = r#"{"handler": "<sha256 from POST /v1/handlers>", "max_workers": 2}"#;
+    let Value::Object(mut fields) = read_json::<Value>(&headers, body, example).await? else {
+        return Err(ApiError::bad_request(format!(
+            "the body must be a JSON object such as {example}"
+        )));
+    };
+    let handler = match fields.remove("handler") {
+        Some(Value::String(h)) => require_handler(&state, &h).await?,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "handler must be a sha256 string, got {other}"
+            )));
+        }
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "\"handler\" is missing; give the digest of an uploaded handler: {example}"
+            )));
+        }
+    };
+    let id = match fields.remove("id") {
+        None | Some(Value::Null) => uuid::Uuid::new_v4().simple().to_string()[..14].to_string(),
+        Some(Value::String(id)) => {
+            check_endpoint_id(&id)?;
+            id
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "id must be a string, got {other}"
+            )));
+        }
+    };
+    let name = match fields.remove("name") {
+        None | Some(Value::Null) => id.clone(),
+        Some(Value::String(n)) => n,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "name must be a string, got {other}"
+            )));
+        }
+    };
+    let config = config_from(fields)?;
+    let now = now_ms();
+    let record = EndpointRecord {
+        id,
+        name,
+        handler,
+        config,
+        generation: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    state.app.store.create_endpoint(&record).await?;
+    state.app.endpoint_changed(record.clone());
+    Ok((
+        StatusCode::CREATED,
+        Json(endpoint_view(&state, record).await?),
+    ))
+}
+
+/// List endpoints.
+#[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints",
+    responses((status = 200, body = Vec<EndpointView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_endpoints(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    let mut out = Vec::new();
+    for e in state.app.store.list_endpoints().await? {
+        out.push(endpoint_view(&state, e).await?);
+    }
+    Ok(Json(json!({ "endpoints": out })))
+}
+
+fn endpoint_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no endpoint {id:?}; list endpoints with GET /v1/endpoints"
+    ))
+}
+
+/// One endpoint.
+#[utoipa::path(get, path = "/v1/endpoints/{endpoint_id}", tag = "endpoints",
+    params(("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_endpoint(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EndpointView>> {
+    caller.require_admin()?;
+    let e = state
+        .app
+        .store
+        .get_endpoint(&id)
+        .await?
+        .ok_or_else(|| endpoint_not_found(&id))?;
+    Ok(Json(endpoint_view(&state, e).await?))
+}
+
+/// Change some of an endpoint's settings. A new `handler` is a hot swap:
+/// running jobs finish on the old version, new ones run on the new one.
+#[utoipa::path(patch, path = "/v1/endpoints/{endpoint_id}", tag = "endpoints",
+    params(("endpoint_id" = String, Path)),
+    request_body(content = Object, description = "Any of: name, handler, and the EndpointConfig fields"),
+    responses((status = 200, body = EndpointView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn update_endpoint(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<EndpointView>> {
+    caller.require_admin()?;
+    let example = r#"{"handler": "<sha256>", "max_workers": 4}"#;
+    let Value::Object(mut changes) = read_json::<Value>(&headers, body, example).await? else {
+        return Err(ApiError::bad_request(format!(
+            "the body must be a JSON object of the settings to change, such as {example}"
+        )));
+    };
+    let mut record = state
+        .app
+        .store
+        .get_endpoint(&id)
+        .await?
+        .ok_or_else(|| endpoint_not_found(&id))?;
+    if let Some(v) = changes.remove("id")
+        && v != Value::String(id.clone())
+    {
+        return Err(ApiError::bad_request(
+            "an endpoint's id cannot change; create a new endpoint instead",
+        ));
+    }
+    match changes.remove("handler") {
+        None => {}
+        Some(Value::String(h)) => record.handler = require_handler(&state, &h).await?,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "handler must be a sha256 string, got {other}"
+            )));
+        }
+    }
+    match changes.remove("name") {
+        None => {}
+        Some(Value::String(n)) => record.name = n,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "name must be a string, got {other}"
+            )));
+        }
+    }
+    let Value::Object(mut fields) =
+        serde_json::to_value(&record.config).map_err(|e| ApiError::internal(e.to_string()))?
+    else {
+        return Err(ApiError::internal("endpoint config is not an object"));
+    };
+    for (k, v) in changes {
+        fields.insert(k, v);
+    }
+    record.config = config_from(fields)?;
+    let updated = state
+        .app
+        .store
+        .update_endpoint(&record)
+        .await?
+        .ok_or_else(|| endpoint_not_found(&id))?;
+    state.app.endpoint_changed(updated.clone());
+    Ok(Json(endpoint_view(&state, updated).await?))
+}
+
+/// Delete an endpoint. Refused (409) while it has queued or running jobs,
+/// unless `?force=true`, which cancels them.
+#[utoipa::path(delete, path = "/v1/endpoints/{endpoint_id}", tag = "endpoints",
+    params(("endpoint_id" = String, Path), DeleteQuery),
+    responses((status = 200), (status = 404, body = ErrorBody),
+        (status = 409, description = "It still has jobs", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete_endpoint(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require_admin()?;
+    if state.app.store.get_endpoint(&id).await?.is_none() {
+        return Err(endpoint_not_found(&id));
+    }
+    let counts = state.app.store.job_counts(&id).await?;
+    let busy = counts.in_queue + counts.in_progress;
+    if busy > 0 && !q.force.unwrap_or(false) {
+        return Err(ApiError::conflict(format!(
+            "endpoint {id:?} has {} queued and {} running job(s); purge the queue (POST /v2/{id}/purge-queue) and let them finish, or delete with ?force=true to cancel them",
+            counts.in_queue, counts.in_progress
+        )));
+    }
+    if busy > 0 {
+        state.app.purge_queue(&id).await?;
+        for job in state.app.store.job_ids(&id, JobStatus::InProgress).await? {
+            state.app.cancel(&id, &job).await?;
+        }
+    }
+    // Workers finish (or, cancelled, abandon) what they hold and stop.
+    state.app.stop_endpoint(&id).await;
+    state.app.store.delete_endpoint(&id).await?;
+    state.keys.clear();
+    Ok(Json(json!({ "id": id, "deleted": true })))
+}

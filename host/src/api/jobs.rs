@@ -1,0 +1,427 @@
+//! The RunPod v2 job API of every endpoint: `/v2/{endpoint}/run`,
+//! `/runsync`, `/status/{job}`, `/stream/{job}`, `/cancel/{job}`,
+//! `/retry/{job}`, `/purge-queue` and `/health`, with RunPod's field names,
+//! statuses and HTTP codes.
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use super::ApiState;
+use super::auth::Caller;
+use super::body::{parse_json, read_limited};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::view::{JobStatusBody, id_status, job_status, job_status_body};
+use crate::serve::WorkerCounts;
+use crate::store::{CancelOutcome, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome};
+
+/// A job submission.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RunRequest {
+    /// The handler's input (any JSON value but null).
+    #[schema(value_type = Object)]
+    pub input: Value,
+    /// URL POSTed the status object when the job finishes.
+    pub webhook: Option<String>,
+    pub policy: Option<Policy>,
+}
+
+/// Per-job execution policy.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// Milliseconds the job may run (default: the endpoint's execution_timeout_ms).
+    pub execution_timeout: Option<u64>,
+    /// Milliseconds the job may wait in the queue before it is TIMED_OUT (default 24 h).
+    pub ttl: Option<u64>,
+    /// Run after every normal-priority job of the queue.
+    pub low_priority: Option<bool>,
+}
+
+/// Answer of /run (and of /runsync when the job is not done in time).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobIdStatus {
+    pub id: String,
+    pub status: JobStatus,
+}
+
+/// Answer of /stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamBody {
+    pub id: String,
+    pub status: JobStatus,
+    /// Chunks produced since the last /stream read, each handed out once.
+    pub stream: Vec<StreamChunk>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamChunk {
+    #[schema(value_type = Object)]
+    pub output: Value,
+}
+
+/// Answer of /purge-queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PurgeBody {
+    pub removed: usize,
+    /// Always "completed".
+    pub status: String,
+}
+
+/// Answer of /health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthBody {
+    pub jobs: JobCounts,
+    pub workers: WorkerCounts,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WaitQuery {
+    /// Milliseconds /runsync waits for the job before answering with its id.
+    pub wait: Option<String>,
+}
+
+const EXAMPLE: &str = r#"{"input": {"prompt": "hello"}}"#;
+
+fn not_found_endpoint(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no endpoint {id:?}; list endpoints with GET /v1/endpoints"
+    ))
+}
+
+fn not_found_job(state: &ApiState, endpoint: &str, job: &str) -> ApiError {
+    let r = &state.app.config.retention;
+    ApiError::not_found(format!(
+        "no job {job:?} on endpoint {endpoint:?}; results are kept {} s after a /run job finishes and {} s after a /runsync one",
+        r.run.as_secs(),
+        r.runsync.as_secs()
+    ))
+}
+
+/// Check the key may invoke `endpoint` and that it exists.
+fn authorize(state: &ApiState, caller: &Caller, endpoint: &str) -> ApiResult<()> {
+    caller.require_invoke(endpoint)?;
+    if state.app.pools.shared(endpoint).is_none() {
+        return Err(not_found_endpoint(endpoint));
+    }
+    Ok(())
+}
+
+fn positive_ms(policy: &serde_json::Map<String, Value>, key: &str) -> ApiResult<Option<i64>> {
+    match policy.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(ms) if (1000..=MAX_DURATION_MS).contains(&ms) => Ok(Some(ms as i64)),
+            _ => Err(ApiError::bad_request(format!(
+                "policy.{key} must be a whole number of milliseconds between 1000 and {MAX_DURATION_MS} (7 days), got {v}"
+            ))),
+        },
+    }
+}
+
+/// Validate a submission body and turn it into a job.
+fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiResult<NewJob> {
+    let body: Value = parse_json(bytes, EXAMPLE)?;
+    let Value::Object(body) = body else {
+        return Err(ApiError::bad_request(format!(
+            "the request body must be a JSON object such as {EXAMPLE}"
+        )));
+    };
+    let input = match body.get("input") {
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "the request body has no \"input\"; put the handler's input under it: {EXAMPLE}"
+            )));
+        }
+        Some(Value::Null) => {
+            return Err(ApiError::bad_request(format!(
+                "\"input\" is null; give the handler's input, e.g. {EXAMPLE}"
+            )));
+        }
+        Some(v) => v.to_string(),
+    };
+    let webhook = match body.get("webhook") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) => {
+            let parsed = reqwest::Url::parse(url).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "webhook {url:?} is not a URL ({e}); give an http(s) URL"
+                ))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ApiError::bad_request(format!(
+                    "webhook {url:?} must be an http:// or https:// URL"
+                )));
+            }
+            Some(url.clone())
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "webhook must be a URL string, got {other}"
+            )));
+        }
+    };
+    let (execution_timeout_ms, ttl_ms, low_priority) = match body.get("policy") {
+        None | Some(Value::Null) => (None, None, false),
+        Some(Value::Object(p)) => {
+            let low = match p.get("lowPriority") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "policy.lowPriority must be true or false, got {other}"
+                    )));
+                }
+            };
+            (
+                positive_ms(p, "executionTimeout")?,
+                positive_ms(p, "ttl")?,
+                low,
+            )
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "policy must be an object such as {{\"executionTimeout\": 60000, \"ttl\": 3600000}}, got {other}"
+            )));
+        }
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    Ok(NewJob {
+        id: if sync { format!("sync-{id}") } else { id },
+        endpoint_id: endpoint.to_string(),
+        input,
+        webhook,
+        execution_timeout_ms,
+        ttl_ms: ttl_ms.unwrap_or(state.app.config.default_ttl.as_millis() as i64),
+        low_priority,
+        sync,
+    })
+}
+
+/// Queue a job.
+#[utoipa::path(post, path = "/v2/{endpoint_id}/run", tag = "jobs",
+    params(("endpoint_id" = String, Path)),
+    request_body = RunRequest,
+    responses(
+        (status = 200, description = "Queued", body = JobIdStatus),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Unknown endpoint", body = ErrorBody),
+        (status = 413, description = "Body over 10 MB", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn run(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    authorize(&state, &caller, &endpoint)?;
+    let bytes = read_limited(&headers, body, state.app.config.run_body_limit, "/run").await?;
+    let job = new_job(&state, &endpoint, &bytes, false)?;
+    state.app.submit(&job).await?;
+    Ok(Json(id_status(&job.id, JobStatus::InQueue)))
+}
+
+/// Run a job and wait for it (`?wait=` ms, default 90 s); if it is not done
+/// in time the answer is its id and status, and the client polls /status.
+#[utoipa::path(post, path = "/v2/{endpoint_id}/runsync", tag = "jobs",
+    params(("endpoint_id" = String, Path), WaitQuery),
+    request_body = RunRequest,
+    responses(
+        (status = 200, description = "The job's status object (with output when done)", body = JobStatusBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 413, description = "Body over 20 MB", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn runsync(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(endpoint): Path<String>,
+    Query(query): Query<WaitQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    authorize(&state, &caller, &endpoint)?;
+    let config = &state.app.config;
+    let wait = match query.wait.as_deref() {
+        None => config.runsync_wait,
+        Some(w) => match w.parse::<u64>() {
+            Ok(ms) => Duration::from_millis(ms).min(config.runsync_max_wait),
+            Err(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "wait={w:?} is not a number of milliseconds; use e.g. ?wait=30000 (at most {})",
+                    config.runsync_max_wait.as_millis()
+                )));
+            }
+        },
+    };
+    let bytes = read_limited(&headers, body, config.runsync_body_limit, "/runsync").await?;
+    let job = new_job(&state, &endpoint, &bytes, true)?;
+    let events = std::sync::Arc::clone(&state.app.ctx().events);
+    let mut waiter = events.subscribe(&job.id);
+    state.app.submit(&job).await?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let finished = tokio::select! {
+            _ = waiter.finished() => true,
+            // A safety net in case a notice is missed: look at the store.
+            _ = tokio::time::sleep(left.min(Duration::from_secs(2))) => false,
+        };
+        let record = state.app.store.get_job(&endpoint, &job.id).await?;
+        let Some(record) = record else {
+            return Err(not_found_job(&state, &endpoint, &job.id));
+        };
+        if record.status.is_final() {
+            return Ok(Json(job_status_body(&record)));
+        }
+        if finished || Instant::now() >= deadline {
+            return Ok(Json(id_status(&record.id, record.status)));
+        }
+    }
+}
+
+/// A job's status (and output once COMPLETED).
+#[utoipa::path(get, path = "/v2/{endpoint_id}/status/{job_id}", tag = "jobs",
+    params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
+    responses((status = 200, body = JobStatusBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Unknown endpoint or job (or purged after retention)", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn status(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((endpoint, job)): Path<(String, String)>,
+) -> ApiResult<Json<JobStatusBody>> {
+    authorize(&state, &caller, &endpoint)?;
+    let record = state
+        .app
+        .store
+        .get_job(&endpoint, &job)
+        .await?
+        .ok_or_else(|| not_found_job(&state, &endpoint, &job))?;
+    Ok(Json(job_status(&record)))
+}
+
+/// Stream chunks produced since the last read; keep reading until a final
+/// status comes with an empty `stream`.
+#[utoipa::path(get, path = "/v2/{endpoint_id}/stream/{job_id}", tag = "jobs",
+    params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
+    responses((status = 200, body = StreamBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn stream(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((endpoint, job)): Path<(String, String)>,
+) -> ApiResult<Json<StreamBody>> {
+    authorize(&state, &caller, &endpoint)?;
+    // Status first: a job is final only after all its chunks are stored,
+    // so a final status read here guarantees the chunks below are the last.
+    let record = state
+        .app
+        .store
+        .get_job(&endpoint, &job)
+        .await?
+        .ok_or_else(|| not_found_job(&state, &endpoint, &job))?;
+    let chunks = state.app.store.take_stream(&job).await?;
+    Ok(Json(StreamBody {
+        id: record.id,
+        status: record.status,
+        stream: chunks
+            .iter()
+            .map(|c| StreamChunk {
+                output: serde_json::from_str(c).unwrap_or(Value::String(c.clone())),
+            })
+            .collect(),
+        error: record.error,
+    }))
+}
+
+/// Cancel a queued or running job. A job that already finished keeps its
+/// status, which the answer shows.
+#[utoipa::path(post, path = "/v2/{endpoint_id}/cancel/{job_id}", tag = "jobs",
+    params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
+    responses((status = 200, body = JobIdStatus),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn cancel(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((endpoint, job)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    authorize(&state, &caller, &endpoint)?;
+    match state.app.cancel(&endpoint, &job).await? {
+        CancelOutcome::Cancelled { .. } => Ok(Json(id_status(&job, JobStatus::Cancelled))),
+        CancelOutcome::AlreadyFinal(s) => Ok(Json(id_status(&job, s))),
+        CancelOutcome::NotFound => Err(not_found_job(&state, &endpoint, &job)),
+    }
+}
+
+/// Re-queue a FAILED or TIMED_OUT job (its `retries` goes up by one).
+#[utoipa::path(post, path = "/v2/{endpoint_id}/retry/{job_id}", tag = "jobs",
+    params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
+    responses((status = 200, body = JobIdStatus),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The job is not FAILED or TIMED_OUT", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn retry(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((endpoint, job)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    authorize(&state, &caller, &endpoint)?;
+    match state.app.retry(&endpoint, &job).await? {
+        RetryOutcome::Requeued => Ok(Json(id_status(&job, JobStatus::InQueue))),
+        RetryOutcome::NotRetryable(s) => Err(ApiError::conflict(format!(
+            "job {job:?} is {}; only FAILED or TIMED_OUT jobs can be retried",
+            s.as_str()
+        ))),
+        RetryOutcome::NotFound => Err(not_found_job(&state, &endpoint, &job)),
+    }
+}
+
+/// Remove every queued (not yet running) job; they end CANCELLED.
+#[utoipa::path(post, path = "/v2/{endpoint_id}/purge-queue", tag = "jobs",
+    params(("endpoint_id" = String, Path)),
+    responses((status = 200, body = PurgeBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn purge_queue(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(endpoint): Path<String>,
+) -> ApiResult<Json<PurgeBody>> {
+    authorize(&state, &caller, &endpoint)?;
+    let removed = state.app.purge_queue(&endpoint).await?;
+    Ok(Json(PurgeBody {
+        removed,
+        status: "completed".into(),
+    }))
+}
+
+/// Job counts (of retained jobs) and worker states.
+#[utoipa::path(get, path = "/v2/{endpoint_id}/health", tag = "jobs",
+    params(("endpoint_id" = String, Path)),
+    responses((status = 200, body = HealthBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn health(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(endpoint): Path<String>,
+) -> ApiResult<Json<Value>> {
+    authorize(&state, &caller, &endpoint)?;
+    let jobs = state.app.store.job_counts(&endpoint).await?;
+    let workers = state.app.worker_counts(&endpoint);
+    Ok(Json(json!({ "jobs": jobs, "workers": workers })))
+}

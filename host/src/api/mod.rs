@@ -1,0 +1,152 @@
+//! The HTTP API of `wasmpod serve` (axum): the RunPod-compatible v2 job API
+//! of every endpoint ([`jobs`]), the v1 admin API ([`admin`], [`models`],
+//! [`keys`]), API-key auth ([`auth`]) and the OpenAPI document at
+//! `/openapi.json`. Every error is a JSON `{"error": ...}` ([`error`]).
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod jobs;
+pub mod keys;
+pub mod models;
+pub mod view;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{get, post, put};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::serve::App;
+use error::ApiError;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct ApiState {
+    pub app: App,
+    pub keys: Arc<auth::KeyCache>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "wasmpod",
+        description = "Self-hosted serverless runtime for WebAssembly GPU handlers. /v2 is RunPod's job API; /v1 is the admin API. Every /v1 and /v2 route needs `Authorization: Bearer <key>`."
+    ),
+    paths(
+        jobs::run, jobs::runsync, jobs::status, jobs::stream, jobs::cancel, jobs::retry,
+        jobs::purge_queue, jobs::health,
+        admin::upload_handler, admin::list_handlers, admin::get_handler, admin::delete_handler,
+        admin::create_endpoint, admin::list_endpoints, admin::get_endpoint, admin::update_endpoint,
+        admin::delete_endpoint,
+        models::upload_file, models::list_models, models::get_model, models::delete_model,
+        keys::create_key, keys::list_keys, keys::revoke_key,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "jobs", description = "RunPod v2 job API"),
+        (name = "handlers", description = "Handler versions (.wasm components)"),
+        (name = "endpoints", description = "Endpoints and their settings"),
+        (name = "models", description = "The content-addressed model store"),
+        (name = "keys", description = "API keys"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {method} {}; the routes are listed in /openapi.json",
+        uri.path()
+    ))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} does not take {method}; see /openapi.json for its methods",
+            uri.path()
+        ),
+    )
+}
+
+/// The whole HTTP API over `app`.
+pub fn router(app: App) -> Router {
+    let state = ApiState {
+        app,
+        keys: Arc::new(auth::KeyCache::default()),
+    };
+    let v2 = Router::new()
+        .route("/{endpoint_id}/run", post(jobs::run))
+        .route("/{endpoint_id}/runsync", post(jobs::runsync))
+        .route(
+            "/{endpoint_id}/status/{job_id}",
+            get(jobs::status).post(jobs::status),
+        )
+        .route(
+            "/{endpoint_id}/stream/{job_id}",
+            get(jobs::stream).post(jobs::stream),
+        )
+        .route("/{endpoint_id}/cancel/{job_id}", post(jobs::cancel))
+        .route("/{endpoint_id}/retry/{job_id}", post(jobs::retry))
+        .route("/{endpoint_id}/purge-queue", post(jobs::purge_queue))
+        .route("/{endpoint_id}/health", get(jobs::health));
+    let v1 = Router::new()
+        .route(
+            "/handlers",
+            post(admin::upload_handler).get(admin::list_handlers),
+        )
+        .route(
+            "/handlers/{digest}",
+            get(admin::get_handler).delete(admin::delete_handler),
+        )
+        .route(
+            "/endpoints",
+            post(admin::create_endpoint).get(admin::list_endpoints),
+        )
+        .route(
+            "/endpoints/{endpoint_id}",
+            get(admin::get_endpoint)
+                .patch(admin::update_endpoint)
+                .delete(admin::delete_endpoint),
+        )
+        .route("/models", get(models::list_models))
+        .route(
+            "/models/{model}",
+            get(models::get_model).delete(models::delete_model),
+        )
+        .route("/models/{model}/files/{*path}", put(models::upload_file))
+        .route("/keys", post(keys::create_key).get(keys::list_keys))
+        .route("/keys/{key_id}", axum::routing::delete(keys::revoke_key));
+    Router::new()
+        .nest("/v2", v2)
+        .nest("/v1", v1)
+        .route("/openapi.json", get(openapi_json))
+        .route("/ping", get(|| async { "pong" }))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        // Bodies are read (and limited) by the handlers themselves, streamed.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}

@@ -1,0 +1,23 @@
+//! `wasmpod executor`: the per-slice worker process the host spawns. Not for
+//! people to run: it speaks JSON lines on stdin/stdout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wasmpod::executor::SliceSpec;
+
+#[derive(clap::Args, Debug)]
+pub struct ExecutorArgs {
+    /// The slice to serve, as JSON (a `SliceSpec`).
+    #[arg(long)]
+    pub slice: String,
+    /// Compiled-component cache shared with the host.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
+    let slice: SliceSpec = serde_json::from_str(&args.slice)?;
+    wasmpod::executor::server::serve(slice, args.cache_dir).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,84 @@
+//! Command-line interface: one module per subcommand.
+
+mod executor;
+mod gpus;
+mod run;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// wasmpod: a self-hosted serverless runtime for WebAssembly GPU handlers.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    /// Where wasmpod keeps its state (compiled-component cache, database).
+    #[arg(long, global = true, env = "WASMPOD_HOME")]
+    pub home: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one job through a handler locally and print what it reports.
+    Run(run::RunArgs),
+    /// Serve the RunPod-compatible job API and the admin API over HTTP.
+    Serve(serve::ServeArgs),
+    /// Print the device inventory (GPUs, MIG instances, CPU).
+    Gpus(gpus::GpusArgs),
+    /// (internal) Serve one slice's workers for a host over stdin/stdout.
+    #[command(hide = true)]
+    Executor(executor::ExecutorArgs),
+}
+
+impl Cli {
+    /// `--home`, else `$XDG_DATA_HOME/wasmpod` or `~/.local/share/wasmpod`.
+    pub fn home(&self) -> PathBuf {
+        if let Some(h) = &self.home {
+            return h.clone();
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+            return PathBuf::from(x).join("wasmpod");
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        home.join(".local/share/wasmpod")
+    }
+}
+
+pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = cli.home();
+    match cli.command {
+        Command::Run(args) => run::run(&home, args).await,
+        Command::Gpus(args) => gpus::gpus(args),
+        Command::Serve(args) => serve::serve(&home, args).await,
+        Command::Executor(args) => executor::executor(args).await,
+    }
+}
+
+/// Parse sizes such as `512MiB`, `4GiB`, `1024` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; write e.g. 512MiB or 4GiB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}; use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}

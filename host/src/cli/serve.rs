@@ -1,0 +1,109 @@
+//! `wasmpod serve`: the job API and the admin API over HTTP, on the SQLite
+//! store under `--home` by default. Prints `listening on http://ADDR` (and,
+//! on first start without WASMPOD_ADMIN_KEY, the bootstrap admin key, once)
+//! on stdout.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use wasmpod::serve::{App, Bootstrap, Retention, ServeConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8000", env = "WASMPOD_LISTEN")]
+    pub listen: SocketAddr,
+    /// Job store URL; default: the SQLite file <home>/wasmpod.db.
+    #[arg(long, env = "WASMPOD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// How long results of /run jobs are kept after they finish.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub retention_run: Duration,
+    /// How long results of /runsync jobs are kept after they finish.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub retention_runsync: Duration,
+    /// How long /runsync waits by default before answering with the job id.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    pub runsync_wait: Duration,
+    /// Webhook tries in all (first try plus retries).
+    #[arg(long, default_value_t = 3)]
+    pub webhook_attempts: u32,
+    /// Wait before the first webhook retry (doubled for each later one).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub webhook_backoff: Duration,
+    /// Largest handler upload.
+    #[arg(long, default_value = "512MiB", value_parser = super::parse_size)]
+    pub max_handler_size: u64,
+    /// Largest model file upload.
+    #[arg(long, default_value = "64GiB", value_parser = super::parse_size)]
+    pub max_model_file_size: u64,
+}
+
+pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.webhook_attempts >= 1,
+        "--webhook-attempts must be at least 1"
+    );
+    let mut config = ServeConfig::new(home.to_path_buf());
+    config.database_url = args.database_url;
+    config.retention = Retention {
+        run: args.retention_run,
+        runsync: args.retention_runsync,
+    };
+    config.runsync_wait = args.runsync_wait;
+    config.webhook_attempts = args.webhook_attempts;
+    config.webhook_backoff = args.webhook_backoff;
+    config.max_handler_bytes = args.max_handler_size;
+    config.max_model_file_bytes = args.max_model_file_size;
+    config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty());
+
+    let (app, bootstrap) = App::start(config)
+        .await
+        .with_context(|| format!("starting the host with home {}", home.display()))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        if let Bootstrap::Generated(key) = &bootstrap {
+            writeln!(
+                out,
+                "admin key (shown once; store it now): {key}\n  use it as `Authorization: Bearer <key>`; set WASMPOD_ADMIN_KEY to choose your own"
+            )?;
+        }
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, home = %home.display(), "serving");
+    axum::serve(listener, wasmpod::api::router(app.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("shutting down: workers finish their jobs");
+    app.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

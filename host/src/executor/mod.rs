@@ -1,0 +1,15 @@
+//! Executors: one long-lived process per slice that holds the slice's
+//! wasmtime engine, compiled handlers, model cache and the workers'
+//! instances. A CUDA process can drive only one MIG device, and a crashed
+//! executor must not take the host down, so the host talks to each executor
+//! over its stdin/stdout with the line-delimited JSON of [`protocol`].
+//!
+//! - [`server`]: the executor side (`wasmpod executor`).
+//! - [`client`]: the host side: spawn, send work, route events, notice death.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+
+pub use client::{ExecutorError, ExecutorProcess};
+pub use protocol::{SliceSpec, WorkerSpec};

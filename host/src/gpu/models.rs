@@ -1,0 +1,258 @@
+//! The model store: a directory of models, each a directory of safetensors
+//! shards plus auxiliary files. Files are memory-mapped; each weight is
+//! uploaded to a device once and then shared read-only by every instance.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use memmap2::Mmap;
+use wasmpod_tensor::{DType, Device, Tensor, TensorError};
+
+/// Why a model operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ModelError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid model: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+}
+
+/// Where one weight lives.
+#[derive(Debug, Clone)]
+pub struct WeightInfo {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    shard: usize,
+    start: usize,
+    end: usize,
+}
+
+/// An opened model: its shards mapped, its weights indexed by name.
+pub struct OpenModel {
+    name: String,
+    dir: PathBuf,
+    shards: Vec<Mmap>,
+    weights: BTreeMap<String, WeightInfo>,
+    files: Vec<String>,
+    /// Weights already on the store's device.
+    loaded: Mutex<HashMap<String, Tensor>>,
+}
+
+/// The models of one endpoint, shared by every worker on one device.
+pub struct ModelStore {
+    root: PathBuf,
+    device: Device,
+    open: Mutex<HashMap<String, Arc<OpenModel>>>,
+}
+
+impl ModelStore {
+    /// Models under `root`, loaded onto `device` (whose account holds the
+    /// shared weights, not any one worker's quota).
+    pub fn new(root: impl Into<PathBuf>, device: Device) -> Arc<Self> {
+        Arc::new(Self {
+            root: root.into(),
+            device,
+            open: Mutex::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Names of the model directories.
+    pub fn list(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Open (or reuse) the model called `name`.
+    pub fn open(&self, name: &str) -> Result<Arc<OpenModel>, ModelError> {
+        if let Some(m) = self.open.lock().expect("model store lock").get(name) {
+            return Ok(Arc::clone(m));
+        }
+        if !is_plain_name(name) {
+            return Err(ModelError::NotFound(format!(
+                "{name:?} is not a model name (a single directory name, no '/' or '..')"
+            )));
+        }
+        let dir = self.root.join(name);
+        if !dir.is_dir() {
+            return Err(ModelError::NotFound(format!(
+                "no model {name:?}; this endpoint has: {:?}",
+                self.list()
+            )));
+        }
+        let model = Arc::new(OpenModel::open(name, &dir)?);
+        self.open
+            .lock()
+            .expect("model store lock")
+            .insert(name.to_string(), Arc::clone(&model));
+        Ok(model)
+    }
+
+    /// The weight `weight` of `model` on the store's device, uploaded on
+    /// first use.
+    pub fn weight(&self, model: &OpenModel, weight: &str) -> Result<Tensor, ModelError> {
+        if let Some(t) = model.loaded.lock().expect("model weights lock").get(weight) {
+            return Ok(t.clone());
+        }
+        let info = model.weights.get(weight).ok_or_else(|| {
+            let names: Vec<&String> = model.weights.keys().take(20).collect();
+            ModelError::NotFound(format!(
+                "model {:?} has no weight {weight:?}; it has {} weights, e.g. {names:?}",
+                model.name,
+                model.weights.len()
+            ))
+        })?;
+        let bytes = &model.shards[info.shard][info.start..info.end];
+        let tensor = self.device.upload(info.dtype, &info.shape, bytes)?;
+        model
+            .loaded
+            .lock()
+            .expect("model weights lock")
+            .insert(weight.to_string(), tensor.clone());
+        Ok(tensor)
+    }
+}
+
+impl OpenModel {
+    fn open(name: &str, dir: &Path) -> Result<Self, ModelError> {
+        let mut shard_paths = Vec::new();
+        let mut files = Vec::new();
+        collect_files(dir, dir, &mut shard_paths, &mut files).map_err(|e| {
+            ModelError::Invalid(format!("reading model directory {}: {e}", dir.display()))
+        })?;
+        shard_paths.sort();
+        files.sort();
+        let mut shards = Vec::new();
+        let mut weights = BTreeMap::new();
+        for path in &shard_paths {
+            let file = std::fs::File::open(path)
+                .map_err(|e| ModelError::Invalid(format!("opening {}: {e}", path.display())))?;
+            // SAFETY: model files are owned by the host's model store and
+            // treated as immutable once uploaded (content-addressed); the
+            // map is only read.
+            let mmap = unsafe { Mmap::map(&file) }
+                .map_err(|e| ModelError::Invalid(format!("mapping {}: {e}", path.display())))?;
+            let (header_len, meta) =
+                safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
+                    ModelError::Invalid(format!("{} is not valid safetensors: {e}", path.display()))
+                })?;
+            let base = 8 + header_len;
+            for (wname, info) in meta.tensors() {
+                let dtype = convert_dtype(info.dtype).ok_or_else(|| {
+                    ModelError::Invalid(format!(
+                        "weight {wname:?} in {} has dtype {:?}; wasmpod supports F32, F16, BF16, I32, I64, U8",
+                        path.display(),
+                        info.dtype
+                    ))
+                })?;
+                let (start, end) = info.data_offsets;
+                weights.insert(
+                    wname,
+                    WeightInfo {
+                        dtype,
+                        shape: info.shape.clone(),
+                        shard: shards.len(),
+                        start: base + start,
+                        end: base + end,
+                    },
+                );
+            }
+            shards.push(mmap);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            shards,
+            weights,
+            files,
+            loaded: Mutex::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every weight, sorted by name.
+    pub fn weights(&self) -> impl Iterator<Item = (&String, &WeightInfo)> {
+        self.weights.iter()
+    }
+
+    /// Auxiliary files, relative to the model directory.
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Read an auxiliary file; `path` must be one of [`Self::files`].
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, ModelError> {
+        if !self.files.iter().any(|f| f == path) {
+            return Err(ModelError::NotFound(format!(
+                "model {:?} has no file {path:?}; it has {:?}",
+                self.name, self.files
+            )));
+        }
+        std::fs::read(self.dir.join(path))
+            .map_err(|e| ModelError::Invalid(format!("reading {path}: {e}")))
+    }
+}
+
+fn is_plain_name(name: &str) -> bool {
+    let mut comps = Path::new(name).components();
+    matches!(
+        (comps.next(), comps.next()),
+        (Some(Component::Normal(_)), None)
+    )
+}
+
+/// Walk `dir`: safetensors files into `shards`, the rest (as paths relative
+/// to `root`) into `files`. Symlinked directories are followed one level
+/// deep only through their targets' regular files.
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    shards: &mut Vec<PathBuf>,
+    files: &mut Vec<String>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            collect_files(root, &path, shards, files)?;
+        } else if path.extension().is_some_and(|e| e == "safetensors") {
+            shards.push(path);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            files.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+fn convert_dtype(d: safetensors::Dtype) -> Option<DType> {
+    use safetensors::Dtype as S;
+    Some(match d {
+        S::F32 => DType::F32,
+        S::F16 => DType::F16,
+        S::BF16 => DType::BF16,
+        S::I32 => DType::I32,
+        S::I64 => DType::I64,
+        S::U8 => DType::U8,
+        _ => return None,
+    })
+}

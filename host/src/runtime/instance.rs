@@ -1,0 +1,308 @@
+//! Compiled handlers and their instances: validation against world
+//! `handler`, instantiation through `InstancePre`, and running one job under
+//! a timeout, a memory cap and a cancel signal.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::bindings::{self, HandlerPre};
+use super::cache::LoadSource;
+use super::job::{CancelSignal, CurrentJob, JobSink};
+use super::limits::InstanceLimits;
+use super::output::GuestOutput;
+use super::state::WorkerState;
+use super::{Runtime, RuntimeError};
+use crate::gpu::{ModelStore, WorkerDevices};
+
+/// A validated, compiled handler component, ready to instantiate.
+#[derive(Clone)]
+pub struct Handler {
+    inner: Arc<HandlerInner>,
+}
+
+struct HandlerInner {
+    runtime: Runtime,
+    digest: String,
+    pre: HandlerPre<WorkerState>,
+    source: LoadSource,
+    load_time: Duration,
+}
+
+/// What an instance gets: its devices, models, memory cap and environment.
+#[derive(Clone)]
+pub struct InstanceConfig {
+    pub devices: Arc<WorkerDevices>,
+    pub models: Option<Arc<ModelStore>>,
+    /// Cap on the instance's linear memory.
+    pub memory_limit: usize,
+    /// Environment variables the guest sees (none by default).
+    pub env: Vec<(String, String)>,
+    /// Copy guest stdout/stderr to the host's stderr.
+    pub echo_output: bool,
+    /// Limit on `init`.
+    pub init_timeout: Duration,
+}
+
+impl InstanceConfig {
+    /// A CPU worker with the given memory cap and tensor quota.
+    pub fn cpu(memory_limit: usize, tensor_quota: u64, models: Option<Arc<ModelStore>>) -> Self {
+        Self {
+            devices: WorkerDevices::cpu(tensor_quota),
+            models,
+            memory_limit,
+            env: Vec::new(),
+            echo_output: false,
+            init_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why a job did not produce an output.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum JobError {
+    /// The handler returned an error; the instance is fine.
+    #[error("{0}")]
+    Handler(String),
+    /// The handler returned text that is not JSON; the instance is fine.
+    #[error("the handler returned invalid JSON: {0}")]
+    InvalidOutput(String),
+    /// The guest trapped (panic, unreachable, stack overflow...).
+    #[error("the handler crashed: {0}")]
+    Trap(String),
+    /// The guest tried to grow its memory past its cap.
+    #[error(
+        "the handler exceeded its memory limit of {limit_mib} MiB (it asked for {requested_mib} MiB); use less memory or raise the endpoint's memory limit"
+    )]
+    MemoryLimit {
+        limit_mib: usize,
+        requested_mib: usize,
+    },
+    /// The job ran past its execution timeout.
+    #[error("the job exceeded its execution timeout of {0:?}")]
+    Timeout(Duration),
+    /// The job was cancelled while running.
+    #[error("the job was cancelled")]
+    Cancelled,
+    /// The instance was lost to an earlier failure and must be replaced.
+    #[error("the instance is unusable after an earlier failure")]
+    InstanceLost,
+}
+
+impl JobError {
+    /// True when the instance must be discarded (wasmtime does not allow
+    /// re-entering an instance after a trap or an abandoned call).
+    pub fn instance_lost(&self) -> bool {
+        !matches!(self, JobError::Handler(_) | JobError::InvalidOutput(_))
+    }
+}
+
+impl Handler {
+    pub(super) fn new(
+        runtime: Runtime,
+        digest: String,
+        component: Component,
+        source: LoadSource,
+        load_time: Duration,
+    ) -> Result<Self, RuntimeError> {
+        let instance_pre = runtime.linker().instantiate_pre(&component).map_err(|e| {
+            RuntimeError::Invalid(format!(
+                "the component imports something wasmpod does not provide ({e:#}); handlers may import wasmpod:serverless/* and wasi:cli, wasi:clocks, wasi:io, wasi:random, wasi:filesystem, wasi:sockets at 0.2"
+            ))
+        })?;
+        let pre = HandlerPre::new(instance_pre).map_err(|e| {
+            RuntimeError::Invalid(format!(
+                "the component is not of world wasmpod:serverless/handler@0.1.0 ({e:#}); it must export `init: func() -> result<_, string>` and `handle: func(job: job-request) -> result<json, string>`"
+            ))
+        })?;
+        Ok(Self {
+            inner: Arc::new(HandlerInner {
+                runtime,
+                digest,
+                pre,
+                source,
+                load_time,
+            }),
+        })
+    }
+
+    /// sha256 of the component bytes.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    /// Whether the component was compiled now or loaded from the cache.
+    pub fn source(&self) -> LoadSource {
+        self.inner.source
+    }
+
+    /// Time spent compiling or loading it.
+    pub fn load_time(&self) -> Duration {
+        self.inner.load_time
+    }
+
+    /// Create an instance without calling `init` (for measuring).
+    pub async fn instantiate_uninit(
+        &self,
+        config: &InstanceConfig,
+    ) -> Result<Instance, RuntimeError> {
+        let stderr = GuestOutput::new(config.echo_output);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stderr.clone()).stderr(stderr.clone());
+        for (k, v) in &config.env {
+            wasi.env(k, v);
+        }
+        let state = WorkerState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: InstanceLimits::new(config.memory_limit),
+            devices: Arc::clone(&config.devices),
+            models: config.models.clone(),
+            job: None,
+            stderr,
+        };
+        let mut store = Store::new(self.inner.runtime.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        let bindings = self
+            .inner
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+        Ok(Instance {
+            store,
+            bindings,
+            lost: false,
+        })
+    }
+
+    /// Create an instance and run its `init`.
+    pub async fn instantiate(&self, config: &InstanceConfig) -> Result<Instance, RuntimeError> {
+        let mut instance = self.instantiate_uninit(config).await?;
+        let timeout = config.init_timeout;
+        let init = instance.bindings.call_init(&mut instance.store);
+        let outcome = tokio::time::timeout(timeout, init).await;
+        match outcome {
+            Ok(Ok(Ok(()))) => Ok(instance),
+            Ok(Ok(Err(msg))) => Err(RuntimeError::Init(msg)),
+            Ok(Err(trap)) => Err(RuntimeError::Init(
+                instance.describe_trap(&trap).to_string(),
+            )),
+            Err(_) => Err(RuntimeError::Init(format!(
+                "init did not finish within {timeout:?}"
+            ))),
+        }
+    }
+}
+
+/// A live instance of a handler: reusable across jobs until a job fails in a
+/// way that loses it ([`JobError::instance_lost`]).
+pub struct Instance {
+    store: Store<WorkerState>,
+    bindings: bindings::Handler,
+    lost: bool,
+}
+
+impl Instance {
+    /// Run one job. `input` is the job's input as JSON text.
+    pub async fn handle(
+        &mut self,
+        id: &str,
+        input: &str,
+        sink: Arc<dyn JobSink>,
+        cancel: CancelSignal,
+        timeout: Duration,
+    ) -> Result<String, JobError> {
+        if self.lost {
+            return Err(JobError::InstanceLost);
+        }
+        if cancel.is_cancelled() {
+            return Err(JobError::Cancelled);
+        }
+        {
+            let data = self.store.data_mut();
+            data.stderr.clear();
+            data.limits.memory_refused = None;
+            data.job = Some(CurrentJob {
+                id: id.to_string(),
+                sink,
+                cancel: cancel.clone(),
+            });
+        }
+        let request = bindings::types::JobRequest {
+            id: id.to_string(),
+            input: input.to_string(),
+        };
+        let started = Instant::now();
+        let outcome = {
+            let call = self.bindings.call_handle(&mut self.store, &request);
+            tokio::select! {
+                r = call => Some(r),
+                _ = tokio::time::sleep(timeout) => None,
+                _ = cancel.cancelled() => None,
+            }
+        };
+        self.store.data_mut().job = None;
+        let result = match outcome {
+            Some(Ok(Ok(output))) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+                Ok(_) => Ok(output),
+                Err(e) => Err(JobError::InvalidOutput(e.to_string())),
+            },
+            Some(Ok(Err(message))) => Err(JobError::Handler(message)),
+            Some(Err(trap)) => Err(self.describe_trap(&trap)),
+            None if cancel.is_cancelled() => Err(JobError::Cancelled),
+            None => Err(JobError::Timeout(
+                timeout.max(started.elapsed().min(timeout)),
+            )),
+        };
+        if let Err(e) = &result {
+            self.lost |= e.instance_lost();
+        }
+        result
+    }
+
+    /// True once the instance must be replaced.
+    pub fn is_lost(&self) -> bool {
+        self.lost
+    }
+
+    /// Bytes of tensor memory this instance's worker holds.
+    pub fn tensor_bytes(&self) -> u64 {
+        self.store.data().devices.account().used()
+    }
+
+    fn describe_trap(&mut self, trap: &wasmtime::Error) -> JobError {
+        let data = self.store.data();
+        if let Some(requested) = data.limits.memory_refused {
+            return JobError::MemoryLimit {
+                limit_mib: data.limits.memory_limit() >> 20,
+                requested_mib: requested.div_ceil(1 << 20),
+            };
+        }
+        let reason = match trap.downcast_ref::<wasmtime::Trap>() {
+            Some(code) => code.to_string(),
+            None => format!("{trap:#}")
+                .lines()
+                .next()
+                .unwrap_or("unknown trap")
+                .to_string(),
+        };
+        let tail = data.stderr.tail();
+        let said: Vec<&str> = tail
+            .lines()
+            .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        let said = said.join("\n");
+        let said = said.trim();
+        if said.is_empty() {
+            JobError::Trap(reason)
+        } else {
+            JobError::Trap(format!("{reason}; guest output: {said}"))
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Handler versions on disk: uploads are received to a temporary file,
+//! validated as components of world `handler` and precompiled (the
+//! runtime's compiled-code cache), then kept as `<dir>/<sha256>.wasm`.
+//! Loaded [`Handler`]s are kept in memory for the workers.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use futures_util::Stream;
+
+use super::upload::{self, UploadError};
+use crate::runtime::{Handler, Runtime, RuntimeError};
+use crate::store::{HandlerRecord, Store, StoreError};
+
+/// Why a handler operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    /// The bytes are not a valid handler; the message says what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no handler version {0}; upload it with POST /v1/handlers")]
+    NotFound(String),
+    #[error("loading the handler: {0}")]
+    Runtime(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("handler storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The uploaded handler versions of this host.
+pub struct HandlerRepo {
+    dir: PathBuf,
+    runtime: Runtime,
+    store: Store,
+    max_bytes: u64,
+    loaded: Mutex<HashMap<String, Handler>>,
+}
+
+impl HandlerRepo {
+    pub fn new(dir: PathBuf, runtime: Runtime, store: Store, max_bytes: u64) -> Self {
+        Self {
+            dir,
+            runtime,
+            store,
+            max_bytes,
+            loaded: Mutex::default(),
+        }
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    fn path_of(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}.wasm"))
+    }
+
+    /// Receive, validate, precompile and record a handler. Returns the
+    /// record and whether it is new.
+    pub async fn upload<S, B, E>(&self, body: S) -> Result<(HandlerRecord, bool), HandlerError>
+    where
+        S: Stream<Item = Result<B, E>>,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        let received = upload::receive(&self.dir.join("tmp"), body, self.max_bytes).await?;
+        let digest = received.sha256.clone();
+        if let Some(existing) = self.store.get_handler(&digest).await?
+            && self.path_of(&digest).exists()
+        {
+            return Ok((existing, false));
+        }
+        let runtime = self.runtime.clone();
+        let path = received.path().to_path_buf();
+        let handler = tokio::task::spawn_blocking(move || -> Result<Handler, HandlerError> {
+            let file = std::fs::File::open(&path)?;
+            // SAFETY: the temporary file is private to this upload and not
+            // modified while mapped.
+            let bytes = unsafe { memmap2::Mmap::map(&file) }?;
+            runtime.load(&bytes).map_err(|e| match e {
+                RuntimeError::Invalid(msg) => HandlerError::Invalid(msg),
+                other => HandlerError::Runtime(other.to_string()),
+            })
+        })
+        .await
+        .map_err(|e| HandlerError::Runtime(format!("the validation task failed: {e}")))??;
+        let size = received.size as i64;
+        received.persist(&self.path_of(&digest))?;
+        let created = self.store.put_handler(&digest, size).await?;
+        self.loaded
+            .lock()
+            .expect("handler map lock")
+            .insert(digest.clone(), handler);
+        let record = self
+            .store
+            .get_handler(&digest)
+            .await?
+            .ok_or_else(|| HandlerError::NotFound(digest.clone()))?;
+        Ok((record, created))
+    }
+
+    /// The compiled handler `digest` (loaded from disk and the compiled-code
+    /// cache on first use).
+    pub async fn get(&self, digest: &str) -> Result<Handler, HandlerError> {
+        if let Some(h) = self.loaded.lock().expect("handler map lock").get(digest) {
+            return Ok(h.clone());
+        }
+        let path = self.path_of(digest);
+        if !path.exists() {
+            return Err(HandlerError::NotFound(digest.to_string()));
+        }
+        let runtime = self.runtime.clone();
+        let handler = tokio::task::spawn_blocking(move || -> Result<Handler, HandlerError> {
+            let bytes = std::fs::read(&path)?;
+            runtime.load(&bytes).map_err(|e| match e {
+                RuntimeError::Invalid(msg) => HandlerError::Invalid(msg),
+                other => HandlerError::Runtime(other.to_string()),
+            })
+        })
+        .await
+        .map_err(|e| HandlerError::Runtime(format!("the load task failed: {e}")))??;
+        self.loaded
+            .lock()
+            .expect("handler map lock")
+            .insert(digest.to_string(), handler.clone());
+        Ok(handler)
+    }
+
+    /// Forget a handler version (the caller checked no endpoint uses it).
+    pub async fn delete(&self, digest: &str) -> Result<bool, HandlerError> {
+        let existed = self.store.delete_handler(digest).await?;
+        self.loaded.lock().expect("handler map lock").remove(digest);
+        match std::fs::remove_file(self.path_of(digest)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(existed)
+    }
+}

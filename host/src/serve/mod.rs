@@ -1,0 +1,292 @@
+//! `wasmpod serve`'s engine room: the [`App`] that ties the store, the
+//! runtime, handler and model storage, the per-endpoint worker pools, the
+//! webhook sender and the retention sweeper together. The HTTP layer
+//! ([`crate::api`]) calls it; it knows nothing of HTTP.
+
+pub mod events;
+pub mod handlers;
+pub mod housekeeping;
+pub mod keys;
+pub mod models;
+pub mod pool;
+pub mod upload;
+pub mod webhook;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
+use crate::store::{
+    CancelOutcome, EndpointRecord, NewJob, RetryOutcome, Store, StoreError, now_ms,
+};
+pub use events::JobEvents;
+pub use handlers::{HandlerError, HandlerRepo};
+pub use keys::Bootstrap;
+pub use models::{ModelRepo, ModelRepoError};
+pub use pool::{
+    Pools, QueueDepthPolicy, Retention, ScaleDecision, ScalePolicy, WorkerContext, WorkerCounts,
+};
+
+/// Settings of a serving host.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// State directory: database, handlers, models, compiled-code cache.
+    pub home: PathBuf,
+    /// Database URL; default `sqlite://<home>/wasmpod.db`.
+    pub database_url: Option<String>,
+    pub retention: Retention,
+    /// How long `/runsync` waits by default before answering IN_QUEUE or
+    /// IN_PROGRESS (RunPod: 90 s); `?wait=` may ask for up to `runsync_max_wait`.
+    pub runsync_wait: Duration,
+    pub runsync_max_wait: Duration,
+    /// Webhook tries in all (RunPod: 1 + 2 retries).
+    pub webhook_attempts: u32,
+    /// Wait before the first webhook retry; doubled for each later one.
+    pub webhook_backoff: Duration,
+    pub webhook_timeout: Duration,
+    pub max_handler_bytes: u64,
+    pub max_model_file_bytes: u64,
+    /// Body limits of `/run` and `/runsync` (RunPod: 10 MB and 20 MB).
+    pub run_body_limit: usize,
+    pub runsync_body_limit: usize,
+    /// Default ttl of a job (RunPod: 24 h).
+    pub default_ttl: Duration,
+    /// How often idle workers look at the queue without being woken.
+    pub poll: Duration,
+    /// The admin key from the environment (WASMPOD_ADMIN_KEY), if set.
+    pub admin_key: Option<String>,
+}
+
+impl ServeConfig {
+    /// RunPod's defaults, state under `home`.
+    pub fn new(home: PathBuf) -> Self {
+        Self {
+            home,
+            database_url: None,
+            retention: Retention {
+                run: Duration::from_secs(30 * 60),
+                runsync: Duration::from_secs(60),
+            },
+            runsync_wait: Duration::from_secs(90),
+            runsync_max_wait: Duration::from_secs(300),
+            webhook_attempts: 3,
+            webhook_backoff: Duration::from_secs(10),
+            webhook_timeout: Duration::from_secs(10),
+            max_handler_bytes: 512 << 20,
+            max_model_file_bytes: 64 << 30,
+            run_body_limit: 10 << 20,
+            runsync_body_limit: 20 << 20,
+            default_ttl: Duration::from_secs(24 * 3600),
+            poll: Duration::from_millis(500),
+            admin_key: None,
+        }
+    }
+}
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("preparing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The serving host. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+pub struct AppInner {
+    pub config: ServeConfig,
+    pub store: Store,
+    pub handlers: Arc<HandlerRepo>,
+    pub models: ModelRepo,
+    pub pools: Pools,
+    /// Set on shutdown: background loops stop.
+    shutdown: Arc<Notify>,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.inner
+    }
+}
+
+impl App {
+    /// Open the store, recover jobs a previous process left running, make
+    /// sure an admin key exists, and start every endpoint's pool and the
+    /// background loops.
+    pub async fn start(config: ServeConfig) -> Result<(App, Bootstrap), ServeError> {
+        // reqwest is built without a default TLS provider; pick ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        for dir in ["handlers", "models/tree", "models/blobs", "cache"] {
+            let path = config.home.join(dir);
+            std::fs::create_dir_all(&path).map_err(|source| ServeError::Io { path, source })?;
+        }
+        let url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", config.home.join("wasmpod.db").display()));
+        let store = Store::open(&url).await?;
+        let runtime = Runtime::new(&RuntimeConfig {
+            cache_dir: Some(config.home.join("cache")),
+            ..Default::default()
+        })?;
+        let handlers = Arc::new(HandlerRepo::new(
+            config.home.join("handlers"),
+            runtime,
+            store.clone(),
+            config.max_handler_bytes,
+        ));
+        let models = ModelRepo::new(
+            config.home.join("models"),
+            store.clone(),
+            config.max_model_file_bytes,
+        );
+        let host_id = uuid::Uuid::new_v4().simple().to_string();
+        let (requeued, failed) = store
+            .recover_orphans(&host_id, now_ms(), config.retention.run.as_millis() as i64)
+            .await?;
+        if !requeued.is_empty() || !failed.is_empty() {
+            tracing::warn!(
+                requeued = requeued.len(),
+                failed = failed.len(),
+                "recovered jobs a previous host process left running"
+            );
+        }
+        let bootstrap = keys::bootstrap(&store, config.admin_key.as_deref()).await?;
+        let ctx = Arc::new(WorkerContext {
+            store: store.clone(),
+            handlers: Arc::clone(&handlers),
+            events: Arc::new(JobEvents::default()),
+            running: Default::default(),
+            webhooks: Notify::new(),
+            host_id,
+            retention: config.retention,
+            model_tree: models.tree_dir(),
+            poll: config.poll,
+        });
+        let pools = Pools::new(Arc::clone(&ctx), Arc::new(QueueDepthPolicy));
+        let app = App {
+            inner: Arc::new(AppInner {
+                config,
+                store,
+                handlers,
+                models,
+                pools,
+                shutdown: Arc::new(Notify::new()),
+            }),
+        };
+        for id in failed {
+            app.ctx().events.finished(&id);
+        }
+        for endpoint in app.store.list_endpoints().await? {
+            app.pools.apply(endpoint);
+        }
+        tokio::spawn(housekeeping::run(app.clone(), Arc::clone(&app.shutdown)));
+        tokio::spawn(webhook::run(app.clone(), Arc::clone(&app.shutdown)));
+        Ok((app, bootstrap))
+    }
+
+    pub fn ctx(&self) -> &Arc<WorkerContext> {
+        self.pools.context()
+    }
+
+    /// Stop taking work: pools finish their jobs, background loops end.
+    pub async fn shutdown(&self) {
+        self.shutdown.notify_waiters();
+        self.pools.stop_all().await;
+    }
+
+    /// Queue a job and wake the endpoint's workers.
+    pub async fn submit(&self, job: &NewJob) -> Result<(), StoreError> {
+        self.store.enqueue(job, now_ms()).await?;
+        self.pools.wake(&job.endpoint_id);
+        Ok(())
+    }
+
+    pub async fn cancel(
+        &self,
+        endpoint_id: &str,
+        job_id: &str,
+    ) -> Result<CancelOutcome, StoreError> {
+        let outcome = self
+            .store
+            .cancel(
+                endpoint_id,
+                job_id,
+                now_ms(),
+                self.config.retention.run.as_millis() as i64,
+            )
+            .await?;
+        if let CancelOutcome::Cancelled { was_running } = outcome {
+            if was_running {
+                self.ctx().running.cancel(job_id);
+            }
+            self.ctx().events.finished(job_id);
+            self.ctx().webhooks.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    pub async fn retry(&self, endpoint_id: &str, job_id: &str) -> Result<RetryOutcome, StoreError> {
+        let outcome = self.store.retry(endpoint_id, job_id, now_ms()).await?;
+        if matches!(outcome, RetryOutcome::Requeued) {
+            self.pools.wake(endpoint_id);
+        }
+        Ok(outcome)
+    }
+
+    /// Cancel every queued job of an endpoint; returns how many.
+    pub async fn purge_queue(&self, endpoint_id: &str) -> Result<usize, StoreError> {
+        let ids = self
+            .store
+            .purge_queue(
+                endpoint_id,
+                "removed from the queue by purge-queue before it started",
+                now_ms(),
+                self.config.retention.run.as_millis() as i64,
+            )
+            .await?;
+        for id in &ids {
+            self.ctx().events.finished(id);
+        }
+        if !ids.is_empty() {
+            self.ctx().webhooks.notify_one();
+        }
+        Ok(ids.len())
+    }
+
+    /// A new or updated endpoint: (re)configure its pool.
+    pub fn endpoint_changed(&self, endpoint: EndpointRecord) {
+        self.pools.apply(endpoint);
+    }
+
+    /// Stop an endpoint's workers (they finish their jobs) before deleting it.
+    pub async fn stop_endpoint(&self, endpoint_id: &str) {
+        self.pools.stop(endpoint_id).await;
+    }
+
+    pub fn worker_counts(&self, endpoint_id: &str) -> WorkerCounts {
+        self.pools
+            .shared(endpoint_id)
+            .map(|s| s.counts())
+            .unwrap_or_default()
+    }
+
+    pub fn last_worker_error(&self, endpoint_id: &str) -> Option<String> {
+        self.pools.shared(endpoint_id).and_then(|s| s.last_error())
+    }
+}

@@ -1,0 +1,99 @@
+//! Webhooks: when a job with a `webhook` URL becomes final, the same object
+//! `/status` returns is POSTed to it. A non-2xx answer or a network error is
+//! retried with exponential backoff up to the configured number of tries.
+//! Delivery state lives in the job row, so a restart resumes pending ones.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::App;
+use crate::api::view::job_status_body;
+use crate::store::{JobRecord, now_ms};
+
+pub async fn run(app: App, shutdown: Arc<Notify>) {
+    let client = match reqwest::Client::builder()
+        .timeout(app.config.webhook_timeout)
+        .user_agent(concat!("wasmpod/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("webhooks are disabled: building the HTTP client failed: {e}");
+            return;
+        }
+    };
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    loop {
+        let stop = shutdown.notified();
+        let woken = app.ctx().webhooks.notified();
+        tokio::pin!(stop, woken);
+        stop.as_mut().enable();
+        woken.as_mut().enable();
+        match app.store.due_webhooks(now_ms(), 64).await {
+            Ok(due) => {
+                for job in due {
+                    if !in_flight
+                        .lock()
+                        .expect("webhook lock")
+                        .insert(job.id.clone())
+                    {
+                        continue;
+                    }
+                    let app = app.clone();
+                    let client = client.clone();
+                    let in_flight = Arc::clone(&in_flight);
+                    tokio::spawn(async move {
+                        deliver(&app, &client, &job).await;
+                        in_flight.lock().expect("webhook lock").remove(&job.id);
+                        app.ctx().webhooks.notify_one();
+                    });
+                }
+            }
+            Err(e) => tracing::warn!("reading due webhooks: {e}"),
+        }
+        let wait = match app.store.next_webhook_at().await {
+            Ok(Some(t)) => Duration::from_millis((t - now_ms()).clamp(10, 1000) as u64),
+            _ => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = &mut woken => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn deliver(app: &App, client: &reqwest::Client, job: &JobRecord) {
+    let Some(url) = job.webhook.as_deref() else {
+        return;
+    };
+    let body = job_status_body(job);
+    let result = client.post(url).json(&body).send().await;
+    let error = match result {
+        Ok(resp) if resp.status().is_success() => None,
+        Ok(resp) => Some(format!("the receiver answered {}", resp.status())),
+        Err(e) => Some(format!("sending failed: {e}")),
+    };
+    let tries = job.webhook_attempts + 1;
+    let (delivered, next_at) = match &error {
+        None => (true, None),
+        Some(_) if tries < i64::from(app.config.webhook_attempts) => {
+            let backoff = app.config.webhook_backoff * 2u32.pow((tries - 1).min(16) as u32);
+            (false, Some(now_ms() + backoff.as_millis() as i64))
+        }
+        Some(_) => (false, None),
+    };
+    if let Some(e) = &error {
+        tracing::warn!(job = %job.id, url, tries, "webhook not delivered: {e}");
+    }
+    if let Err(e) = app
+        .store
+        .webhook_attempted(&job.id, delivered, next_at, error.as_deref())
+        .await
+    {
+        tracing::warn!(job = %job.id, "recording a webhook attempt: {e}");
+    }
+}

@@ -1,0 +1,269 @@
+//! The serving store: handler versions, endpoints, API keys, model files and
+//! the durable job queue. [`Store`] is what the API and the worker pools
+//! call; it dispatches to a database backend ([`sqlite`] now; a Postgres
+//! backend is one more variant of [`Backend`], and nothing above this module
+//! changes).
+
+pub mod sqlite;
+pub mod types;
+
+pub use types::*;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened, migrated or queried.
+    #[error("database: {0}")]
+    Database(String),
+    /// A unique key already exists (e.g. an endpoint id).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database URL names a backend this build does not have.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A stored row could not be read back (a bug or a hand-edited database).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            return StoreError::Conflict(db.message().to_string());
+        }
+        StoreError::Database(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The database behind a [`Store`].
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// The serving store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Open (creating and migrating if needed) the database at `url`:
+    /// `sqlite:///path/to/db.sqlite` or a plain file path.
+    pub async fn open(url: &str) -> Result<Self> {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            return Err(StoreError::Unsupported(
+                "Postgres is not supported by this build yet; use a SQLite file (sqlite:///path/db.sqlite)".into(),
+            ));
+        }
+        let backend = Backend::Sqlite(sqlite::SqliteStore::open(url).await?);
+        Ok(Self { backend })
+    }
+
+    // --- handlers -------------------------------------------------------
+
+    /// Record a handler version; returns false if it was already there.
+    pub async fn put_handler(&self, digest: &str, size: i64) -> Result<bool> {
+        dispatch!(self, s => s.put_handler(digest, size).await)
+    }
+    pub async fn get_handler(&self, digest: &str) -> Result<Option<HandlerRecord>> {
+        dispatch!(self, s => s.get_handler(digest).await)
+    }
+    pub async fn list_handlers(&self) -> Result<Vec<HandlerRecord>> {
+        dispatch!(self, s => s.list_handlers().await)
+    }
+    /// Endpoints that use a handler version.
+    pub async fn endpoints_using(&self, digest: &str) -> Result<Vec<String>> {
+        dispatch!(self, s => s.endpoints_using(digest).await)
+    }
+    pub async fn delete_handler(&self, digest: &str) -> Result<bool> {
+        dispatch!(self, s => s.delete_handler(digest).await)
+    }
+
+    // --- endpoints ------------------------------------------------------
+
+    pub async fn create_endpoint(&self, e: &EndpointRecord) -> Result<()> {
+        dispatch!(self, s => s.create_endpoint(e).await)
+    }
+    pub async fn get_endpoint(&self, id: &str) -> Result<Option<EndpointRecord>> {
+        dispatch!(self, s => s.get_endpoint(id).await)
+    }
+    pub async fn list_endpoints(&self) -> Result<Vec<EndpointRecord>> {
+        dispatch!(self, s => s.list_endpoints().await)
+    }
+    /// Replace name, handler and config; bumps the generation.
+    pub async fn update_endpoint(&self, e: &EndpointRecord) -> Result<Option<EndpointRecord>> {
+        dispatch!(self, s => s.update_endpoint(e).await)
+    }
+    /// Delete an endpoint and its jobs.
+    pub async fn delete_endpoint(&self, id: &str) -> Result<bool> {
+        dispatch!(self, s => s.delete_endpoint(id).await)
+    }
+
+    // --- API keys -------------------------------------------------------
+
+    pub async fn insert_key(&self, key: &ApiKeyRecord, hash: &str) -> Result<()> {
+        dispatch!(self, s => s.insert_key(key, hash).await)
+    }
+    /// The live (not revoked) key with this hash.
+    pub async fn find_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>> {
+        dispatch!(self, s => s.find_key(hash).await)
+    }
+    pub async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        dispatch!(self, s => s.list_keys().await)
+    }
+    pub async fn revoke_key(&self, id: &str) -> Result<bool> {
+        dispatch!(self, s => s.revoke_key(id).await)
+    }
+    pub async fn count_admin_keys(&self) -> Result<i64> {
+        dispatch!(self, s => s.count_admin_keys().await)
+    }
+
+    // --- models ---------------------------------------------------------
+
+    pub async fn put_model_file(&self, model: &str, file: &ModelFile) -> Result<()> {
+        dispatch!(self, s => s.put_model_file(model, file).await)
+    }
+    /// Every model file, by model name.
+    pub async fn list_model_files(&self) -> Result<Vec<(String, ModelFile)>> {
+        dispatch!(self, s => s.list_model_files().await)
+    }
+    pub async fn delete_model(&self, model: &str) -> Result<u64> {
+        dispatch!(self, s => s.delete_model(model).await)
+    }
+    /// Whether any model file still refers to a blob.
+    pub async fn blob_in_use(&self, sha256: &str) -> Result<bool> {
+        dispatch!(self, s => s.blob_in_use(sha256).await)
+    }
+
+    // --- jobs -----------------------------------------------------------
+
+    pub async fn enqueue(&self, job: &NewJob, now: i64) -> Result<()> {
+        dispatch!(self, s => s.enqueue(job, now).await)
+    }
+    pub async fn get_job(&self, endpoint_id: &str, id: &str) -> Result<Option<JobRecord>> {
+        dispatch!(self, s => s.get_job(endpoint_id, id).await)
+    }
+    /// Take the next runnable job of an endpoint for a worker.
+    pub async fn claim(
+        &self,
+        endpoint_id: &str,
+        worker_id: &str,
+        host_id: &str,
+        handler: &str,
+        now: i64,
+    ) -> Result<Option<ClaimedJob>> {
+        dispatch!(self, s => s.claim(endpoint_id, worker_id, host_id, handler, now).await)
+    }
+    pub async fn set_progress(&self, id: &str, progress: &str) -> Result<()> {
+        dispatch!(self, s => s.set_progress(id, progress).await)
+    }
+    /// Store stream chunks `(index, json)` of one attempt.
+    pub async fn append_stream(
+        &self,
+        id: &str,
+        attempt: i64,
+        chunks: &[(i64, String)],
+    ) -> Result<()> {
+        dispatch!(self, s => s.append_stream(id, attempt, chunks).await)
+    }
+    /// Hand out (once) the chunks not yet read, in order.
+    pub async fn take_stream(&self, id: &str) -> Result<Vec<String>> {
+        dispatch!(self, s => s.take_stream(id).await)
+    }
+    /// Record how a claimed job ended, if that worker still holds it (a
+    /// cancel may have finished it first). Returns the final record.
+    pub async fn finish(
+        &self,
+        id: &str,
+        worker_id: &str,
+        outcome: &JobOutcome,
+        now: i64,
+        retention_ms: i64,
+    ) -> Result<Option<JobRecord>> {
+        dispatch!(self, s => s.finish(id, worker_id, outcome, now, retention_ms).await)
+    }
+    pub async fn cancel(
+        &self,
+        endpoint_id: &str,
+        id: &str,
+        now: i64,
+        retention_ms: i64,
+    ) -> Result<CancelOutcome> {
+        dispatch!(self, s => s.cancel(endpoint_id, id, now, retention_ms).await)
+    }
+    pub async fn retry(&self, endpoint_id: &str, id: &str, now: i64) -> Result<RetryOutcome> {
+        dispatch!(self, s => s.retry(endpoint_id, id, now).await)
+    }
+    /// Cancel every queued job of an endpoint; returns their ids.
+    pub async fn purge_queue(
+        &self,
+        endpoint_id: &str,
+        reason: &str,
+        now: i64,
+        retention_ms: i64,
+    ) -> Result<Vec<String>> {
+        dispatch!(self, s => s.purge_queue(endpoint_id, reason, now, retention_ms).await)
+    }
+    /// Jobs of an endpoint waiting in the queue (runnable now).
+    pub async fn queue_depth(&self, endpoint_id: &str, now: i64) -> Result<i64> {
+        dispatch!(self, s => s.queue_depth(endpoint_id, now).await)
+    }
+    /// Ids of an endpoint's jobs in one state.
+    pub async fn job_ids(&self, endpoint_id: &str, status: JobStatus) -> Result<Vec<String>> {
+        dispatch!(self, s => s.job_ids(endpoint_id, status).await)
+    }
+    pub async fn job_counts(&self, endpoint_id: &str) -> Result<JobCounts> {
+        dispatch!(self, s => s.job_counts(endpoint_id).await)
+    }
+    /// Jobs left IN_PROGRESS by another (dead) host process: re-queue them
+    /// (counting a retry) while the endpoint's `max_retries` allows, else
+    /// fail them. Returns (requeued, failed) ids.
+    pub async fn recover_orphans(
+        &self,
+        host_id: &str,
+        now: i64,
+        retention_ms: i64,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        dispatch!(self, s => s.recover_orphans(host_id, now, retention_ms).await)
+    }
+    /// Queued jobs whose ttl passed become TIMED_OUT; returns their ids.
+    pub async fn expire_ttl(&self, now: i64, retention_ms: i64) -> Result<Vec<String>> {
+        dispatch!(self, s => s.expire_ttl(now, retention_ms).await)
+    }
+    /// Delete final jobs past their retention (and no webhook pending).
+    pub async fn purge_expired(&self, now: i64) -> Result<u64> {
+        dispatch!(self, s => s.purge_expired(now).await)
+    }
+    /// Final jobs whose webhook is due.
+    pub async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<JobRecord>> {
+        dispatch!(self, s => s.due_webhooks(now, limit).await)
+    }
+    /// After an attempt: delivered, or try again at `next_at`, or give up
+    /// (`next_at` None).
+    pub async fn webhook_attempted(
+        &self,
+        id: &str,
+        delivered: bool,
+        next_at: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        dispatch!(self, s => s.webhook_attempted(id, delivered, next_at, error).await)
+    }
+    /// The time the earliest pending webhook is due, if any.
+    pub async fn next_webhook_at(&self) -> Result<Option<i64>> {
+        dispatch!(self, s => s.next_webhook_at().await)
+    }
+}

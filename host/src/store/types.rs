@@ -1,0 +1,322 @@
+//! The records the store keeps, independent of the database behind it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A job's state, spelled as RunPod spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    InQueue,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::InQueue => "IN_QUEUE",
+            JobStatus::InProgress => "IN_PROGRESS",
+            JobStatus::Completed => "COMPLETED",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelled => "CANCELLED",
+            JobStatus::TimedOut => "TIMED_OUT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "IN_QUEUE" => JobStatus::InQueue,
+            "IN_PROGRESS" => JobStatus::InProgress,
+            "COMPLETED" => JobStatus::Completed,
+            "FAILED" => JobStatus::Failed,
+            "CANCELLED" => JobStatus::Cancelled,
+            "TIMED_OUT" => JobStatus::TimedOut,
+            _ => return None,
+        })
+    }
+
+    /// COMPLETED, FAILED, CANCELLED and TIMED_OUT never change again
+    /// (except through an explicit retry).
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobStatus::InQueue | JobStatus::InProgress)
+    }
+}
+
+/// One job as stored.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: String,
+    pub endpoint_id: String,
+    pub status: JobStatus,
+    pub input: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub progress: Option<String>,
+    pub webhook: Option<String>,
+    pub execution_timeout_ms: Option<i64>,
+    pub ttl_ms: i64,
+    pub low_priority: bool,
+    pub sync: bool,
+    pub retries: i64,
+    pub created_at: i64,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub delay_ms: Option<i64>,
+    pub execution_ms: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub worker_id: Option<String>,
+    pub handler: Option<String>,
+    pub webhook_state: Option<String>,
+    pub webhook_attempts: i64,
+}
+
+/// What a submission asks for.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub endpoint_id: String,
+    pub input: String,
+    pub webhook: Option<String>,
+    pub execution_timeout_ms: Option<i64>,
+    pub ttl_ms: i64,
+    pub low_priority: bool,
+    pub sync: bool,
+}
+
+/// A job a worker has claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub input: String,
+    pub execution_timeout_ms: Option<i64>,
+    /// Which attempt this is (0 for the first run): stream chunks are keyed
+    /// by it so a re-run does not collide with what an earlier one streamed.
+    pub attempt: i64,
+    /// Submitted through `/runsync` (shorter retention).
+    pub sync: bool,
+}
+
+/// How a claimed job ended.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub status: JobStatus,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Counts of an endpoint's retained jobs by state.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCounts {
+    pub completed: i64,
+    pub failed: i64,
+    pub in_progress: i64,
+    pub in_queue: i64,
+    pub retried: i64,
+}
+
+/// What happened to a cancel request.
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    /// It was queued or running and is now CANCELLED; `was_running` says
+    /// whether a worker must be told.
+    Cancelled {
+        was_running: bool,
+    },
+    /// It had already finished with this status.
+    AlreadyFinal(JobStatus),
+    NotFound,
+}
+
+/// What happened to a retry request.
+#[derive(Debug, Clone)]
+pub enum RetryOutcome {
+    Requeued,
+    /// Only FAILED and TIMED_OUT jobs can be retried.
+    NotRetryable(JobStatus),
+    NotFound,
+}
+
+/// An uploaded handler version.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HandlerRecord {
+    /// sha256 of the component, hex.
+    pub digest: String,
+    pub size: i64,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// Endpoint settings. Every field has a default, so a create needs only
+/// `handler`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Workers kept warm even with an empty queue.
+    pub min_workers: u32,
+    /// Upper bound on workers (0 pauses the endpoint: jobs wait in the queue).
+    pub max_workers: u32,
+    /// Seconds an idle worker above `min_workers` is kept before it stops.
+    pub idle_timeout_s: u64,
+    /// Default execution timeout of a job, in milliseconds (a job's
+    /// `policy.executionTimeout` overrides it).
+    pub execution_timeout_ms: u64,
+    /// Jobs one worker runs at once (one instance each).
+    pub concurrency: u32,
+    /// GPU types in order of preference ("H100", "A100", "MIG-1g.10gb",
+    /// "cpu"); used for placement by the scheduler.
+    pub gpus: Vec<String>,
+    pub gpus_per_worker: u32,
+    /// Environment variables the handler sees.
+    pub env: BTreeMap<String, String>,
+    /// Directory of models (one sub-directory per model) the handler may
+    /// open; unset means the host's managed model store (`/v1/models`).
+    pub models_dir: Option<String>,
+    /// Keep pre-initialised instances and their state for fast cold starts.
+    pub flashboot: bool,
+    /// How many times a job whose worker was lost (host crash) is re-queued
+    /// before it is failed.
+    pub max_retries: u32,
+    /// Cap on a handler instance's linear memory, MiB.
+    pub memory_limit_mib: u64,
+    /// Cap on a worker's tensor memory, MiB.
+    pub tensor_quota_mib: u64,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            min_workers: 0,
+            max_workers: 3,
+            idle_timeout_s: 5,
+            execution_timeout_ms: 600_000,
+            concurrency: 1,
+            gpus: vec!["cpu".to_string()],
+            gpus_per_worker: 1,
+            env: BTreeMap::new(),
+            models_dir: None,
+            flashboot: false,
+            max_retries: 2,
+            memory_limit_mib: 1024,
+            tensor_quota_mib: 8192,
+        }
+    }
+}
+
+/// The longest execution timeout or ttl accepted (7 days).
+pub const MAX_DURATION_MS: u64 = 7 * 24 * 3600 * 1000;
+
+impl EndpointConfig {
+    /// Check the settings; the message says which one is wrong and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_workers > self.max_workers {
+            return Err(format!(
+                "min_workers ({}) is larger than max_workers ({}); lower min_workers or raise max_workers",
+                self.min_workers, self.max_workers
+            ));
+        }
+        if self.max_workers > 1024 {
+            return Err("max_workers must be at most 1024".into());
+        }
+        if self.concurrency == 0 || self.concurrency > 256 {
+            return Err("concurrency must be between 1 and 256 jobs per worker".into());
+        }
+        if self.execution_timeout_ms < 1000 || self.execution_timeout_ms > MAX_DURATION_MS {
+            return Err(format!(
+                "execution_timeout_ms must be between 1000 (1 s) and {MAX_DURATION_MS} (7 days)"
+            ));
+        }
+        if self.idle_timeout_s > 7 * 24 * 3600 {
+            return Err("idle_timeout_s must be at most 7 days".into());
+        }
+        if self.gpus.is_empty() {
+            return Err("gpus must list at least one device type, e.g. [\"H100\", \"cpu\"]".into());
+        }
+        if let Some(bad) = self.gpus.iter().find(|g| g.trim().is_empty()) {
+            return Err(format!("gpus has an empty entry {bad:?}"));
+        }
+        if self.gpus_per_worker == 0 || self.gpus_per_worker > 16 {
+            return Err("gpus_per_worker must be between 1 and 16".into());
+        }
+        if let Some(k) = self
+            .env
+            .keys()
+            .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+        {
+            return Err(format!(
+                "env has an invalid variable name {k:?} (non-empty, no '=')"
+            ));
+        }
+        if let Some(dir) = &self.models_dir
+            && !std::path::Path::new(dir).is_absolute()
+        {
+            return Err(format!(
+                "models_dir {dir:?} must be an absolute path on the host"
+            ));
+        }
+        if self.memory_limit_mib < 16 || self.memory_limit_mib > 64 * 1024 {
+            return Err("memory_limit_mib must be between 16 and 65536".into());
+        }
+        if self.tensor_quota_mib == 0 {
+            return Err("tensor_quota_mib must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// An endpoint as stored.
+#[derive(Debug, Clone)]
+pub struct EndpointRecord {
+    pub id: String,
+    pub name: String,
+    pub handler: String,
+    pub config: EndpointConfig,
+    /// Bumped on every update; workers of an older generation are outdated.
+    pub generation: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: /v1 admin routes and every endpoint's /v2 routes.
+    Admin,
+    /// Only the /v2 routes of one endpoint.
+    Invoke { endpoint_id: String },
+}
+
+/// A stored API key (never the key itself).
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub scope: Scope,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// One file of a model in the content-addressed model store.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelFile {
+    pub path: String,
+    pub sha256: String,
+    pub size: i64,
+    pub created_at: i64,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,85 @@
+//! The trait a compute backend implements. Arguments arrive already checked
+//! by [`crate::Device`] (shapes agree, axes are in range, dtypes are
+//! accepted), so a backend only computes and allocates.
+
+use std::sync::Arc;
+
+use crate::{DType, MemoryAccount, Result, Tensor};
+
+/// Elementwise binary ops (NumPy broadcasting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// Elementwise activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    Relu,
+    /// Exact (erf) GELU.
+    Gelu,
+    Silu,
+    Tanh,
+}
+
+/// Reductions along one axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Mean,
+    Max,
+}
+
+/// A compute device as one worker sees it: allocations are charged to
+/// `account()`. One backend value per worker (a GPU backend keeps the worker's
+/// stream in it); backends of one physical device share its context.
+///
+/// Invariants callers rely on: every returned tensor is fresh memory (never
+/// exposing bytes of an earlier allocation), charged to the account, and
+/// contiguous row-major.
+pub trait Backend: Send + Sync {
+    /// Short name for logs and errors ("cpu", "cuda:0").
+    fn name(&self) -> &str;
+    /// The account new allocations are charged to.
+    fn account(&self) -> &Arc<MemoryAccount>;
+    /// True if `t`'s storage belongs to this backend's device.
+    fn owns(&self, t: &Tensor) -> bool;
+
+    fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor>;
+    fn zeros(&self, dtype: DType, shape: &[usize]) -> Result<Tensor>;
+    fn download(&self, t: &Tensor) -> Result<Vec<u8>>;
+
+    /// `[batch.., m, k] x [batch.., k, n]`; both operands already broadcast
+    /// to rank >= 2 with equal batch dims by the front (`a` and `b` may have
+    /// batch dims of size 1 that broadcast: `out_batch` is the result's).
+    fn matmul(&self, a: &Tensor, b: &Tensor, out_batch: &[usize]) -> Result<Tensor>;
+    /// `out_shape` is the broadcast shape of `a` and `b`.
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Result<Tensor>;
+    fn unary(&self, op: UnaryOp, a: &Tensor) -> Result<Tensor>;
+    /// `a * factor + offset`.
+    fn scale(&self, a: &Tensor, factor: f32, offset: f32) -> Result<Tensor>;
+    fn softmax(&self, a: &Tensor, axis: usize) -> Result<Tensor>;
+    /// Over the last axis; `weight`/`bias` have that axis' length.
+    fn layer_norm(
+        &self,
+        a: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Result<Tensor>;
+    fn rms_norm(&self, a: &Tensor, weight: Option<&Tensor>, eps: f32) -> Result<Tensor>;
+    /// `table [rows, dim]`, integer `indices` (already range-checked).
+    fn gather(&self, table: &Tensor, indices: &Tensor) -> Result<Tensor>;
+    fn permute(&self, a: &Tensor, dims: &[usize]) -> Result<Tensor>;
+    fn slice(&self, a: &Tensor, axis: usize, start: usize, end: usize) -> Result<Tensor>;
+    fn concat(&self, parts: &[&Tensor], axis: usize) -> Result<Tensor>;
+    fn reduce(&self, op: ReduceOp, a: &Tensor, axis: usize, keep_dim: bool) -> Result<Tensor>;
+    fn cast(&self, a: &Tensor, dtype: DType) -> Result<Tensor>;
+    /// i64 indices of the maximum along `axis` (axis removed).
+    fn argmax(&self, a: &Tensor, axis: usize) -> Result<Tensor>;
+    /// Values and i64 indices of the `k` largest along the last axis.
+    fn top_k(&self, a: &Tensor, k: usize) -> Result<(Tensor, Tensor)>;
+}

@@ -1,0 +1,820 @@
+//! `CudaBackend`: the tensor ops of one worker on one GPU. Each backend owns
+//! a CUDA stream (its work runs in order on it, concurrently with other
+//! workers') and a cuBLAS handle bound to that stream; the context and the
+//! kernels are the device's, shared.
+//!
+//! Memory: every allocation is charged to the worker's [`MemoryAccount`]
+//! before it is made, comes from the device's stream-ordered pool, and never
+//! shows bytes of an earlier allocation: a buffer is zero-filled on
+//! allocation unless the op that asked for it overwrites every byte of it
+//! (in stream order, before anything can read it).
+
+use std::sync::Arc;
+
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{CudaStream, LaunchConfig, PushKernelArg, result};
+
+use super::blas::{self, Batching, GemmShape};
+use super::device::{SharedDevice, fault, guard, shared};
+use super::layout::{self, contiguous};
+use super::staging::STAGE_FROM_BYTES;
+use super::storage::CudaStorage;
+use crate::shape::broadcast_strides;
+use crate::{
+    Backend, BinaryOp, DType, MemoryAccount, ReduceOp, Result, Tensor, TensorError, UnaryOp,
+};
+
+/// Threads per block of elementwise kernels.
+const ELEMENTWISE_THREADS: u32 = 256;
+/// Cap on blocks of grid-stride kernels (each thread then loops).
+const MAX_BLOCKS: u64 = 1 << 20;
+
+/// How a fresh buffer starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// Zero-filled: the buffer is returned as is, or only partly written.
+    Zeroed,
+    /// Every byte is written by the op, in stream order, before any read.
+    Overwritten,
+}
+
+/// The CUDA backend of one worker. Construct with [`CudaBackend::new`].
+pub struct CudaBackend {
+    name: String,
+    account: Arc<MemoryAccount>,
+    device: Arc<SharedDevice>,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    poison_fresh: bool,
+}
+
+/// Launches kernel `$name` on the backend's stream. Arguments must be
+/// local variables: the launch reads them through pointers.
+macro_rules! launch {
+    ($self:ident, $name:expr, $cfg:expr, $($arg:ident),* $(,)?) => {{
+        let name: &str = &$name;
+        let func = $self.device.kernels.get(name)?;
+        let mut builder = $self.stream.launch_builder(&func);
+        $( builder.arg(&$arg); )*
+        // SAFETY: the argument list matches the kernel's signature in
+        // kernels.cu, and every pointer is a live buffer of this context
+        // large enough for the launch's index range.
+        unsafe { builder.launch($cfg) }
+            .map(|_| ())
+            .map_err(fault(name))
+    }};
+}
+
+fn grid(n: u64, threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n.div_ceil(threads as u64).clamp(1, MAX_BLOCKS) as u32, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One block per row; threads a power of two from 32 to 1024, about one per
+/// four elements of the row.
+fn rows_grid(rows: usize, len: usize) -> LaunchConfig {
+    let threads = len.div_ceil(4).next_power_of_two().clamp(32, 1024) as u32;
+    LaunchConfig {
+        grid_dim: ((rows as u64).clamp(1, MAX_BLOCKS) as u32, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Split `shape` around `axis` into (outer, axis length, inner).
+fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (
+        shape[..axis].iter().product(),
+        shape[axis],
+        shape[axis + 1..].iter().product(),
+    )
+}
+
+fn index_width(n: u64) -> &'static str {
+    if n <= u32::MAX as u64 { "u32" } else { "u64" }
+}
+
+fn element_width(dtype: DType) -> usize {
+    dtype.size() * 8
+}
+
+impl CudaBackend {
+    /// A backend on CUDA device `ordinal` charging `account`, with its own
+    /// stream. Fails with `DeviceFault` when CUDA or the device is unusable
+    /// (see [`super::available`]), `InvalidArgument` for a bad ordinal.
+    pub fn new(ordinal: usize, account: Arc<MemoryAccount>) -> Result<Self> {
+        let device = shared(ordinal)?;
+        guard("creating a worker stream", || {
+            device
+                .ctx
+                .bind_to_thread()
+                .map_err(fault("binding the context"))?;
+            let stream = device
+                .ctx
+                .new_stream()
+                .map_err(fault("creating a stream"))?;
+            let blas = CudaBlas::new(Arc::clone(&stream))
+                .map_err(|e| TensorError::DeviceFault(format!("cuda: creating cuBLAS: {e:?}")))?;
+            Ok(Self {
+                name: format!("cuda:{ordinal}"),
+                account,
+                device: Arc::clone(&device),
+                stream,
+                blas,
+                poison_fresh: false,
+            })
+        })
+    }
+
+    /// The device's ordinal.
+    pub fn ordinal(&self) -> usize {
+        self.device.ordinal
+    }
+
+    /// The GPU's name as the driver reports it ("NVIDIA H100 80GB HBM3").
+    pub fn device_name(&self) -> &str {
+        &self.device.name
+    }
+
+    /// The GPU's memory in bytes, as the driver reports it.
+    pub fn total_memory(&self) -> Result<u64> {
+        self.bind()?;
+        self.device
+            .ctx
+            .total_mem()
+            .map(|b| b as u64)
+            .map_err(fault("reading the device's memory size"))
+    }
+
+    /// This worker's stream, for timing with events or interop.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Waits until the work queued on this worker's stream has finished, and
+    /// reports a fault any of it hit.
+    pub fn synchronize(&self) -> Result<()> {
+        self.bind()?;
+        self.stream.synchronize().map_err(fault("synchronizing"))
+    }
+
+    /// Test aid: fill buffers that an op claims to overwrite with 0xFF bytes
+    /// (NaN for floats) instead of leaving them, so a kernel that misses an
+    /// element shows up in comparisons. Costs a memset per op.
+    pub fn set_poison_fresh_buffers(&mut self, on: bool) {
+        self.poison_fresh = on;
+    }
+
+    fn bind(&self) -> Result<()> {
+        self.device
+            .ctx
+            .bind_to_thread()
+            .map_err(fault("binding the context"))
+    }
+
+    fn storage<'t>(&self, t: &'t Tensor) -> &'t CudaStorage {
+        t.storage()
+            .as_any()
+            .downcast_ref::<CudaStorage>()
+            .expect("Device checks ownership before calling")
+    }
+
+    fn ptr(&self, t: &Tensor) -> u64 {
+        self.storage(t).device_ptr()
+    }
+
+    /// A fresh buffer of `shape` charged to the account, and its address.
+    fn alloc(&self, dtype: DType, shape: &[usize], fill: Fill) -> Result<(Tensor, u64)> {
+        let bytes = shape
+            .iter()
+            .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| TensorError::InvalidArgument(format!("shape {shape:?} is too large")))?;
+        let reservation = self.account.reserve(bytes as u64)?;
+        self.bind()?;
+        let stream = self.stream.cu_stream();
+        let ptr = if bytes == 0 {
+            0
+        } else {
+            // SAFETY: a plain stream-ordered allocation on our stream.
+            unsafe { result::malloc_async(stream, bytes) }.map_err(|e| {
+                if e.0 == cudarc::driver::sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY {
+                    TensorError::QuotaExceeded(format!(
+                        "the GPU ({}) is out of memory allocating {bytes} bytes",
+                        self.name
+                    ))
+                } else {
+                    fault("allocating")(e)
+                }
+            })?
+        };
+        let storage = CudaStorage::new(ptr, bytes, Arc::clone(&self.stream), reservation);
+        let byte = match fill {
+            Fill::Zeroed => Some(0u8),
+            Fill::Overwritten if self.poison_fresh => Some(0xFF),
+            Fill::Overwritten => None,
+        };
+        if let (Some(byte), true) = (byte, bytes > 0) {
+            // SAFETY: ptr holds `bytes` bytes allocated on this stream.
+            unsafe { result::memset_d8_async(ptr, byte, bytes, stream) }
+                .map_err(fault("clearing a new buffer"))?;
+        }
+        Ok((Tensor::new(dtype, shape.to_vec(), Arc::new(storage)), ptr))
+    }
+
+    /// Runs `queue` (which enqueues work reading `inputs`) with the
+    /// cross-stream ordering that shared tensors need.
+    fn reading<R>(&self, inputs: &[&Tensor], queue: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.bind()?;
+        for t in inputs {
+            self.storage(t).before_read_on(&self.stream)?;
+        }
+        let out = queue()?;
+        for t in inputs {
+            self.storage(t).after_read_on(&self.stream)?;
+        }
+        Ok(out)
+    }
+
+    fn strided_copy(
+        &self,
+        width: usize,
+        shape: &[usize],
+        src: (u64, Vec<i64>, i64),
+        dst: (u64, Vec<i64>, i64),
+    ) -> Result<()> {
+        let (src_ptr, src_strides, src_base) = src;
+        let (dst_ptr, dst_strides, dst_base) = dst;
+        let rank = shape.len();
+        for l in layout::plan(
+            shape,
+            [src_strides, dst_strides, vec![0; rank]],
+            [src_base, dst_base, 0],
+        ) {
+            let (lay, n) = (l.layout, l.numel);
+            launch!(
+                self,
+                format!("copy_w{width}_{}", index_width(n)),
+                grid(n, ELEMENTWISE_THREADS),
+                lay,
+                src_ptr,
+                dst_ptr,
+                n
+            )?;
+        }
+        Ok(())
+    }
+
+    fn matmul_queue(&self, a: &Tensor, b: &Tensor, out_batch: &[usize], c: u64) -> Result<()> {
+        let (ar, br) = (a.rank(), b.rank());
+        let s = GemmShape {
+            m: a.shape()[ar - 2],
+            k: a.shape()[ar - 1],
+            n: b.shape()[br - 1],
+        };
+        let (pa, pb) = (self.ptr(a), self.ptr(b));
+        let handle = *self.blas.handle();
+        match blas::plan_batch(&a.shape()[..ar - 2], &b.shape()[..br - 2], out_batch) {
+            Batching::Strided {
+                count,
+                step_a,
+                step_b,
+            } => {
+                let step_a = if step_a { (s.m * s.k) as i64 } else { 0 };
+                let step_b = if step_b { (s.k * s.n) as i64 } else { 0 };
+                // SAFETY: the handle is bound to our stream; a, b and c hold
+                // every matrix the strides reach (shapes checked by Device).
+                unsafe {
+                    blas::gemm_strided(handle, a.dtype(), s, pa, step_a, pb, step_b, c, count)
+                }
+            }
+            Batching::Offsets { a: oa, b: ob } => {
+                let esize = a.dtype().size() as u64;
+                let addrs = |base: u64, offs: &[usize], mat: usize| -> Vec<u8> {
+                    offs.iter()
+                        .flat_map(|&o| (base + (o * mat) as u64 * esize).to_le_bytes())
+                        .collect()
+                };
+                let count = oa.len();
+                let ident: Vec<usize> = (0..count).collect();
+                let a_list = self.upload(DType::U8, &[count * 8], &addrs(pa, &oa, s.m * s.k))?;
+                let b_list = self.upload(DType::U8, &[count * 8], &addrs(pb, &ob, s.k * s.n))?;
+                let c_list = self.upload(DType::U8, &[count * 8], &addrs(c, &ident, s.m * s.n))?;
+                // SAFETY: as above; the pointer lists were uploaded on this
+                // stream and stay alive until the end of this call, and
+                // their frees are ordered after the GEMM on the same stream.
+                unsafe {
+                    blas::gemm_pointers(
+                        handle,
+                        a.dtype(),
+                        s,
+                        self.ptr(&a_list),
+                        self.ptr(&b_list),
+                        self.ptr(&c_list),
+                        count,
+                    )
+                }
+            }
+        }
+    }
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn account(&self) -> &Arc<MemoryAccount> {
+        &self.account
+    }
+
+    fn owns(&self, t: &Tensor) -> bool {
+        t.storage()
+            .as_any()
+            .downcast_ref::<CudaStorage>()
+            .is_some_and(|s| Arc::ptr_eq(s.context(), &self.device.ctx))
+    }
+
+    fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
+        let (t, ptr) = self.alloc(dtype, shape, Fill::Overwritten)?;
+        if bytes.len() >= STAGE_FROM_BYTES {
+            self.device
+                .staging
+                .upload(&self.device.ctx, &self.stream, ptr, bytes)?;
+        } else if !bytes.is_empty() {
+            // SAFETY: ptr holds bytes.len() bytes (Device checked the length).
+            unsafe { result::memcpy_htod_async(ptr, bytes, self.stream.cu_stream()) }
+                .map_err(fault("uploading"))?;
+            // The caller may free `bytes` once we return; pageable copies are
+            // staged before return, but a pinned `bytes` would be read later.
+            self.synchronize()?;
+        }
+        Ok(t)
+    }
+
+    fn zeros(&self, dtype: DType, shape: &[usize]) -> Result<Tensor> {
+        Ok(self.alloc(dtype, shape, Fill::Zeroed)?.0)
+    }
+
+    fn download(&self, t: &Tensor) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; t.numel() * t.dtype().size()];
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let src = self.ptr(t);
+        self.reading(&[t], || {
+            // SAFETY: out has exactly the buffer's length; we synchronize
+            // before it is read or dropped.
+            unsafe { result::memcpy_dtoh_async(&mut out, src, self.stream.cu_stream()) }
+                .map_err(fault("downloading"))
+        })?;
+        self.synchronize()?;
+        Ok(out)
+    }
+
+    fn matmul(&self, a: &Tensor, b: &Tensor, out_batch: &[usize]) -> Result<Tensor> {
+        let (ar, br) = (a.rank(), b.rank());
+        let (m, k, n) = (a.shape()[ar - 2], a.shape()[ar - 1], b.shape()[br - 1]);
+        let mut shape = out_batch.to_vec();
+        shape.extend([m, n]);
+        let empty = shape.contains(&0);
+        if empty || k == 0 {
+            // No products to run: the result is empty or all zeros.
+            return Ok(self.alloc(a.dtype(), &shape, Fill::Zeroed)?.0);
+        }
+        let (out, c) = self.alloc(a.dtype(), &shape, Fill::Overwritten)?;
+        self.reading(&[a, b], || self.matmul_queue(a, b, out_batch, c))?;
+        Ok(out)
+    }
+
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Result<Tensor> {
+        let dtype = a.dtype();
+        let (out, po) = self.alloc(dtype, out_shape, Fill::Overwritten)?;
+        let int_div = dtype.is_int() && op == BinaryOp::Div;
+        // Integer division by zero is an error, as on the CPU: the kernel
+        // flags it in this word and we read it back.
+        let flag = if int_div {
+            Some(self.alloc(DType::I32, &[1], Fill::Zeroed)?)
+        } else {
+            None
+        };
+        let flag_ptr = flag.as_ref().map_or(0, |(_, p)| *p);
+        let code: i32 = match op {
+            BinaryOp::Add => 0,
+            BinaryOp::Sub => 1,
+            BinaryOp::Mul => 2,
+            BinaryOp::Div => 3,
+        };
+        let to_i64 = |v: Vec<usize>| v.into_iter().map(|s| s as i64).collect::<Vec<_>>();
+        let sa = to_i64(broadcast_strides(a.shape(), out_shape));
+        let sb = to_i64(broadcast_strides(b.shape(), out_shape));
+        let so = contiguous(out_shape);
+        let (pa, pb) = (self.ptr(a), self.ptr(b));
+        self.reading(&[a, b], || {
+            for l in layout::plan(out_shape, [sa, sb, so], [0; 3]) {
+                let (lay, n) = (l.layout, l.numel);
+                launch!(
+                    self,
+                    format!("binary_{dtype}_{}", index_width(n)),
+                    grid(n, ELEMENTWISE_THREADS),
+                    lay,
+                    pa,
+                    pb,
+                    po,
+                    n,
+                    code,
+                    flag_ptr
+                )?;
+            }
+            Ok(())
+        })?;
+        if let Some((flag, _)) = flag {
+            let hit = self.download(&flag)?;
+            if hit.iter().any(|&b| b != 0) {
+                return Err(TensorError::InvalidArgument(
+                    "integer division by zero".into(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn unary(&self, op: UnaryOp, a: &Tensor) -> Result<Tensor> {
+        let dtype = a.dtype();
+        let (out, py) = self.alloc(dtype, a.shape(), Fill::Overwritten)?;
+        let n = a.numel() as u64;
+        if n == 0 {
+            return Ok(out);
+        }
+        let code: i32 = match op {
+            UnaryOp::Relu => 0,
+            UnaryOp::Gelu => 1,
+            UnaryOp::Silu => 2,
+            UnaryOp::Tanh => 3,
+        };
+        let px = self.ptr(a);
+        self.reading(&[a], || {
+            launch!(
+                self,
+                format!("unary_{dtype}"),
+                grid(n, ELEMENTWISE_THREADS),
+                px,
+                py,
+                n,
+                code
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn scale(&self, a: &Tensor, factor: f32, offset: f32) -> Result<Tensor> {
+        let dtype = a.dtype();
+        let (out, py) = self.alloc(dtype, a.shape(), Fill::Overwritten)?;
+        let n = a.numel() as u64;
+        if n == 0 {
+            return Ok(out);
+        }
+        let px = self.ptr(a);
+        self.reading(&[a], || {
+            launch!(
+                self,
+                format!("scale_{dtype}"),
+                grid(n, ELEMENTWISE_THREADS),
+                px,
+                py,
+                n,
+                factor,
+                offset
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn softmax(&self, a: &Tensor, axis: usize) -> Result<Tensor> {
+        let dtype = a.dtype();
+        let (out, py) = self.alloc(dtype, a.shape(), Fill::Overwritten)?;
+        if a.numel() == 0 {
+            return Ok(out);
+        }
+        let (outer, len, inner) = around(a.shape(), axis);
+        let px = self.ptr(a);
+        let (outer_i, len_i, inner_i) = (outer as i64, len as i64, inner as i64);
+        self.reading(&[a], || {
+            if inner == 1 {
+                launch!(
+                    self,
+                    format!("softmax_rows_{dtype}"),
+                    rows_grid(outer, len),
+                    px,
+                    py,
+                    outer_i,
+                    len_i
+                )
+            } else {
+                let lanes = (outer * inner) as u64;
+                launch!(
+                    self,
+                    format!("softmax_lanes_{dtype}"),
+                    grid(lanes, ELEMENTWISE_THREADS),
+                    px,
+                    py,
+                    outer_i,
+                    len_i,
+                    inner_i
+                )
+            }
+        })?;
+        Ok(out)
+    }
+
+    fn layer_norm(
+        &self,
+        a: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Result<Tensor> {
+        let dtype = a.dtype();
+        let (out, py) = self.alloc(dtype, a.shape(), Fill::Overwritten)?;
+        if a.numel() == 0 {
+            return Ok(out);
+        }
+        let len = *a.shape().last().expect("rank >= 1");
+        let rows = a.numel() / len;
+        let (rows_i, len_i) = (rows as i64, len as i64);
+        let px = self.ptr(a);
+        let pw = weight.map_or(0, |w| self.ptr(w));
+        let pb = bias.map_or(0, |b| self.ptr(b));
+        let inputs: Vec<&Tensor> = [Some(a), weight, bias].into_iter().flatten().collect();
+        self.reading(&inputs, || {
+            launch!(
+                self,
+                format!("layer_norm_{dtype}"),
+                rows_grid(rows, len),
+                px,
+                pw,
+                pb,
+                py,
+                rows_i,
+                len_i,
+                eps
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn rms_norm(&self, a: &Tensor, weight: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+        let dtype = a.dtype();
+        let (out, py) = self.alloc(dtype, a.shape(), Fill::Overwritten)?;
+        if a.numel() == 0 {
+            return Ok(out);
+        }
+        let len = *a.shape().last().expect("rank >= 1");
+        let rows = a.numel() / len;
+        let (rows_i, len_i) = (rows as i64, len as i64);
+        let px = self.ptr(a);
+        let pw = weight.map_or(0, |w| self.ptr(w));
+        let inputs: Vec<&Tensor> = [Some(a), weight].into_iter().flatten().collect();
+        self.reading(&inputs, || {
+            launch!(
+                self,
+                format!("rms_norm_{dtype}"),
+                rows_grid(rows, len),
+                px,
+                pw,
+                py,
+                rows_i,
+                len_i,
+                eps
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn gather(&self, table: &Tensor, indices: &Tensor) -> Result<Tensor> {
+        let (rows, dim) = (table.shape()[0], table.shape()[1]);
+        let mut shape = indices.shape().to_vec();
+        shape.push(dim);
+        let (out, po) = self.alloc(table.dtype(), &shape, Fill::Overwritten)?;
+        let n = (indices.numel() * dim) as u64;
+        if n == 0 {
+            return Ok(out);
+        }
+        let (pt, pi) = (self.ptr(table), self.ptr(indices));
+        let (dim_i, rows_i) = (dim as i64, rows as i64);
+        let width = element_width(table.dtype());
+        let idx = indices.dtype();
+        self.reading(&[table, indices], || {
+            launch!(
+                self,
+                format!("gather_w{width}_{idx}"),
+                grid(n, ELEMENTWISE_THREADS),
+                pt,
+                pi,
+                po,
+                n,
+                dim_i,
+                rows_i
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn permute(&self, a: &Tensor, dims: &[usize]) -> Result<Tensor> {
+        let shape: Vec<usize> = dims.iter().map(|&d| a.shape()[d]).collect();
+        let (out, po) = self.alloc(a.dtype(), &shape, Fill::Overwritten)?;
+        let own = contiguous(a.shape());
+        let src_strides: Vec<i64> = dims.iter().map(|&d| own[d]).collect();
+        let pa = self.ptr(a);
+        self.reading(&[a], || {
+            self.strided_copy(
+                element_width(a.dtype()),
+                &shape,
+                (pa, src_strides, 0),
+                (po, contiguous(&shape), 0),
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn slice(&self, a: &Tensor, axis: usize, start: usize, end: usize) -> Result<Tensor> {
+        let mut shape = a.shape().to_vec();
+        shape[axis] = end - start;
+        let (out, po) = self.alloc(a.dtype(), &shape, Fill::Overwritten)?;
+        let own = contiguous(a.shape());
+        let base = start as i64 * own[axis];
+        let pa = self.ptr(a);
+        self.reading(&[a], || {
+            self.strided_copy(
+                element_width(a.dtype()),
+                &shape,
+                (pa, own.clone(), base),
+                (po, contiguous(&shape), 0),
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn concat(&self, parts: &[&Tensor], axis: usize) -> Result<Tensor> {
+        let dtype = parts[0].dtype();
+        let mut shape = parts[0].shape().to_vec();
+        shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
+        let (out, po) = self.alloc(dtype, &shape, Fill::Overwritten)?;
+        let out_strides = contiguous(&shape);
+        self.reading(parts, || {
+            let mut offset = 0i64;
+            for p in parts {
+                self.strided_copy(
+                    element_width(dtype),
+                    p.shape(),
+                    (self.ptr(p), contiguous(p.shape()), 0),
+                    (po, out_strides.clone(), offset * out_strides[axis]),
+                )?;
+                offset += p.shape()[axis] as i64;
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn reduce(&self, op: ReduceOp, a: &Tensor, axis: usize, keep_dim: bool) -> Result<Tensor> {
+        let dtype = a.dtype();
+        let (outer, len, inner) = around(a.shape(), axis);
+        let mut shape = a.shape().to_vec();
+        if keep_dim {
+            shape[axis] = 1;
+        } else {
+            shape.remove(axis);
+        }
+        let (out, py) = self.alloc(dtype, &shape, Fill::Overwritten)?;
+        if outer * inner == 0 {
+            return Ok(out);
+        }
+        let code: i32 = match op {
+            ReduceOp::Sum => 0,
+            ReduceOp::Mean => 1,
+            ReduceOp::Max => 2,
+        };
+        let px = self.ptr(a);
+        let (outer_i, len_i, inner_i) = (outer as i64, len as i64, inner as i64);
+        self.reading(&[a], || {
+            if inner == 1 {
+                launch!(
+                    self,
+                    format!("reduce_rows_{dtype}"),
+                    rows_grid(outer, len),
+                    px,
+                    py,
+                    outer_i,
+                    len_i,
+                    code
+                )
+            } else {
+                let lanes = (outer * inner) as u64;
+                launch!(
+                    self,
+                    format!("reduce_lanes_{dtype}"),
+                    grid(lanes, ELEMENTWISE_THREADS),
+                    px,
+                    py,
+                    outer_i,
+                    len_i,
+                    inner_i,
+                    code
+                )
+            }
+        })?;
+        Ok(out)
+    }
+
+    fn cast(&self, a: &Tensor, dtype: DType) -> Result<Tensor> {
+        let (out, py) = self.alloc(dtype, a.shape(), Fill::Overwritten)?;
+        let n = a.numel() as u64;
+        if n == 0 {
+            return Ok(out);
+        }
+        let px = self.ptr(a);
+        let from = a.dtype();
+        self.reading(&[a], || {
+            launch!(
+                self,
+                format!("cast_{from}_{dtype}"),
+                grid(n, ELEMENTWISE_THREADS),
+                px,
+                py,
+                n
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn argmax(&self, a: &Tensor, axis: usize) -> Result<Tensor> {
+        let dtype = a.dtype();
+        let (outer, len, inner) = around(a.shape(), axis);
+        let mut shape = a.shape().to_vec();
+        shape.remove(axis);
+        let (out, py) = self.alloc(DType::I64, &shape, Fill::Overwritten)?;
+        if outer * inner == 0 {
+            return Ok(out);
+        }
+        let px = self.ptr(a);
+        let (outer_i, len_i, inner_i) = (outer as i64, len as i64, inner as i64);
+        self.reading(&[a], || {
+            if inner == 1 {
+                launch!(
+                    self,
+                    format!("argmax_rows_{dtype}"),
+                    rows_grid(outer, len),
+                    px,
+                    py,
+                    outer_i,
+                    len_i
+                )
+            } else {
+                let lanes = (outer * inner) as u64;
+                launch!(
+                    self,
+                    format!("argmax_lanes_{dtype}"),
+                    grid(lanes, ELEMENTWISE_THREADS),
+                    px,
+                    py,
+                    outer_i,
+                    len_i,
+                    inner_i
+                )
+            }
+        })?;
+        Ok(out)
+    }
+
+    fn top_k(&self, a: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
+        let dtype = a.dtype();
+        let len = *a.shape().last().expect("rank >= 1");
+        let rows = a.numel().checked_div(len).unwrap_or(0);
+        let mut shape = a.shape().to_vec();
+        *shape.last_mut().expect("rank >= 1") = k;
+        let (values, pv) = self.alloc(dtype, &shape, Fill::Overwritten)?;
+        let (indices, pi) = self.alloc(DType::I64, &shape, Fill::Overwritten)?;
+        if rows * k == 0 {
+            return Ok((values, indices));
+        }
+        let px = self.ptr(a);
+        let (rows_i, len_i, k_i) = (rows as i64, len as i64, k as i64);
+        self.reading(&[a], || {
+            launch!(
+                self,
+                format!("top_k_{dtype}"),
+                rows_grid(rows, len),
+                px,
+                pv,
+                pi,
+                rows_i,
+                len_i,
+                k_i
+            )
+        })?;
+        Ok((values, indices))
+    }
+}

@@ -1,0 +1,465 @@
+//! The checked front of the tensor API: one method per WIT op.
+//!
+//! Every method validates its arguments here, once for all backends, and
+//! returns a [`TensorError`] naming what is wrong; only then does it call the
+//! backend, which can assume well-formed arguments.
+//!
+//! Dtype rules: matmul, the activations, scale, softmax, the norms and mean
+//! take float tensors only (`DTypeMismatch` otherwise); operands of one op
+//! share a dtype; add/sub/mul/div, sum, max, argmax, top-k, gather (table),
+//! cast and data movement take every dtype; gather indices are integers.
+//! Results keep the input dtype (argmax and top-k indices are i64).
+
+use std::sync::Arc;
+
+use crate::cpu::CpuBackend;
+use crate::shape::{broadcast, checked_bytes, infer_reshape, normalize_axis, plan_matmul};
+use crate::{
+    Backend, BinaryOp, DType, MemoryAccount, ReduceOp, Result, Tensor, TensorError, UnaryOp,
+};
+
+/// A worker's view of one device: a backend plus argument checking.
+#[derive(Clone)]
+pub struct Device {
+    backend: Arc<dyn Backend>,
+}
+
+fn need_float(op: &str, t: &Tensor) -> Result<()> {
+    if t.dtype().is_float() {
+        Ok(())
+    } else {
+        Err(TensorError::DTypeMismatch(format!(
+            "{op} needs a float tensor (f32, f16 or bf16), got {}; cast it first",
+            t.dtype()
+        )))
+    }
+}
+
+fn same_dtype(op: &str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.dtype() == b.dtype() {
+        Ok(())
+    } else {
+        Err(TensorError::DTypeMismatch(format!(
+            "{op} operands have dtypes {} and {}; cast one so they match",
+            a.dtype(),
+            b.dtype()
+        )))
+    }
+}
+
+fn size_of(dtype: DType, shape: &[usize]) -> Result<usize> {
+    checked_bytes(dtype, shape).ok_or_else(|| {
+        TensorError::InvalidArgument(format!(
+            "a {dtype} tensor of shape {shape:?} has more bytes than this machine can address"
+        ))
+    })
+}
+
+fn check_len(dtype: DType, shape: &[usize], len: usize) -> Result<()> {
+    let want = size_of(dtype, shape)?;
+    if want == len {
+        Ok(())
+    } else {
+        Err(TensorError::ShapeMismatch(format!(
+            "shape {shape:?} of {dtype} needs {want} bytes ({} elements of {} bytes), got {len}; pass exactly product(shape) * size(dtype) bytes",
+            want / dtype.size(),
+            dtype.size()
+        )))
+    }
+}
+
+/// Norm epsilons must keep `sqrt(var + eps)` positive and finite.
+fn check_eps(op: &str, eps: f32) -> Result<()> {
+    if eps.is_finite() && eps >= 0.0 {
+        Ok(())
+    } else {
+        Err(TensorError::InvalidArgument(format!(
+            "{op}: eps is {eps}, it must be finite and >= 0 (typically 1e-5 or 1e-6)"
+        )))
+    }
+}
+
+impl Device {
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self { backend }
+    }
+
+    /// A CPU device whose allocations are charged to `account`.
+    pub fn cpu(account: Arc<MemoryAccount>) -> Self {
+        Self::new(Arc::new(CpuBackend::new(account)))
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The backend's name ("cpu", "cuda:0").
+    pub fn name(&self) -> &str {
+        self.backend.name()
+    }
+
+    /// The account this device's allocations are charged to.
+    pub fn account(&self) -> &Arc<MemoryAccount> {
+        self.backend.account()
+    }
+
+    /// True if `t` can be an operand of this device's ops.
+    pub fn holds(&self, t: &Tensor) -> bool {
+        self.backend.owns(t)
+    }
+
+    fn owned(&self, t: &Tensor) -> Result<()> {
+        if self.backend.owns(t) {
+            Ok(())
+        } else {
+            Err(TensorError::InvalidArgument(format!(
+                "the tensor is not on device {}; move it with to-device",
+                self.backend.name()
+            )))
+        }
+    }
+
+    /// Upload row-major little-endian bytes.
+    pub fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
+        check_len(dtype, shape, bytes.len())?;
+        self.backend.upload(dtype, shape, bytes)
+    }
+
+    /// Upload f32 values.
+    pub fn upload_f32(&self, shape: &[usize], values: &[f32]) -> Result<Tensor> {
+        self.upload(DType::F32, shape, bytemuck::cast_slice(values))
+    }
+
+    /// Upload i64 values.
+    pub fn upload_i64(&self, shape: &[usize], values: &[i64]) -> Result<Tensor> {
+        self.upload(DType::I64, shape, bytemuck::cast_slice(values))
+    }
+
+    pub fn zeros(&self, dtype: DType, shape: &[usize]) -> Result<Tensor> {
+        size_of(dtype, shape)?;
+        self.backend.zeros(dtype, shape)
+    }
+
+    pub fn download(&self, t: &Tensor) -> Result<Vec<u8>> {
+        self.owned(t)?;
+        self.backend.download(t)
+    }
+
+    /// Read back as f32 values (any dtype, converted).
+    pub fn to_f32_vec(&self, t: &Tensor) -> Result<Vec<f32>> {
+        let bytes = self.download(t)?;
+        Ok(crate::cpu::bytes_to_f32(t.dtype(), &bytes))
+    }
+
+    /// Read back as i64 values (integer dtypes only).
+    pub fn to_i64_vec(&self, t: &Tensor) -> Result<Vec<i64>> {
+        if !t.dtype().is_int() {
+            return Err(TensorError::DTypeMismatch(format!(
+                "to-i64 reads integer tensors, this one is {}; use to-f32 or cast first",
+                t.dtype()
+            )));
+        }
+        let bytes = self.download(t)?;
+        Ok(crate::cpu::bytes_to_i64(t.dtype(), &bytes))
+    }
+
+    pub fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        need_float("matmul", a)?;
+        same_dtype("matmul", a, b)?;
+        self.owned(a)?;
+        self.owned(b)?;
+        let plan = plan_matmul(a.shape(), b.shape())?;
+        let lhs = a.with_shape(plan.lhs.clone());
+        let rhs = b.with_shape(plan.rhs.clone());
+        let out = self.backend.matmul(&lhs, &rhs, &plan.batch)?;
+        Ok(out.with_shape(plan.out))
+    }
+
+    pub fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        same_dtype(&format!("{op:?}").to_lowercase(), a, b)?;
+        self.owned(a)?;
+        self.owned(b)?;
+        let out = broadcast(a.shape(), b.shape())?;
+        self.backend.binary(op, a, b, &out)
+    }
+
+    pub fn unary(&self, op: UnaryOp, a: &Tensor) -> Result<Tensor> {
+        need_float(&format!("{op:?}").to_lowercase(), a)?;
+        self.owned(a)?;
+        self.backend.unary(op, a)
+    }
+
+    pub fn scale(&self, a: &Tensor, factor: f32, offset: f32) -> Result<Tensor> {
+        need_float("scale", a)?;
+        self.owned(a)?;
+        self.backend.scale(a, factor, offset)
+    }
+
+    pub fn softmax(&self, a: &Tensor, axis: i32) -> Result<Tensor> {
+        need_float("softmax", a)?;
+        self.owned(a)?;
+        let axis = normalize_axis(axis, a.rank())?;
+        self.backend.softmax(a, axis)
+    }
+
+    fn norm_weight(&self, op: &str, a: &Tensor, w: Option<&Tensor>, what: &str) -> Result<()> {
+        let Some(w) = w else { return Ok(()) };
+        self.owned(w)?;
+        same_dtype(op, a, w)?;
+        let last = *a.shape().last().unwrap_or(&1);
+        if w.shape() != [last] {
+            return Err(TensorError::ShapeMismatch(format!(
+                "{op}: {what} has shape {:?} but must be [{last}] (the size of the input's last axis)",
+                w.shape()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn layer_norm(
+        &self,
+        a: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Result<Tensor> {
+        need_float("layer-norm", a)?;
+        self.owned(a)?;
+        if a.rank() == 0 {
+            return Err(TensorError::ShapeMismatch(
+                "layer-norm needs a tensor of rank >= 1".into(),
+            ));
+        }
+        check_eps("layer-norm", eps)?;
+        self.norm_weight("layer-norm", a, weight, "weight")?;
+        self.norm_weight("layer-norm", a, bias, "bias")?;
+        self.backend.layer_norm(a, weight, bias, eps)
+    }
+
+    pub fn rms_norm(&self, a: &Tensor, weight: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+        need_float("rms-norm", a)?;
+        self.owned(a)?;
+        if a.rank() == 0 {
+            return Err(TensorError::ShapeMismatch(
+                "rms-norm needs a tensor of rank >= 1".into(),
+            ));
+        }
+        check_eps("rms-norm", eps)?;
+        self.norm_weight("rms-norm", a, weight, "weight")?;
+        self.backend.rms_norm(a, weight, eps)
+    }
+
+    pub fn gather(&self, table: &Tensor, indices: &Tensor) -> Result<Tensor> {
+        self.owned(table)?;
+        self.owned(indices)?;
+        if table.rank() != 2 {
+            return Err(TensorError::ShapeMismatch(format!(
+                "gather needs a table of shape [rows, dim], got {:?}",
+                table.shape()
+            )));
+        }
+        if !indices.dtype().is_int() {
+            return Err(TensorError::DTypeMismatch(format!(
+                "gather indices must be i32, i64 or u8, got {}; cast them first",
+                indices.dtype()
+            )));
+        }
+        let rows = table.shape()[0] as i64;
+        let idx = self.to_i64_vec(indices)?;
+        if let Some((at, bad)) = idx.iter().enumerate().find(|&(_, &i)| i < 0 || i >= rows) {
+            return Err(TensorError::InvalidArgument(format!(
+                "gather index {bad} (element {at} of indices {:?}) is outside the table {:?}: indices must be in 0..{rows}",
+                indices.shape(),
+                table.shape()
+            )));
+        }
+        self.backend.gather(table, indices)
+    }
+
+    /// Same storage, new shape (metadata only).
+    pub fn reshape(&self, a: &Tensor, shape: &[i64]) -> Result<Tensor> {
+        self.owned(a)?;
+        let to = infer_reshape(a.shape(), shape)?;
+        Ok(a.with_shape(to))
+    }
+
+    pub fn permute(&self, a: &Tensor, dims: &[usize]) -> Result<Tensor> {
+        self.owned(a)?;
+        let mut seen = vec![false; a.rank()];
+        let valid = dims.len() == a.rank()
+            && dims
+                .iter()
+                .all(|&d| d < a.rank() && !std::mem::replace(&mut seen[d], true));
+        if !valid {
+            return Err(TensorError::InvalidArgument(format!(
+                "permute {dims:?} is not a permutation of the {} axes of {:?}: list each of 0..{} exactly once",
+                a.rank(),
+                a.shape(),
+                a.rank()
+            )));
+        }
+        if dims.iter().enumerate().all(|(i, &d)| i == d) {
+            return Ok(a.clone());
+        }
+        self.backend.permute(a, dims)
+    }
+
+    /// Swap two axes (a permute).
+    pub fn transpose(&self, a: &Tensor, axis0: i32, axis1: i32) -> Result<Tensor> {
+        self.owned(a)?;
+        let x = normalize_axis(axis0, a.rank())?;
+        let y = normalize_axis(axis1, a.rank())?;
+        let mut dims: Vec<usize> = (0..a.rank()).collect();
+        dims.swap(x, y);
+        self.permute(a, &dims)
+    }
+
+    pub fn slice(&self, a: &Tensor, axis: i32, start: usize, end: usize) -> Result<Tensor> {
+        self.owned(a)?;
+        let ax = normalize_axis(axis, a.rank())?;
+        let len = a.shape()[ax];
+        if start > end || end > len {
+            return Err(TensorError::InvalidArgument(format!(
+                "slice {start}..{end} of axis {axis} (length {len}) of {:?}: need start <= end <= {len}",
+                a.shape()
+            )));
+        }
+        self.backend.slice(a, ax, start, end)
+    }
+
+    pub fn concat(&self, parts: &[&Tensor], axis: i32) -> Result<Tensor> {
+        let Some(first) = parts.first() else {
+            return Err(TensorError::InvalidArgument(
+                "concat needs at least one tensor".into(),
+            ));
+        };
+        let ax = normalize_axis(axis, first.rank())?;
+        for (i, p) in parts.iter().enumerate() {
+            self.owned(p)?;
+            if p.dtype() != first.dtype() {
+                return Err(TensorError::DTypeMismatch(format!(
+                    "concat: tensor {i} is {} but tensor 0 is {}; cast them to one dtype",
+                    p.dtype(),
+                    first.dtype()
+                )));
+            }
+            let compatible = p.rank() == first.rank()
+                && p.shape()
+                    .iter()
+                    .zip(first.shape())
+                    .enumerate()
+                    .all(|(i, (x, y))| i == ax || x == y);
+            if !compatible {
+                return Err(TensorError::ShapeMismatch(format!(
+                    "concat along axis {axis}: tensor {i} has shape {:?} but tensor 0 has {:?}; they may differ only along axis {axis}",
+                    p.shape(),
+                    first.shape()
+                )));
+            }
+        }
+        self.backend.concat(parts, ax)
+    }
+
+    pub fn reduce(&self, op: ReduceOp, a: &Tensor, axis: i32, keep_dim: bool) -> Result<Tensor> {
+        self.owned(a)?;
+        if op == ReduceOp::Mean {
+            need_float("mean", a)?;
+        }
+        let ax = normalize_axis(axis, a.rank())?;
+        if op != ReduceOp::Sum && a.shape()[ax] == 0 {
+            return Err(TensorError::InvalidArgument(format!(
+                "{} along axis {axis} of {:?}: the axis is empty, so there is no value to return",
+                format!("{op:?}").to_lowercase(),
+                a.shape()
+            )));
+        }
+        self.backend.reduce(op, a, ax, keep_dim)
+    }
+
+    pub fn cast(&self, a: &Tensor, dtype: DType) -> Result<Tensor> {
+        self.owned(a)?;
+        if a.dtype() == dtype {
+            return Ok(a.clone());
+        }
+        self.backend.cast(a, dtype)
+    }
+
+    pub fn argmax(&self, a: &Tensor, axis: i32) -> Result<Tensor> {
+        self.owned(a)?;
+        let ax = normalize_axis(axis, a.rank())?;
+        if a.shape()[ax] == 0 {
+            return Err(TensorError::InvalidArgument(format!(
+                "argmax along an empty axis of {:?}",
+                a.shape()
+            )));
+        }
+        self.backend.argmax(a, ax)
+    }
+
+    pub fn top_k(&self, a: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
+        self.owned(a)?;
+        let Some(&last) = a.shape().last() else {
+            return Err(TensorError::ShapeMismatch(
+                "top-k needs a tensor of rank >= 1".into(),
+            ));
+        };
+        if k > last {
+            return Err(TensorError::InvalidArgument(format!(
+                "top-k with k = {k} but the last axis of {:?} has only {last} elements",
+                a.shape()
+            )));
+        }
+        self.backend.top_k(a, k)
+    }
+
+    /// Copy `t` (held by `from`) onto this device: download, then upload,
+    /// charged to this device's account.
+    pub fn copy_from(&self, t: &Tensor, from: &Device) -> Result<Tensor> {
+        let bytes = from.download(t)?;
+        self.backend.upload(t.dtype(), t.shape(), &bytes)
+    }
+
+    pub fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+
+    pub fn sub(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Sub, a, b)
+    }
+
+    pub fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+
+    pub fn div(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Div, a, b)
+    }
+
+    pub fn sum(&self, a: &Tensor, axis: i32, keep_dim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Sum, a, axis, keep_dim)
+    }
+
+    pub fn mean(&self, a: &Tensor, axis: i32, keep_dim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Mean, a, axis, keep_dim)
+    }
+
+    pub fn max(&self, a: &Tensor, axis: i32, keep_dim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Max, a, axis, keep_dim)
+    }
+
+    pub fn relu(&self, a: &Tensor) -> Result<Tensor> {
+        self.unary(UnaryOp::Relu, a)
+    }
+
+    pub fn gelu(&self, a: &Tensor) -> Result<Tensor> {
+        self.unary(UnaryOp::Gelu, a)
+    }
+
+    pub fn silu(&self, a: &Tensor) -> Result<Tensor> {
+        self.unary(UnaryOp::Silu, a)
+    }
+
+    pub fn tanh(&self, a: &Tensor) -> Result<Tensor> {
+        self.unary(UnaryOp::Tanh, a)
+    }
+}

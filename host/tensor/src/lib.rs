@@ -1,0 +1,26 @@
+//! Tensors for wasmpod guests, independent of wasmtime.
+//!
+//! [`Device`] is the front every caller uses: it validates arguments (shapes,
+//! dtypes, axes) once, for every backend, then hands the checked op to a
+//! [`Backend`] that only computes. [`MemoryAccount`] meters each worker's
+//! allocations against its quota. [`cpu::CpuBackend`] is always available.
+
+pub mod backend;
+pub mod cpu;
+pub mod cuda;
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod memory;
+pub mod shape;
+pub mod tensor;
+
+pub use backend::{Backend, BinaryOp, ReduceOp, UnaryOp};
+pub use device::Device;
+pub use dtype::DType;
+pub use error::TensorError;
+pub use memory::{MemoryAccount, Reservation};
+pub use tensor::{Storage, Tensor};
+
+/// Result of a tensor op.
+pub type Result<T> = std::result::Result<T, TensorError>;

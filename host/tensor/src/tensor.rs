@@ -1,0 +1,76 @@
+//! The backend-agnostic tensor handle.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::DType;
+
+/// A backend's buffer. Each backend downcasts to its own type through
+/// [`Storage::as_any`]; buffers are immutable once built.
+pub trait Storage: Send + Sync + 'static {
+    fn as_any(&self) -> &dyn Any;
+    /// Size of the buffer in bytes.
+    fn len_bytes(&self) -> usize;
+}
+
+/// An immutable, contiguous, row-major tensor. Cloning is cheap (the storage
+/// is shared); reshapes share storage too.
+#[derive(Clone)]
+pub struct Tensor {
+    dtype: DType,
+    shape: Vec<usize>,
+    storage: Arc<dyn Storage>,
+}
+
+impl Tensor {
+    /// Wrap a backend buffer. `storage.len_bytes()` must equal
+    /// `numel(shape) * dtype.size()`.
+    pub fn new(dtype: DType, shape: Vec<usize>, storage: Arc<dyn Storage>) -> Self {
+        debug_assert_eq!(
+            storage.len_bytes(),
+            shape.iter().product::<usize>() * dtype.size()
+        );
+        Self {
+            dtype,
+            shape,
+            storage,
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// Same storage, another shape with the same element count (checked by
+    /// the caller, [`crate::Device::reshape`]).
+    pub fn with_shape(&self, shape: Vec<usize>) -> Self {
+        Self {
+            dtype: self.dtype,
+            shape,
+            storage: Arc::clone(&self.storage),
+        }
+    }
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({}, {:?})", self.dtype, self.shape)
+    }
+}

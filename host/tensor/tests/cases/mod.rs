@@ -1,0 +1,9 @@
+//! The conformance cases, one module per op family.
+
+pub mod elementwise;
+pub mod io;
+pub mod layout;
+pub mod matmul;
+pub mod memory;
+pub mod norms;
+pub mod reduce;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests, and end-to-end tests
+# that build the example components and drive the real `wasmpod` binary.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy (host)"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo clippy (guests, wasm32-wasip2)"
+cargo clippy --target wasm32-wasip2 --exclude wasmpod --exclude wasmpod-tensor --workspace -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --exclude example-echo --exclude example-stream \
+  --exclude example-sleep --exclude example-fail --exclude example-mlp --exclude example-gpu-bench 2>&1 | tee target/test-output.txt
+grep -q "test result: ok" target/test-output.txt || { echo "no tests ran"; exit 1; }
