@@ -13,7 +13,7 @@ use super::ApiState;
 use super::auth::Caller;
 use super::body::read_json;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use crate::serve::WorkerCounts;
+use crate::serve::{WorkerCounts, WorkerDetail};
 use crate::store::{EndpointConfig, EndpointRecord, HandlerRecord, JobCounts, JobStatus, now_ms};
 
 /// A handler version with the endpoints that use it.
@@ -49,6 +49,8 @@ pub struct EndpointView {
     /// Base of its RunPod-compatible job API.
     pub url: String,
     pub workers: WorkerCounts,
+    /// Every worker with its state and slice.
+    pub worker_details: Vec<WorkerDetail>,
     pub jobs: JobCounts,
     /// Why workers last failed to start, if they did.
     pub last_error: Option<String>,
@@ -77,6 +79,7 @@ async fn endpoint_view(state: &ApiState, e: EndpointRecord) -> ApiResult<Endpoin
     Ok(EndpointView {
         url: format!("/v2/{}", e.id),
         workers: state.app.worker_counts(&e.id),
+        worker_details: state.app.worker_details(&e.id),
         last_error: state.app.last_worker_error(&e.id),
         jobs,
         id: e.id,

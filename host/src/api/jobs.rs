@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
@@ -18,7 +18,7 @@ use super::auth::Caller;
 use super::body::{parse_json, read_limited};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::view::{JobStatusBody, id_status, job_status, job_status_body};
-use crate::serve::WorkerCounts;
+use crate::serve::{WorkerCounts, WorkerDetail};
 use crate::store::{CancelOutcome, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome};
 
 /// A job submission.
@@ -76,11 +76,19 @@ pub struct PurgeBody {
     pub status: String,
 }
 
-/// Answer of /health.
+/// Answer of /health: RunPod's `jobs` and `workers`, plus each worker's
+/// state and slice and the queue's delay.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HealthBody {
     pub jobs: JobCounts,
     pub workers: WorkerCounts,
+    /// Every worker: state (initializing, idle, running, throttled,
+    /// outdated, unhealthy), slice, jobs running, and why it is unhealthy
+    /// or throttled.
+    pub worker_details: Vec<WorkerDetail>,
+    /// Milliseconds the oldest queued job has waited (0 with an empty queue).
+    pub queue_delay_ms: i64,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -419,9 +427,19 @@ pub async fn health(
     State(state): State<ApiState>,
     caller: Caller,
     Path(endpoint): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HealthBody>> {
     authorize(&state, &caller, &endpoint)?;
     let jobs = state.app.store.job_counts(&endpoint).await?;
-    let workers = state.app.worker_counts(&endpoint);
-    Ok(Json(json!({ "jobs": jobs, "workers": workers })))
+    let queue_delay_ms = state
+        .app
+        .store
+        .oldest_queued_ms(&endpoint, crate::store::now_ms())
+        .await?
+        .unwrap_or(0);
+    Ok(Json(HealthBody {
+        jobs,
+        workers: state.app.worker_counts(&endpoint),
+        worker_details: state.app.worker_details(&endpoint),
+        queue_delay_ms,
+    }))
 }

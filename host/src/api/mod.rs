@@ -1,14 +1,17 @@
 //! The HTTP API of `wasmpod serve` (axum): the RunPod-compatible v2 job API
 //! of every endpoint ([`jobs`]), the v1 admin API ([`admin`], [`models`],
-//! [`keys`]), API-key auth ([`auth`]) and the OpenAPI document at
+//! [`keys`], [`fleet`]: inventory and usage), Prometheus metrics
+//! ([`metrics`]), API-key auth ([`auth`]) and the OpenAPI document at
 //! `/openapi.json`. Every error is a JSON `{"error": ...}` ([`error`]).
 
 pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod fleet;
 pub mod jobs;
 pub mod keys;
+pub mod metrics;
 pub mod models;
 pub mod view;
 
@@ -46,6 +49,7 @@ pub struct ApiState {
         admin::delete_endpoint,
         models::upload_file, models::list_models, models::get_model, models::delete_model,
         keys::create_key, keys::list_keys, keys::revoke_key,
+        fleet::inventory, fleet::usage, metrics::metrics,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -54,6 +58,7 @@ pub struct ApiState {
         (name = "endpoints", description = "Endpoints and their settings"),
         (name = "models", description = "The content-addressed model store"),
         (name = "keys", description = "API keys"),
+        (name = "fleet", description = "Devices, slices, executors, metering and metrics"),
     )
 )]
 pub struct ApiDoc;
@@ -138,11 +143,14 @@ pub fn router(app: App) -> Router {
         )
         .route("/models/{model}/files/{*path}", put(models::upload_file))
         .route("/keys", post(keys::create_key).get(keys::list_keys))
-        .route("/keys/{key_id}", axum::routing::delete(keys::revoke_key));
+        .route("/keys/{key_id}", axum::routing::delete(keys::revoke_key))
+        .route("/inventory", get(fleet::inventory))
+        .route("/usage", get(fleet::usage));
     Router::new()
         .nest("/v2", v2)
         .nest("/v1", v1)
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics::metrics))
         .route("/ping", get(|| async { "pong" }))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

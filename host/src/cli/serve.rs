@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -41,6 +41,16 @@ pub struct ServeArgs {
     /// Largest model file upload.
     #[arg(long, default_value = "64GiB", value_parser = super::parse_size)]
     pub max_model_file_size: u64,
+    /// A simulated device inventory (TOML: `[[gpu]] name, memory_gib,
+    /// count, mig = [...]`) whose slices compute on the CPU; default: the
+    /// GPUs NVML finds (the CPU is always there).
+    #[arg(long, env = "WASMPOD_INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    /// Serve /metrics without an API key (for a scraper on a private
+    /// network); by default it needs an admin key, since it names every
+    /// endpoint and shows its load and usage.
+    #[arg(long)]
+    pub metrics_public: bool,
 }
 
 pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +69,8 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.webhook_backoff = args.webhook_backoff;
     config.max_handler_bytes = args.max_handler_size;
     config.max_model_file_bytes = args.max_model_file_size;
+    config.inventory = args.inventory;
+    config.metrics_public = args.metrics_public;
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty());

@@ -116,8 +116,8 @@ impl ExecutorProcess {
                 }
             }
             // stdout closed: the process is gone. Fail everything waiting.
-            alive.store(false, Ordering::SeqCst);
             let mut r = routes.lock().expect("routes lock");
+            alive.store(false, Ordering::SeqCst);
             for (_, w) in r.workers.drain() {
                 let _ = w.send(Err(format!("the executor for slice {} died", slice.id)));
             }
@@ -174,18 +174,29 @@ impl ExecutorProcess {
         spec: WorkerSpec,
     ) -> Result<f64, ExecutorError> {
         let (tx, rx) = oneshot::channel();
-        self.routes
-            .lock()
-            .expect("routes lock")
-            .workers
-            .insert(worker.to_string(), tx);
-        self.send(&Request::StartWorker {
-            worker: worker.to_string(),
-            wasm_path: wasm_path.to_path_buf(),
-            digest: digest.to_string(),
-            spec,
-        })
-        .await?;
+        {
+            let mut routes = self.routes.lock().expect("routes lock");
+            if !self.is_alive() {
+                return Err(ExecutorError::Died(self.slice.id.clone()));
+            }
+            routes.workers.insert(worker.to_string(), tx);
+        }
+        let sent = self
+            .send(&Request::StartWorker {
+                worker: worker.to_string(),
+                wasm_path: wasm_path.to_path_buf(),
+                digest: digest.to_string(),
+                spec,
+            })
+            .await;
+        if let Err(e) = sent {
+            self.routes
+                .lock()
+                .expect("routes lock")
+                .workers
+                .remove(worker);
+            return Err(e);
+        }
         match rx.await {
             Ok(Ok(ms)) => Ok(ms),
             Ok(Err(e)) => Err(ExecutorError::WorkerFailed(e)),
@@ -204,18 +215,30 @@ impl ExecutorProcess {
         sink: Arc<dyn JobSink>,
     ) -> Result<JobReply, ExecutorError> {
         let (tx, rx) = oneshot::channel();
-        self.routes
-            .lock()
-            .expect("routes lock")
-            .jobs
-            .insert(job.to_string(), PendingJob { sink, done: tx });
-        self.send(&Request::RunJob {
-            worker: worker.to_string(),
-            job: job.to_string(),
-            input: input.to_string(),
-            timeout_ms: timeout.as_millis() as u64,
-        })
-        .await?;
+        {
+            // Checked under the routes lock: once the reader has drained the
+            // routes of a dead process, nothing inserted later would ever be
+            // answered (and its sink never dropped).
+            let mut routes = self.routes.lock().expect("routes lock");
+            if !self.is_alive() {
+                return Err(ExecutorError::Died(self.slice.id.clone()));
+            }
+            routes
+                .jobs
+                .insert(job.to_string(), PendingJob { sink, done: tx });
+        }
+        let sent = self
+            .send(&Request::RunJob {
+                worker: worker.to_string(),
+                job: job.to_string(),
+                input: input.to_string(),
+                timeout_ms: timeout.as_millis() as u64,
+            })
+            .await;
+        if let Err(e) = sent {
+            self.routes.lock().expect("routes lock").jobs.remove(job);
+            return Err(e);
+        }
         rx.await
             .map_err(|_| ExecutorError::Died(self.slice.id.clone()))
     }

@@ -141,9 +141,15 @@ pub async fn serve(
             }
         }
     }
+    // stdin closed: the host is gone or stopped us. Cancel what still runs
+    // rather than finish work nobody will read, and exit soon either way
+    // (a GPU process lingering would hold the slice's memory).
+    for cancel in exec.running.lock().expect("running lock").values() {
+        cancel.cancel();
+    }
     drop(exec);
     drop(tx);
-    let _ = writer.await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     Ok(())
 }
 

@@ -56,6 +56,10 @@ pub struct ScalePlan {
 }
 
 /// Decide how to move the pool toward what `queued` waiting jobs need.
+///
+/// Throttled workers are wanted workers still waiting for a slice: they
+/// count toward the target (so a pool that cannot be placed does not grow
+/// without bound) and are the first to go when fewer are wanted.
 pub fn plan(policy: &ScalePolicy, workers: &[WorkerView], queued: usize) -> ScalePlan {
     let per_worker = policy.concurrency.max(1) as usize;
     let max = policy.max_workers.max(policy.min_workers) as usize;
@@ -72,12 +76,7 @@ pub fn plan(policy: &ScalePolicy, workers: &[WorkerView], queued: usize) -> Scal
     }
     let current: Vec<&WorkerView> = workers
         .iter()
-        .filter(|w| {
-            !matches!(
-                w.state,
-                WorkerState::Outdated | WorkerState::Unhealthy | WorkerState::Throttled
-            )
-        })
+        .filter(|w| !matches!(w.state, WorkerState::Outdated | WorkerState::Unhealthy))
         .collect();
     let running: usize = current.iter().map(|w| w.busy as usize).sum();
     let needed = (queued + running).div_ceil(per_worker);
@@ -91,6 +90,15 @@ pub fn plan(policy: &ScalePolicy, workers: &[WorkerView], queued: usize) -> Scal
     let start = target.saturating_sub(current.len()).min(room) as u32;
 
     if current.len() > target {
+        let mut surplus = current.len() - target;
+        // Throttled first: they hold nothing and serve nobody yet.
+        for w in current.iter().filter(|w| w.state == WorkerState::Throttled) {
+            if surplus == 0 {
+                break;
+            }
+            stop.push(w.id.clone());
+            surplus -= 1;
+        }
         let mut idle: Vec<&&WorkerView> = current
             .iter()
             .filter(|w| {
@@ -98,11 +106,7 @@ pub fn plan(policy: &ScalePolicy, workers: &[WorkerView], queued: usize) -> Scal
             })
             .collect();
         idle.sort_by_key(|w| std::cmp::Reverse(w.idle_for));
-        stop.extend(
-            idle.into_iter()
-                .take(current.len() - target)
-                .map(|w| w.id.clone()),
-        );
+        stop.extend(idle.into_iter().take(surplus).map(|w| w.id.clone()));
     }
     ScalePlan { start, stop }
 }
@@ -176,6 +180,20 @@ mod tests {
         assert_eq!(p.stop, vec!["old2".to_string()]);
         // One slot is held by the draining worker; one new-version worker starts.
         assert_eq!(p.start, 1);
+    }
+
+    #[test]
+    fn throttled_workers_count_as_wanted_and_go_first() {
+        let ws = [
+            w("a", WorkerState::Running, 1, 0),
+            w("t1", WorkerState::Throttled, 0, 0),
+            w("t2", WorkerState::Throttled, 0, 0),
+        ];
+        // Three wanted, three there (two waiting for slices): start none.
+        assert_eq!(plan(&policy(0, 4), &ws, 2).start, 0);
+        // The queue drained: the throttled ones go, not the busy one.
+        let p = plan(&policy(0, 4), &ws, 0);
+        assert_eq!(p.stop, vec!["t1".to_string(), "t2".to_string()]);
     }
 
     #[test]

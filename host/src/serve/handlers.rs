@@ -55,7 +55,8 @@ impl HandlerRepo {
         self.max_bytes
     }
 
-    fn path_of(&self, digest: &str) -> PathBuf {
+    /// Where the component `digest` is kept (executors load it from there).
+    pub fn path_of(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("{digest}.wasm"))
     }
 

@@ -7,8 +7,10 @@ pub mod events;
 pub mod handlers;
 pub mod housekeeping;
 pub mod keys;
+pub mod meter;
 pub mod models;
 pub mod pool;
+pub mod slices;
 pub mod upload;
 pub mod webhook;
 pub mod worker;
@@ -19,6 +21,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::gpu::Inventory;
+use crate::gpu::inventory::InventoryError;
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
 use crate::store::{
     CancelOutcome, EndpointRecord, NewJob, RetryOutcome, Store, StoreError, now_ms,
@@ -26,10 +30,10 @@ use crate::store::{
 pub use events::JobEvents;
 pub use handlers::{HandlerError, HandlerRepo};
 pub use keys::Bootstrap;
+pub use meter::Meter;
 pub use models::{ModelRepo, ModelRepoError};
-pub use pool::{
-    Pools, QueueDepthPolicy, Retention, ScaleDecision, ScalePolicy, WorkerContext, WorkerCounts,
-};
+pub use pool::{Pools, Retention, WorkerContext, WorkerCounts, WorkerDetail};
+pub use slices::{InventoryView, Slices};
 
 /// Settings of a serving host.
 #[derive(Debug, Clone)]
@@ -59,6 +63,12 @@ pub struct ServeConfig {
     pub poll: Duration,
     /// The admin key from the environment (WASMPOD_ADMIN_KEY), if set.
     pub admin_key: Option<String>,
+    /// A simulated inventory (TOML) instead of NVML's.
+    pub inventory: Option<PathBuf>,
+    /// The `wasmpod` binary executors run from; default: this process's.
+    pub executor_exe: Option<PathBuf>,
+    /// Serve `/metrics` without an API key.
+    pub metrics_public: bool,
 }
 
 impl ServeConfig {
@@ -83,6 +93,9 @@ impl ServeConfig {
             default_ttl: Duration::from_secs(24 * 3600),
             poll: Duration::from_millis(500),
             admin_key: None,
+            inventory: None,
+            executor_exe: None,
+            metrics_public: false,
         }
     }
 }
@@ -94,6 +107,10 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error("finding the wasmpod binary to run executors from: {0}")]
+    Executable(std::io::Error),
     #[error("preparing {path}: {source}")]
     Io {
         path: PathBuf,
@@ -167,6 +184,21 @@ impl App {
             );
         }
         let bootstrap = keys::bootstrap(&store, config.admin_key.as_deref()).await?;
+        let inventory = Inventory::discover(config.inventory.as_deref())?;
+        if let Some(note) = &inventory.note {
+            tracing::info!("device inventory: {note}");
+        }
+        let exe = match &config.executor_exe {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(ServeError::Executable)?,
+        };
+        let meter = Arc::new(Meter::default());
+        let slices = Arc::new(Slices::new(
+            inventory,
+            exe,
+            config.home.join("cache"),
+            Arc::clone(&meter),
+        ));
         let ctx = Arc::new(WorkerContext {
             store: store.clone(),
             handlers: Arc::clone(&handlers),
@@ -177,8 +209,10 @@ impl App {
             retention: config.retention,
             model_tree: models.tree_dir(),
             poll: config.poll,
+            slices: Arc::clone(&slices),
+            meter: Arc::clone(&meter),
         });
-        let pools = Pools::new(Arc::clone(&ctx), Arc::new(QueueDepthPolicy));
+        let pools = Pools::new(Arc::clone(&ctx));
         let app = App {
             inner: Arc::new(AppInner {
                 config,
@@ -197,6 +231,12 @@ impl App {
         }
         tokio::spawn(housekeeping::run(app.clone(), Arc::clone(&app.shutdown)));
         tokio::spawn(webhook::run(app.clone(), Arc::clone(&app.shutdown)));
+        tokio::spawn(meter::run(
+            meter,
+            slices,
+            app.store.clone(),
+            Arc::clone(&app.shutdown),
+        ));
         Ok((app, bootstrap))
     }
 
@@ -208,6 +248,10 @@ impl App {
     pub async fn shutdown(&self) {
         self.shutdown.notify_waiters();
         self.pools.stop_all().await;
+        // Workers released their slices: meter their last seconds.
+        self.ctx().slices.accrue();
+        self.ctx().meter.flush(&self.store).await;
+        self.ctx().slices.stop_all();
     }
 
     /// Queue a job and wake the endpoint's workers.
@@ -283,6 +327,13 @@ impl App {
         self.pools
             .shared(endpoint_id)
             .map(|s| s.counts())
+            .unwrap_or_default()
+    }
+
+    pub fn worker_details(&self, endpoint_id: &str) -> Vec<WorkerDetail> {
+        self.pools
+            .shared(endpoint_id)
+            .map(|s| s.details())
             .unwrap_or_default()
     }
 

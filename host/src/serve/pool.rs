@@ -1,7 +1,10 @@
 //! One worker pool per endpoint. A supervisor task per endpoint sizes the
-//! pool with a [`ScalePolicy`] (the seam the scheduler plugs into), starts
-//! workers, retires idle ones, and on a hot swap retires every worker of the
-//! old handler version: those stop claiming jobs, finish the ones they hold,
+//! pool with the scheduler's autoscaler ([`crate::scheduler::plan`]), places
+//! wanted workers on slices (a worker without a free slice is `throttled`
+//! until one frees up), starts them on their slice's executor, retires idle
+//! ones after `idle_timeout`, keeps crashed ones visible as `unhealthy`
+//! while they are replaced, and on a hot swap marks every worker of the old
+//! settings `outdated`: those stop claiming jobs, finish the ones they hold,
 //! and exit, while workers of the new version take the queue.
 
 use std::collections::HashMap;
@@ -17,9 +20,12 @@ use utoipa::ToSchema;
 
 use super::events::JobEvents;
 use super::handlers::HandlerRepo;
-use super::worker;
+use super::meter::Meter;
+use super::slices::Slices;
+use super::worker::{self, WorkerExit};
 use crate::runtime::CancelSignal;
-use crate::store::{EndpointConfig, EndpointRecord, Store, now_ms};
+use crate::scheduler::{self, PlacementError, WorkerState as ScaleState};
+use crate::store::{EndpointRecord, Store, now_ms};
 
 /// How long final jobs are kept.
 #[derive(Debug, Clone, Copy)]
@@ -80,95 +86,44 @@ pub struct WorkerContext {
     pub model_tree: PathBuf,
     /// How often idle workers look at the queue without being woken.
     pub poll: Duration,
+    /// Every slice of this host and its executor.
+    pub slices: Arc<Slices>,
+    /// Worker time and job statistics.
+    pub meter: Arc<Meter>,
 }
 
-/// What the scale policy sees of one pool.
-pub struct PoolSnapshot<'a> {
-    pub config: &'a EndpointConfig,
-    /// Runnable jobs waiting in the queue.
-    pub queued: i64,
-    /// The pool's current-version workers (retiring ones excluded).
-    pub workers: Vec<WorkerView>,
-}
-
-/// One worker as the policy sees it.
-#[derive(Debug, Clone)]
-pub struct WorkerView {
-    /// Jobs it is running now.
-    pub busy: usize,
-    /// Done initialising.
-    pub ready: bool,
-    /// How long it has had no job (zero while busy).
-    pub idle_for: Duration,
-}
-
-/// What the policy wants done.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ScaleDecision {
-    /// Workers to start.
-    pub start: usize,
-    /// Indices (into [`PoolSnapshot::workers`]) of workers to retire.
-    pub stop: Vec<usize>,
-}
-
-/// Sizes a pool. The scheduler replaces the default with one that also
-/// places workers on GPU slices.
-pub trait ScalePolicy: Send + Sync {
-    fn decide(&self, snapshot: &PoolSnapshot<'_>) -> ScaleDecision;
-}
-
-/// Enough workers for the queue and the running jobs, within
-/// `[min_workers, max_workers]`; idle workers above the minimum stop after
-/// `idle_timeout_s`.
-pub struct QueueDepthPolicy;
-
-impl ScalePolicy for QueueDepthPolicy {
-    fn decide(&self, s: &PoolSnapshot<'_>) -> ScaleDecision {
-        let c = s.config;
-        let per_worker = c.concurrency.max(1) as i64;
-        let busy: i64 = s.workers.iter().map(|w| w.busy as i64).sum();
-        let wanted = (s.queued + busy + per_worker - 1) / per_worker;
-        let desired = (wanted.max(c.min_workers as i64)).min(c.max_workers as i64) as usize;
-        let current = s.workers.len();
-        let mut decision = ScaleDecision::default();
-        if current < desired {
-            decision.start = desired - current;
-        } else if current > desired {
-            let idle_timeout = Duration::from_secs(c.idle_timeout_s);
-            let mut idle: Vec<(usize, Duration)> = s
-                .workers
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| w.ready && w.busy == 0 && w.idle_for >= idle_timeout)
-                .map(|(i, w)| (i, w.idle_for))
-                .collect();
-            idle.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
-            decision.stop = idle
-                .into_iter()
-                .take(current - desired)
-                .map(|(i, _)| i)
-                .collect();
-        }
-        decision
-    }
-}
-
-/// A worker's life stage.
+/// A worker's life stage (outdated and retiring are flags on top).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum WorkerState {
-    Initializing = 0,
-    Ready = 1,
-    Unhealthy = 2,
+pub enum WorkerStage {
+    /// Wanted, waiting for a free slice.
+    Throttled = 0,
+    /// On its slice: executor starting, handler loading, `init` running.
+    Initializing = 1,
+    Ready = 2,
+    /// Failed to start, or its executor died; being replaced.
+    Unhealthy = 3,
 }
 
-/// A worker's state shared between its task, its supervisor and `/health`.
+/// The slice a worker runs on.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkerSlice {
+    pub id: String,
+    /// The billing type: "H100", "2xH100", "MIG-3g.40gb", "cpu".
+    pub slice_type: String,
+}
+
+/// A worker's state shared between its task, its supervisor and the API.
 pub struct WorkerShared {
     pub id: String,
+    created_at: i64,
     retiring: AtomicBool,
-    state: AtomicU8,
+    outdated: AtomicBool,
+    stage: AtomicU8,
     busy: AtomicUsize,
     last_active: Mutex<Instant>,
+    slice: Mutex<Option<WorkerSlice>>,
+    error: Mutex<Option<String>>,
     /// Wakes the worker's idle lanes when it is retired.
     pub(super) stop: Notify,
 }
@@ -177,10 +132,14 @@ impl WorkerShared {
     fn new(id: String) -> Self {
         Self {
             id,
+            created_at: now_ms(),
             retiring: AtomicBool::new(false),
-            state: AtomicU8::new(WorkerState::Initializing as u8),
+            outdated: AtomicBool::new(false),
+            stage: AtomicU8::new(WorkerStage::Throttled as u8),
             busy: AtomicUsize::new(0),
             last_active: Mutex::new(Instant::now()),
+            slice: Mutex::default(),
+            error: Mutex::default(),
             stop: Notify::new(),
         }
     }
@@ -194,16 +153,33 @@ impl WorkerShared {
         self.retiring.load(Ordering::SeqCst)
     }
 
-    pub fn state(&self) -> WorkerState {
-        match self.state.load(Ordering::SeqCst) {
-            0 => WorkerState::Initializing,
-            1 => WorkerState::Ready,
-            _ => WorkerState::Unhealthy,
+    fn is_outdated(&self) -> bool {
+        self.outdated.load(Ordering::SeqCst)
+    }
+
+    pub fn stage(&self) -> WorkerStage {
+        match self.stage.load(Ordering::SeqCst) {
+            0 => WorkerStage::Throttled,
+            1 => WorkerStage::Initializing,
+            2 => WorkerStage::Ready,
+            _ => WorkerStage::Unhealthy,
         }
     }
 
-    pub(super) fn set_state(&self, s: WorkerState) {
-        self.state.store(s as u8, Ordering::SeqCst);
+    pub(super) fn set_stage(&self, s: WorkerStage) {
+        if s == WorkerStage::Ready {
+            // Idle time counts from readiness, not from when it was wanted.
+            *self.last_active.lock().expect("worker lock") = Instant::now();
+        }
+        self.stage.store(s as u8, Ordering::SeqCst);
+    }
+
+    pub(super) fn set_slice(&self, slice: Option<WorkerSlice>) {
+        *self.slice.lock().expect("worker lock") = slice;
+    }
+
+    pub(super) fn set_error(&self, e: Option<String>) {
+        *self.error.lock().expect("worker lock") = e;
     }
 
     pub fn busy(&self) -> usize {
@@ -226,9 +202,42 @@ impl WorkerShared {
             self.last_active.lock().expect("worker lock").elapsed()
         }
     }
+
+    /// The state `/health` reports; None for a worker retired by scale-down
+    /// with no job left (it is on its way out).
+    pub fn state(&self) -> Option<ScaleState> {
+        let stage = self.stage();
+        if stage == WorkerStage::Unhealthy {
+            return Some(ScaleState::Unhealthy);
+        }
+        if self.is_outdated() {
+            return Some(ScaleState::Outdated);
+        }
+        let busy = self.busy() > 0;
+        if self.is_retiring() {
+            return busy.then_some(ScaleState::Running);
+        }
+        Some(match stage {
+            WorkerStage::Throttled => ScaleState::Throttled,
+            WorkerStage::Initializing => ScaleState::Initializing,
+            _ if busy => ScaleState::Running,
+            _ => ScaleState::Idle,
+        })
+    }
+
+    fn detail(&self) -> Option<WorkerDetail> {
+        Some(WorkerDetail {
+            id: self.id.clone(),
+            state: self.state()?,
+            slice: self.slice.lock().expect("worker lock").clone(),
+            busy: self.busy(),
+            created_at: self.created_at,
+            error: self.error.lock().expect("worker lock").clone(),
+        })
+    }
 }
 
-/// Worker counts in RunPod's `/health` shape.
+/// Worker counts in RunPod's `/health` shape (plus `outdated`).
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct WorkerCounts {
     /// Ready with no job.
@@ -237,21 +246,36 @@ pub struct WorkerCounts {
     pub running: usize,
     /// Ready (idle + running).
     pub ready: usize,
-    /// Starting: loading the handler and running its `init`.
+    /// Starting: executor spawning, handler loading, its `init` running.
     pub initializing: usize,
-    /// Waiting for a device slice (always 0 on CPU).
+    /// Wanted, but no slice matching the endpoint's `gpus` is free.
     pub throttled: usize,
-    /// Failed to start; retried with backoff (see the endpoint's `last_error`).
+    /// Failed to start or its executor died; being replaced (see `last_error`).
     pub unhealthy: usize,
-    /// Of an older handler version, finishing their jobs before stopping.
+    /// Of older settings or handler version, finishing their jobs before stopping.
     pub outdated: usize,
+}
+
+/// One worker as the admin API and `/health` list it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkerDetail {
+    pub id: String,
+    #[schema(value_type = String)]
+    pub state: ScaleState,
+    /// Its slice; none while throttled.
+    pub slice: Option<WorkerSlice>,
+    /// Jobs it runs now.
+    pub busy: usize,
+    /// When it was wanted (ms since the epoch).
+    pub created_at: i64,
+    /// Why it is unhealthy or throttled, if it is.
+    pub error: Option<String>,
 }
 
 /// What a pool exposes to the API.
 #[derive(Default)]
 pub struct PoolShared {
     workers: Mutex<Vec<Arc<WorkerShared>>>,
-    unhealthy: AtomicUsize,
     last_error: Mutex<Option<String>>,
     /// Woken when a job is queued.
     pub wake: Notify,
@@ -267,35 +291,42 @@ impl PoolShared {
     }
 
     pub fn counts(&self) -> WorkerCounts {
-        let mut c = WorkerCounts {
-            unhealthy: self.unhealthy.load(Ordering::SeqCst),
-            ..Default::default()
-        };
+        let mut c = WorkerCounts::default();
         for w in self.workers.lock().expect("pool lock").iter() {
-            if w.is_retiring() {
-                if w.busy() > 0 {
-                    c.outdated += 1;
-                }
-                continue;
-            }
             match w.state() {
-                WorkerState::Initializing => c.initializing += 1,
-                WorkerState::Unhealthy => c.unhealthy += 1,
-                WorkerState::Ready if w.busy() > 0 => c.running += 1,
-                WorkerState::Ready => c.idle += 1,
+                None => {}
+                Some(ScaleState::Initializing) => c.initializing += 1,
+                Some(ScaleState::Idle) => c.idle += 1,
+                Some(ScaleState::Running) => c.running += 1,
+                Some(ScaleState::Throttled) => c.throttled += 1,
+                Some(ScaleState::Outdated) => c.outdated += 1,
+                Some(ScaleState::Unhealthy) => c.unhealthy += 1,
             }
         }
         c.ready = c.idle + c.running;
         c
     }
 
+    pub fn details(&self) -> Vec<WorkerDetail> {
+        self.workers
+            .lock()
+            .expect("pool lock")
+            .iter()
+            .filter_map(|w| w.detail())
+            .collect()
+    }
+
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().expect("pool lock").clone()
     }
+
+    fn set_last_error(&self, e: String) {
+        *self.last_error.lock().expect("pool lock") = Some(e);
+    }
 }
 
-/// What a worker instance depends on: a change of any of these makes
-/// running workers outdated.
+/// What a worker depends on: a change of any of these makes running
+/// workers outdated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerSpec {
     pub endpoint_id: String,
@@ -306,6 +337,8 @@ pub struct WorkerSpec {
     pub memory_limit_mib: u64,
     pub tensor_quota_mib: u64,
     pub execution_timeout_ms: u64,
+    pub gpus: Vec<String>,
+    pub gpus_per_worker: u32,
 }
 
 impl WorkerSpec {
@@ -324,6 +357,8 @@ impl WorkerSpec {
             memory_limit_mib: e.config.memory_limit_mib,
             tensor_quota_mib: e.config.tensor_quota_mib,
             execution_timeout_ms: e.config.execution_timeout_ms,
+            gpus: e.config.gpus.clone(),
+            gpus_per_worker: e.config.gpus_per_worker,
         }
     }
 }
@@ -337,18 +372,20 @@ struct PoolHandle {
 /// Every endpoint's pool on this host.
 pub struct Pools {
     ctx: Arc<WorkerContext>,
-    policy: Arc<dyn ScalePolicy>,
     pools: Mutex<HashMap<String, PoolHandle>>,
 }
 
 /// How often a supervisor re-evaluates without being woken.
 const SUPERVISOR_TICK: Duration = Duration::from_millis(250);
 
+/// How long a crashed worker stays listed as unhealthy (while its
+/// replacement starts), so `/health` shows what happened.
+const UNHEALTHY_LINGER: Duration = Duration::from_secs(3);
+
 impl Pools {
-    pub fn new(ctx: Arc<WorkerContext>, policy: Arc<dyn ScalePolicy>) -> Self {
+    pub fn new(ctx: Arc<WorkerContext>) -> Self {
         Self {
             ctx,
-            policy,
             pools: Mutex::default(),
         }
     }
@@ -371,12 +408,7 @@ impl Pools {
         let (tx, rx) = watch::channel(Some(endpoint));
         let shared = Arc::new(PoolShared::default());
         shared.paused.store(paused, Ordering::SeqCst);
-        let task = tokio::spawn(supervise(
-            Arc::clone(&self.ctx),
-            Arc::clone(&self.policy),
-            Arc::clone(&shared),
-            rx,
-        ));
+        let task = tokio::spawn(supervise(Arc::clone(&self.ctx), Arc::clone(&shared), rx));
         pools.insert(
             id,
             PoolHandle {
@@ -425,12 +457,29 @@ impl Pools {
             .get(endpoint_id)
             .map(|p| Arc::clone(&p.shared))
     }
+
+    /// Every pool, by endpoint id (for /metrics).
+    pub fn all(&self) -> Vec<(String, Arc<PoolShared>)> {
+        let mut out: Vec<_> = self
+            .pools
+            .lock()
+            .expect("pools lock")
+            .iter()
+            .map(|(id, p)| (id.clone(), Arc::clone(&p.shared)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
 }
 
-struct RunningWorker {
+/// One worker as its supervisor tracks it.
+struct Entry {
     shared: Arc<WorkerShared>,
     spec: WorkerSpec,
-    task: JoinHandle<Result<(), String>>,
+    /// None while throttled (not placed yet) and after it ended.
+    task: Option<JoinHandle<Result<(), WorkerExit>>>,
+    /// An unhealthy worker is listed until then.
+    linger_until: Option<Instant>,
 }
 
 /// Backoff before starting workers again after one failed to start.
@@ -440,11 +489,10 @@ fn restart_backoff(failures: u32) -> Duration {
 
 async fn supervise(
     ctx: Arc<WorkerContext>,
-    policy: Arc<dyn ScalePolicy>,
     shared: Arc<PoolShared>,
     mut config: watch::Receiver<Option<EndpointRecord>>,
 ) {
-    let mut workers: Vec<RunningWorker> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     let mut started = 0u64;
     let mut failures = 0u32;
     let mut retry_at: Option<Instant> = None;
@@ -453,186 +501,169 @@ async fn supervise(
         let Some(endpoint) = config.borrow_and_update().clone() else {
             break;
         };
-        let notified = shared.wake.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-
+        let woken = shared.wake.notified();
+        let freed = ctx.slices.freed.notified();
+        tokio::pin!(woken, freed);
+        woken.as_mut().enable();
+        freed.as_mut().enable();
+        let now = Instant::now();
         let spec = WorkerSpec::of(&endpoint);
-        // Reap workers that exited.
-        let mut i = 0;
-        while i < workers.len() {
-            if !workers[i].task.is_finished() {
-                i += 1;
+
+        // Reap workers that ended.
+        for e in entries.iter_mut() {
+            if !e.task.as_ref().is_some_and(|t| t.is_finished()) {
                 continue;
             }
-            let w = workers.swap_remove(i);
-            match w.task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(msg)) => {
-                    failures += 1;
-                    retry_at = Some(Instant::now() + restart_backoff(failures));
-                    tracing::warn!(endpoint = %endpoint.id, worker = %w.shared.id, "worker failed: {msg}");
-                    *shared.last_error.lock().expect("pool lock") = Some(msg);
-                }
-                Err(e) => {
-                    failures += 1;
-                    retry_at = Some(Instant::now() + restart_backoff(failures));
-                    *shared.last_error.lock().expect("pool lock") =
-                        Some(format!("worker task ended abnormally: {e}"));
-                }
+            let task = e.task.take().expect("checked above");
+            let failure = match task.await {
+                Ok(Ok(())) => None,
+                Ok(Err(exit)) => Some(exit),
+                Err(join) => Some(WorkerExit::StartFailed(format!(
+                    "worker task ended abnormally: {join}"
+                ))),
+            };
+            let Some(exit) = failure else {
+                continue;
+            };
+            let msg = exit.to_string();
+            tracing::warn!(endpoint = %endpoint.id, worker = %e.shared.id, "worker unhealthy: {msg}");
+            e.shared.set_stage(WorkerStage::Unhealthy);
+            e.shared.set_error(Some(msg.clone()));
+            shared.set_last_error(msg);
+            e.linger_until = Some(now + UNHEALTHY_LINGER);
+            if matches!(exit, WorkerExit::StartFailed(_)) {
+                // A handler that cannot start is retried with backoff; a
+                // dead executor is replaced at once.
+                failures += 1;
+                retry_at = Some(now + restart_backoff(failures));
+                e.linger_until = retry_at.max(e.linger_until);
             }
         }
-        if workers
-            .iter()
-            .any(|w| w.shared.state() == WorkerState::Ready && w.spec == spec)
-        {
+        entries.retain(|e| {
+            e.task.is_some()
+                || e.shared.stage() == WorkerStage::Throttled
+                || e.linger_until.is_some_and(|t| now < t)
+        });
+        if entries.iter().any(|e| {
+            e.shared.stage() == WorkerStage::Ready && e.spec == spec && !e.shared.is_retiring()
+        }) {
             failures = 0;
             retry_at = None;
         }
-        let waiting_retry = retry_at.is_some_and(|t| Instant::now() < t);
-        shared.unhealthy.store(
-            if waiting_retry { failures as usize } else { 0 },
-            Ordering::SeqCst,
-        );
-        // Hot swap: workers of another spec stop claiming and drain.
-        for w in &workers {
-            if w.spec != spec && !w.shared.is_retiring() {
-                tracing::info!(endpoint = %endpoint.id, worker = %w.shared.id, "worker outdated; it finishes its jobs and stops");
-                w.shared.retire();
+        let waiting_retry = retry_at.is_some_and(|t| now < t);
+
+        // Hot swap: workers of other settings stop claiming and drain.
+        entries.retain(|e| e.spec == spec || e.task.is_some() || e.linger_until.is_some());
+        for e in &entries {
+            if e.spec != spec && e.task.is_some() && !e.shared.is_outdated() {
+                tracing::info!(endpoint = %endpoint.id, worker = %e.shared.id, "worker outdated; it finishes its jobs and stops");
+                e.shared.outdated.store(true, Ordering::SeqCst);
+                e.shared.retire();
             }
         }
-        let current: Vec<&RunningWorker> =
-            workers.iter().filter(|w| !w.shared.is_retiring()).collect();
+
         let queued = match ctx.store.queue_depth(&endpoint.id, now_ms()).await {
-            Ok(n) => n,
+            Ok(n) => n.max(0) as usize,
             Err(e) => {
                 tracing::warn!(endpoint = %endpoint.id, "reading the queue depth: {e}");
                 0
             }
         };
-        let snapshot = PoolSnapshot {
-            config: &endpoint.config,
-            queued,
-            workers: current
-                .iter()
-                .map(|w| WorkerView {
-                    busy: w.shared.busy(),
-                    ready: w.shared.state() == WorkerState::Ready,
-                    idle_for: w.shared.idle_for(),
+        let views: Vec<scheduler::WorkerView> = entries
+            .iter()
+            .filter_map(|e| {
+                Some(scheduler::WorkerView {
+                    id: e.shared.id.clone(),
+                    state: e.shared.state()?,
+                    busy: e.shared.busy() as u32,
+                    idle_for: e.shared.idle_for(),
                 })
-                .collect(),
+            })
+            .collect();
+        let policy = scheduler::ScalePolicy {
+            min_workers: endpoint.config.min_workers,
+            max_workers: endpoint.config.max_workers,
+            idle_timeout: Duration::from_secs(endpoint.config.idle_timeout_s),
+            concurrency: endpoint.config.concurrency,
         };
-        let decision = policy.decide(&snapshot);
-        for &i in &decision.stop {
-            if let Some(w) = current.get(i) {
-                w.shared.retire();
+        let plan = scheduler::plan(&policy, &views, queued);
+        for id in &plan.stop {
+            if let Some(e) = entries.iter().find(|e| &e.shared.id == id) {
+                if e.shared.stage() == WorkerStage::Unhealthy {
+                    continue; // already ended; listed until its linger passes
+                }
+                e.shared.retire();
             }
         }
-        if decision.start > 0 && !waiting_retry {
-            for _ in 0..decision.start {
+        // A retired throttled worker was never placed: just forget it.
+        entries.retain(|e| !(e.task.is_none() && e.shared.is_retiring()));
+        if plan.start > 0 && !waiting_retry {
+            for _ in 0..plan.start {
                 started += 1;
-                let shared_w = Arc::new(WorkerShared::new(format!(
-                    "{}-{short_host}-{started}",
-                    endpoint.id
-                )));
-                let task = tokio::spawn(worker::run_worker(
-                    Arc::clone(&ctx),
-                    spec.clone(),
-                    Arc::clone(&shared_w),
-                    Arc::clone(&shared),
-                ));
-                workers.push(RunningWorker {
-                    shared: shared_w,
+                entries.push(Entry {
+                    shared: Arc::new(WorkerShared::new(format!(
+                        "{}-{short_host}-{started}",
+                        endpoint.id
+                    ))),
                     spec: spec.clone(),
-                    task,
+                    task: None,
+                    linger_until: None,
                 });
             }
         }
+        // Place throttled workers, oldest first.
+        for e in entries.iter_mut() {
+            if e.task.is_some() || e.shared.stage() != WorkerStage::Throttled {
+                continue;
+            }
+            match ctx
+                .slices
+                .acquire(&endpoint.id, &e.shared.id, &spec.gpus, spec.gpus_per_worker)
+            {
+                Ok(lease) => {
+                    e.shared.set_error(None);
+                    e.shared.set_slice(Some(WorkerSlice {
+                        id: lease.slice().spec.id.clone(),
+                        slice_type: lease.slice().type_name.clone(),
+                    }));
+                    e.shared.set_stage(WorkerStage::Initializing);
+                    e.task = Some(tokio::spawn(worker::run_worker(
+                        Arc::clone(&ctx),
+                        spec.clone(),
+                        Arc::clone(&e.shared),
+                        Arc::clone(&shared),
+                        lease,
+                    )));
+                }
+                Err(err) => {
+                    let msg = err.to_string();
+                    if matches!(err, PlacementError::NoMatch { .. }) {
+                        shared.set_last_error(msg.clone());
+                    }
+                    e.shared.set_error(Some(msg));
+                    // Later ones would not find a slice either.
+                    break;
+                }
+            }
+        }
         *shared.workers.lock().expect("pool lock") =
-            workers.iter().map(|w| Arc::clone(&w.shared)).collect();
+            entries.iter().map(|e| Arc::clone(&e.shared)).collect();
 
         tokio::select! {
-            _ = &mut notified => {}
+            _ = &mut woken => {}
+            _ = &mut freed => {}
             r = config.changed() => { if r.is_err() { break; } }
             _ = tokio::time::sleep(SUPERVISOR_TICK) => {}
         }
     }
     // Shutdown: every worker finishes what it holds, then exits.
-    for w in &workers {
-        w.shared.retire();
+    for e in &entries {
+        e.shared.retire();
     }
-    for w in workers {
-        let _ = w.task.await;
-    }
-    shared.workers.lock().expect("pool lock").clear();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn view(busy: usize, idle_s: u64) -> WorkerView {
-        WorkerView {
-            busy,
-            ready: true,
-            idle_for: Duration::from_secs(idle_s),
+    for e in entries {
+        if let Some(task) = e.task {
+            let _ = task.await;
         }
     }
-
-    #[test]
-    fn scales_to_the_queue_within_bounds() {
-        let config = EndpointConfig {
-            max_workers: 3,
-            ..Default::default()
-        };
-        let d = QueueDepthPolicy.decide(&PoolSnapshot {
-            config: &config,
-            queued: 10,
-            workers: vec![],
-        });
-        assert_eq!(d.start, 3);
-        let d = QueueDepthPolicy.decide(&PoolSnapshot {
-            config: &config,
-            queued: 1,
-            workers: vec![],
-        });
-        assert_eq!(d.start, 1);
-    }
-
-    #[test]
-    fn keeps_min_workers_and_retires_long_idle_ones() {
-        let config = EndpointConfig {
-            min_workers: 1,
-            max_workers: 3,
-            idle_timeout_s: 5,
-            ..Default::default()
-        };
-        let d = QueueDepthPolicy.decide(&PoolSnapshot {
-            config: &config,
-            queued: 0,
-            workers: vec![],
-        });
-        assert_eq!(d.start, 1);
-        let d = QueueDepthPolicy.decide(&PoolSnapshot {
-            config: &config,
-            queued: 0,
-            workers: vec![view(0, 1), view(0, 9), view(0, 6)],
-        });
-        assert_eq!(d.stop, vec![1, 2]);
-    }
-
-    #[test]
-    fn concurrency_packs_jobs_per_worker() {
-        let config = EndpointConfig {
-            max_workers: 10,
-            concurrency: 4,
-            ..Default::default()
-        };
-        let d = QueueDepthPolicy.decide(&PoolSnapshot {
-            config: &config,
-            queued: 9,
-            workers: vec![],
-        });
-        assert_eq!(d.start, 3);
-    }
+    shared.workers.lock().expect("pool lock").clear();
 }

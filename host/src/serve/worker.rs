@@ -1,8 +1,10 @@
-//! One worker: `concurrency` lanes, each with its own instance of the
-//! endpoint's handler, claiming jobs from the store and running them. What
-//! a handler reports while it runs (progress, stream chunks) is queued by a
-//! [`JobSink`] and written by a persister task, all of it before the job's
-//! final status, so `/stream` never misses a chunk.
+//! One worker on its slice: it starts its instances on the slice's executor
+//! process, then runs `concurrency` lanes, each claiming jobs from the store
+//! and running them on the executor. What a handler reports while it runs
+//! (progress, stream chunks) is queued by a [`JobSink`] and written by a
+//! persister task, all of it before the job's final status, so `/stream`
+//! never misses a chunk. If the executor dies, the jobs it held go back to
+//! the queue (a retry counted) and the worker ends unhealthy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,87 +12,105 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::pool::{PoolShared, WorkerContext, WorkerShared, WorkerSpec, WorkerState};
-use crate::gpu::{ModelStore, WorkerDevices};
-use crate::runtime::{
-    CancelSignal, Handler, Instance, InstanceConfig, JobError, JobSink, LogLevel,
-};
-use crate::store::{ClaimedJob, JobOutcome, JobStatus, now_ms};
+use super::pool::{PoolShared, WorkerContext, WorkerShared, WorkerSpec, WorkerStage};
+use super::slices::Lease;
+use crate::executor::{ExecutorError, ExecutorProcess, WorkerSpec as ExecutorWorkerSpec};
+use crate::runtime::{CancelSignal, JobError, JobSink, LogLevel};
+use crate::store::{ClaimedJob, JobOutcome, JobStatus, LostJobOutcome, now_ms};
 
-/// Run a worker until it is retired (Ok) or cannot start (Err, with why).
+/// Why a worker ended other than by being retired.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WorkerExit {
+    /// It could not start (executor spawn, handler load, `init`).
+    #[error("{0}")]
+    StartFailed(String),
+    /// Its executor died under it.
+    #[error("{0}")]
+    ExecutorDied(String),
+}
+
+/// How long past a job's execution timeout the host waits for the
+/// executor's answer before it deems the executor wedged and kills it.
+const WEDGED_GRACE: Duration = Duration::from_secs(30);
+
+/// Run a worker on `lease`'s slice until it is retired (Ok) or fails.
 pub async fn run_worker(
     ctx: Arc<WorkerContext>,
     spec: WorkerSpec,
     me: Arc<WorkerShared>,
     pool: Arc<PoolShared>,
-) -> Result<(), String> {
-    let result = run_lanes(&ctx, &spec, &me, &pool).await;
-    if result.is_err() {
-        me.set_state(WorkerState::Unhealthy);
-    }
-    result
-}
-
-async fn run_lanes(
-    ctx: &Arc<WorkerContext>,
-    spec: &WorkerSpec,
-    me: &Arc<WorkerShared>,
-    pool: &Arc<PoolShared>,
-) -> Result<(), String> {
-    let handler = ctx
-        .handlers
-        .get(&spec.handler)
+    lease: Lease,
+) -> Result<(), WorkerExit> {
+    let exec = lease
+        .slot()
+        .get()
         .await
-        .map_err(|e| format!("loading handler {}: {e}", spec.handler))?;
-    let devices = WorkerDevices::cpu(spec.tensor_quota_mib << 20);
+        .map_err(|e| WorkerExit::StartFailed(e.to_string()))?;
+    let wasm_path = ctx.handlers.path_of(&spec.handler);
     let models_dir = spec
         .models_dir
         .clone()
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| ctx.model_tree.clone());
-    // Weights are shared by the worker's lanes and accounted to the model
-    // store's own device, not to one lane's quota.
-    let model_device = WorkerDevices::cpu(u64::MAX).primary().clone();
-    let mut config = InstanceConfig::cpu(
-        (spec.memory_limit_mib << 20) as usize,
-        spec.tensor_quota_mib << 20,
-        Some(ModelStore::new(models_dir, model_device)),
-    );
-    config.devices = devices;
-    config.env = spec.env.clone();
-
-    let mut instances = Vec::new();
-    for _ in 0..spec.concurrency.max(1) {
-        let instance = handler
-            .instantiate(&config)
-            .await
-            .map_err(|e| format!("starting an instance of handler {}: {e}", spec.handler))?;
-        instances.push(instance);
+    let worker_spec = ExecutorWorkerSpec {
+        memory_limit: spec.memory_limit_mib << 20,
+        tensor_quota: spec.tensor_quota_mib << 20,
+        models_dir: Some(models_dir),
+        env: spec.env.clone(),
+        concurrency: spec.concurrency.max(1),
+    };
+    match exec
+        .start_worker(&me.id, &wasm_path, &spec.handler, worker_spec)
+        .await
+    {
+        Ok(init_ms) => {
+            tracing::debug!(worker = %me.id, slice = %exec.slice().id, init_ms, "worker ready")
+        }
+        Err(ExecutorError::Died(slice)) => {
+            return Err(WorkerExit::ExecutorDied(format!(
+                "the executor for slice {slice} died while the worker started"
+            )));
+        }
+        Err(e) => {
+            return Err(WorkerExit::StartFailed(format!(
+                "starting handler {} on slice {}: {e}",
+                spec.handler,
+                exec.slice().id
+            )));
+        }
     }
-    me.set_state(WorkerState::Ready);
-    tracing::debug!(worker = %me.id, "worker ready");
+    me.set_stage(WorkerStage::Ready);
 
     let mut lanes = JoinSet::new();
-    for instance in instances {
+    for _ in 0..spec.concurrency.max(1) {
         lanes.spawn(lane(
-            Arc::clone(ctx),
+            Arc::clone(&ctx),
             spec.clone(),
-            Arc::clone(me),
-            Arc::clone(pool),
-            handler.clone(),
-            config.clone(),
-            instance,
+            Arc::clone(&me),
+            Arc::clone(&pool),
+            Arc::clone(&exec),
         ));
     }
     let mut result = Ok(());
     while let Some(r) = lanes.join_next().await {
-        let r = r.unwrap_or_else(|e| Err(format!("a worker lane ended abnormally: {e}")));
+        let r = r.unwrap_or_else(|e| {
+            Err(WorkerExit::StartFailed(format!(
+                "a worker lane ended abnormally: {e}"
+            )))
+        });
         if let Err(e) = r {
             // The other lanes finish what they hold and stop.
             me.retire();
-            result = Err(e);
+            if result.is_ok() {
+                result = Err(e);
+            }
         }
     }
+    if exec.is_alive() {
+        exec.stop_worker(&me.id).await;
+    }
+    // Dropping the lease frees the slice (and meters the worker's time).
+    drop(lease);
     result
 }
 
@@ -99,37 +119,34 @@ async fn lane(
     spec: WorkerSpec,
     me: Arc<WorkerShared>,
     pool: Arc<PoolShared>,
-    handler: Handler,
-    config: InstanceConfig,
-    instance: Instance,
-) -> Result<(), String> {
-    let mut instance = Some(instance);
+    exec: Arc<ExecutorProcess>,
+) -> Result<(), WorkerExit> {
     let mut db_backoff = Duration::from_millis(50);
+    let died = || {
+        WorkerExit::ExecutorDied(format!(
+            "the executor for slice {} (pid {}) died",
+            exec.slice().id,
+            exec.pid()
+        ))
+    };
     loop {
-        if me.is_retiring() {
-            return Ok(());
-        }
         let woken = pool.wake.notified();
         let stopped = me.stop.notified();
-        tokio::pin!(woken, stopped);
+        let exec_died = exec.died();
+        tokio::pin!(woken, stopped, exec_died);
         woken.as_mut().enable();
         stopped.as_mut().enable();
         if me.is_retiring() {
             return Ok(());
         }
-        let inst = match instance.as_mut() {
-            Some(i) => i,
-            None => {
-                let fresh = handler.instantiate(&config).await.map_err(|e| {
-                    format!("replacing a lost instance of handler {}: {e}", spec.handler)
-                })?;
-                instance.insert(fresh)
-            }
-        };
+        if !exec.is_alive() {
+            return Err(died());
+        }
         if pool.is_paused() {
             tokio::select! {
                 _ = &mut woken => {}
                 _ = &mut stopped => {}
+                _ = &mut exec_died => {}
                 _ = tokio::time::sleep(ctx.poll) => {}
             }
             continue;
@@ -148,16 +165,18 @@ async fn lane(
             Ok(Some(job)) => {
                 db_backoff = Duration::from_millis(50);
                 me.job_started();
-                let lost = run_job(&ctx, &spec, &me.id, inst, job).await;
+                let lost = run_job(&ctx, &spec, &me.id, &exec, job).await;
                 me.job_ended();
                 if lost {
-                    instance = None;
+                    pool.wake.notify_waiters();
+                    return Err(died());
                 }
             }
             Ok(None) => {
                 tokio::select! {
                     _ = &mut woken => {}
                     _ = &mut stopped => {}
+                    _ = &mut exec_died => {}
                     _ = tokio::time::sleep(ctx.poll) => {}
                 }
             }
@@ -170,13 +189,14 @@ async fn lane(
     }
 }
 
-/// Run one claimed job to its end and record the outcome. Returns whether
-/// the instance was lost.
+/// Run one claimed job on the executor to its end and record the outcome.
+/// Returns true if the executor died under it (the job was re-queued or,
+/// its retries spent, failed).
 async fn run_job(
     ctx: &Arc<WorkerContext>,
     spec: &WorkerSpec,
     worker_id: &str,
-    instance: &mut Instance,
+    exec: &Arc<ExecutorProcess>,
     job: ClaimedJob,
 ) -> bool {
     let cancel = CancelSignal::new();
@@ -192,14 +212,42 @@ async fn run_job(
         job_id: job.id.clone(),
         tx,
     });
-    let result = instance
-        .handle(&job.id, &job.input, sink, cancel, timeout)
-        .await;
-    // The instance dropped its sink when `handle` returned, which closes the
-    // channel: the persister ends after writing everything.
+    let reply = {
+        let running = exec.run_job(worker_id, &job.id, &job.input, timeout, sink);
+        let wedged = tokio::time::sleep(timeout + WEDGED_GRACE);
+        tokio::pin!(running, wedged);
+        let mut cancel_sent = false;
+        loop {
+            tokio::select! {
+                r = &mut running => break r,
+                _ = cancel.cancelled(), if !cancel_sent => {
+                    cancel_sent = true;
+                    exec.cancel(&job.id).await;
+                }
+                _ = &mut wedged => {
+                    // The executor enforces the timeout itself; no answer
+                    // long after it means the process is stuck. Kill it:
+                    // its death re-queues the job and restarts it.
+                    tracing::error!(job = %job.id, slice = %exec.slice().id, "executor did not answer past the job's timeout; killing it");
+                    exec.kill();
+                    exec.died().await;
+                    break Err(ExecutorError::Died(exec.slice().id.clone()));
+                }
+            }
+        }
+    };
+    // The executor dropped its copy of the sink when the job ended (or the
+    // process died), which closes the channel: the persister ends after
+    // writing everything.
     let _ = persister.await;
     ctx.running.remove(&job.id);
-    let lost = matches!(&result, Err(e) if e.instance_lost());
+    let result = match reply {
+        Ok(result) => result,
+        Err(_) => {
+            requeue_lost(ctx, exec, worker_id, &job).await;
+            return true;
+        }
+    };
     let outcome = match result {
         Ok(output) => JobOutcome {
             status: JobStatus::Completed,
@@ -231,6 +279,12 @@ async fn run_job(
             .await
         {
             Ok(Some(record)) => {
+                ctx.meter.job_finished(
+                    &record.endpoint_id,
+                    record.status.as_str(),
+                    record.delay_ms,
+                    record.execution_ms,
+                );
                 ctx.events.finished(&job.id);
                 if record.webhook_state.as_deref() == Some("pending") {
                     ctx.webhooks.notify_one();
@@ -251,7 +305,52 @@ async fn run_job(
             }
         }
     }
-    lost
+    false
+}
+
+/// The executor died while `job` ran: put it back in the queue (or fail it
+/// when its retries are spent). Retried until the store answers, since a
+/// job left IN_PROGRESS would only come back at the next host start.
+async fn requeue_lost(
+    ctx: &Arc<WorkerContext>,
+    exec: &ExecutorProcess,
+    worker_id: &str,
+    job: &ClaimedJob,
+) {
+    let reason = format!(
+        "the executor running this job (slice {}) died",
+        exec.slice().id
+    );
+    let retention = ctx.retention.for_job_ms(job.sync);
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 0.. {
+        match ctx
+            .store
+            .requeue_lost(&job.id, worker_id, &reason, now_ms(), retention)
+            .await
+        {
+            Ok(LostJobOutcome::Requeued) => {
+                tracing::warn!(job = %job.id, "{reason}; re-queued");
+                return;
+            }
+            Ok(LostJobOutcome::Failed) => {
+                tracing::warn!(job = %job.id, "{reason}; its retries are spent: failed");
+                ctx.events.finished(&job.id);
+                ctx.webhooks.notify_one();
+                return;
+            }
+            Ok(LostJobOutcome::NotHeld) => return,
+            Err(e) if attempt < 20 => {
+                tracing::warn!(job = %job.id, "re-queueing a lost job: {e}; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::error!(job = %job.id, "giving up re-queueing a lost job: {e}");
+                return;
+            }
+        }
+    }
 }
 
 enum SinkEvent {

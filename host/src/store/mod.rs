@@ -239,6 +239,37 @@ impl Store {
     ) -> Result<(Vec<String>, Vec<String>)> {
         dispatch!(self, s => s.recover_orphans(host_id, now, retention_ms).await)
     }
+    /// A job whose worker was lost while it ran (its executor died): back
+    /// in the queue with a retry counted while the endpoint's `max_retries`
+    /// allows, else FAILED. Only if `worker_id` still holds it.
+    pub async fn requeue_lost(
+        &self,
+        id: &str,
+        worker_id: &str,
+        reason: &str,
+        now: i64,
+        retention_ms: i64,
+    ) -> Result<LostJobOutcome> {
+        dispatch!(self, s => s.requeue_lost(id, worker_id, reason, now, retention_ms).await)
+    }
+    /// How long the oldest runnable job of an endpoint has waited, in ms.
+    pub async fn oldest_queued_ms(&self, endpoint_id: &str, now: i64) -> Result<Option<i64>> {
+        dispatch!(self, s => s.oldest_queued_ms(endpoint_id, now).await)
+    }
+    /// Add metered worker time.
+    pub async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
+        dispatch!(self, s => s.add_usage(deltas).await)
+    }
+    /// Metered worker time in `[since, until)` (ms since the epoch; minute
+    /// granularity), per endpoint and slice type, optionally of one endpoint.
+    pub async fn usage(
+        &self,
+        endpoint_id: Option<&str>,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<UsageTotal>> {
+        dispatch!(self, s => s.usage(endpoint_id, since, until).await)
+    }
     /// Queued jobs whose ttl passed become TIMED_OUT; returns their ids.
     pub async fn expire_ttl(&self, now: i64, retention_ms: i64) -> Result<Vec<String>> {
         dispatch!(self, s => s.expire_ttl(now, retention_ms).await)

@@ -802,4 +802,124 @@ impl SqliteStore {
         .await?;
         Ok(row.try_get("t")?)
     }
+
+    pub async fn requeue_lost(
+        &self,
+        id: &str,
+        worker_id: &str,
+        reason: &str,
+        now: i64,
+        retention_ms: i64,
+    ) -> Result<LostJobOutcome> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT j.retries AS retries, e.config AS config FROM jobs j \
+             JOIN endpoints e ON e.id = j.endpoint_id \
+             WHERE j.id = ? AND j.worker_id = ? AND j.status = 'IN_PROGRESS'",
+        )
+        .bind(id)
+        .bind(worker_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(LostJobOutcome::NotHeld);
+        };
+        let retries: i64 = row.try_get("retries")?;
+        let config: String = row.try_get("config")?;
+        let max_retries = serde_json::from_str::<EndpointConfig>(&config)
+            .map(|c| c.max_retries)
+            .unwrap_or_default();
+        let outcome = if retries < i64::from(max_retries) {
+            sqlx::query(
+                "UPDATE jobs SET status = 'IN_QUEUE', retries = retries + 1, queued_at = ?, \
+                 progress = NULL, started_at = NULL, delay_ms = NULL, worker_id = NULL, \
+                 host_id = NULL WHERE id = ?",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            LostJobOutcome::Requeued
+        } else {
+            let error = format!(
+                "{reason}, and the job was already retried {retries} time(s), the endpoint's max_retries; retry it with POST /retry/{id}"
+            );
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE jobs SET status = 'FAILED', error = ?3, execution_ms = ?1 - started_at, \
+                 {FINALIZE} WHERE id = ?4"
+            )))
+            .bind(now)
+            .bind(retention_ms)
+            .bind(error)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            LostJobOutcome::Failed
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub async fn oldest_queued_ms(&self, endpoint_id: &str, now: i64) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MIN(queued_at) AS t FROM jobs WHERE endpoint_id = ? AND status = 'IN_QUEUE' \
+             AND queued_at + ttl_ms > ?",
+        )
+        .bind(endpoint_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let t: Option<i64> = row.try_get("t")?;
+        Ok(t.map(|t| (now - t).max(0)))
+    }
+
+    pub async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for d in deltas {
+            sqlx::query(
+                "INSERT INTO worker_usage (endpoint_id, slice_type, minute, worker_ms) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (endpoint_id, slice_type, minute) \
+                 DO UPDATE SET worker_ms = worker_ms + excluded.worker_ms",
+            )
+            .bind(&d.endpoint_id)
+            .bind(&d.slice_type)
+            .bind(d.minute)
+            .bind(d.worker_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn usage(
+        &self,
+        endpoint_id: Option<&str>,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<UsageTotal>> {
+        let rows = sqlx::query(
+            "SELECT endpoint_id, slice_type, SUM(worker_ms) AS ms FROM worker_usage \
+             WHERE minute >= ? AND minute < ? AND (?3 IS NULL OR endpoint_id = ?3) \
+             GROUP BY endpoint_id, slice_type ORDER BY endpoint_id, slice_type",
+        )
+        .bind(since)
+        .bind(until)
+        .bind(endpoint_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let ms: i64 = r.try_get("ms")?;
+                Ok(UsageTotal {
+                    endpoint_id: r.try_get("endpoint_id")?,
+                    slice_type: r.try_get("slice_type")?,
+                    worker_seconds: ms as f64 / 1000.0,
+                })
+            })
+            .collect()
+    }
 }

@@ -313,6 +313,36 @@ pub struct ModelFile {
     pub created_at: i64,
 }
 
+/// What happened to a job whose worker was lost (its executor died).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LostJobOutcome {
+    /// Back in the queue, one more retry counted.
+    Requeued,
+    /// Its retries were spent (`max_retries`): FAILED.
+    Failed,
+    /// The worker no longer held it (cancelled or finished meanwhile).
+    NotHeld,
+}
+
+/// Worker time to add to the meter: `worker_ms` of `slice_type` workers of
+/// an endpoint, in the minute starting at `minute` (ms since the epoch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageDelta {
+    pub endpoint_id: String,
+    pub slice_type: String,
+    pub minute: i64,
+    pub worker_ms: i64,
+}
+
+/// Metered worker time of one endpoint on one slice type.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UsageTotal {
+    pub endpoint_id: String,
+    pub slice_type: String,
+    /// Worker time in seconds (millisecond precision).
+    pub worker_seconds: f64,
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -1,0 +1,100 @@
+//! /v1 admin views of the host's hardware and its use: the device
+//! inventory with the slices workers hold and the executors serving them
+//! (`/v1/inventory`), and metered worker time (`/v1/usage`).
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use crate::serve::InventoryView;
+use crate::store::{UsageTotal, now_ms};
+
+/// The device inventory, which slices are held by which endpoint's worker,
+/// and the executor process of every slice used so far.
+#[utoipa::path(get, path = "/v1/inventory", tag = "fleet",
+    responses((status = 200, body = InventoryView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn inventory(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Json<InventoryView>> {
+    caller.require_admin()?;
+    Ok(Json(state.app.ctx().slices.view()))
+}
+
+/// Answer of /v1/usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageBody {
+    /// The range asked for, ms since the epoch (minute granularity).
+    pub since: i64,
+    pub until: i64,
+    /// Worker time per endpoint and slice type.
+    pub usage: Vec<UsageTotal>,
+    pub total_worker_seconds: f64,
+}
+
+fn ms_param(q: &HashMap<String, String>, key: &str) -> ApiResult<Option<i64>> {
+    match q.get(key) {
+        None => Ok(None),
+        Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "{key}={v:?} is not a time; give milliseconds since the Unix epoch, e.g. {key}={}",
+                now_ms()
+            ))
+        }),
+    }
+}
+
+/// Metered worker time (the billing basis): seconds workers held slices,
+/// per endpoint and slice type. Query: `endpoint` (one endpoint), `since`
+/// and `until` (ms since the epoch; default: all time).
+#[utoipa::path(get, path = "/v1/usage", tag = "fleet",
+    params(
+        ("endpoint" = Option<String>, Query, description = "Only this endpoint"),
+        ("since" = Option<i64>, Query, description = "From (ms since the epoch)"),
+        ("until" = Option<i64>, Query, description = "Until, exclusive (ms since the epoch)")),
+    responses((status = 200, body = UsageBody), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn usage(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<UsageBody>> {
+    caller.require_admin()?;
+    if let Some(k) = q
+        .keys()
+        .find(|k| !matches!(k.as_str(), "endpoint" | "since" | "until"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {k:?}; /v1/usage takes endpoint, since and until"
+        )));
+    }
+    let since = ms_param(&q, "since")?.unwrap_or(0);
+    let until = ms_param(&q, "until")?.unwrap_or(i64::MAX);
+    if since > until {
+        return Err(ApiError::bad_request(format!(
+            "since ({since}) is after until ({until})"
+        )));
+    }
+    // Bring the meter up to this moment, so the answer includes the
+    // workers running now.
+    let ctx = state.app.ctx();
+    ctx.slices.accrue();
+    ctx.meter.flush(&state.app.store).await;
+    let endpoint = q.get("endpoint").map(|e| e.as_str());
+    let usage = state.app.store.usage(endpoint, since, until).await?;
+    let total_worker_seconds = usage.iter().map(|u| u.worker_seconds).sum();
+    Ok(Json(UsageBody {
+        since,
+        until,
+        usage,
+        total_worker_seconds,
+    }))
+}

@@ -1,0 +1,425 @@
+//! The host's slices and their executors. Placement hands a worker a
+//! [`Lease`] on one slice (a whole GPU, a MIG device, a group of GPUs, or a
+//! CPU slice); while the lease lives no other worker gets a slice sharing
+//! one of its devices. Each slice is served by one supervised executor
+//! process ([`ExecutorSlot`]): spawned when a worker first needs it, kept
+//! warm between workers, and restarted at once if it dies.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use utoipa::ToSchema;
+
+use super::meter::Meter;
+use crate::executor::{ExecutorError, ExecutorProcess, SliceSpec};
+use crate::gpu::Inventory;
+use crate::scheduler::{PlacementError, Slice, place};
+use crate::store::now_ms;
+
+/// One slice's executor process, supervised: if it dies while it is the
+/// slot's current process, a replacement is spawned at once.
+pub struct ExecutorSlot {
+    spec: SliceSpec,
+    /// Device keys of the slice (for overlap with other slices).
+    keys: Vec<String>,
+    exe: PathBuf,
+    cache_dir: PathBuf,
+    current: Mutex<Option<Arc<ExecutorProcess>>>,
+    /// Serialises spawns, so concurrent callers share one new process.
+    spawning: tokio::sync::Mutex<()>,
+    info: Mutex<SlotInfo>,
+    /// Woken when a replacement after a crash is ready (or failed).
+    restarted: Notify,
+}
+
+#[derive(Default, Clone)]
+struct SlotInfo {
+    spawned: u32,
+    restarts: u32,
+    last_death_ms: Option<i64>,
+    last_restart_ms: Option<f64>,
+    last_error: Option<String>,
+}
+
+/// An executor as `/v1/inventory` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExecutorView {
+    pub slice: String,
+    pub pid: Option<u32>,
+    pub alive: bool,
+    /// Processes started for this slice in all.
+    pub spawned: u32,
+    /// Restarts after the process died on its own.
+    pub restarts: u32,
+    /// When the last one died (ms since the epoch).
+    pub last_death_at: Option<i64>,
+    /// Milliseconds from the last death to the replacement being ready.
+    pub last_restart_ms: Option<f64>,
+    pub last_error: Option<String>,
+}
+
+impl ExecutorSlot {
+    /// The live executor of this slice, spawning one if there is none.
+    pub async fn get(self: &Arc<Self>) -> Result<Arc<ExecutorProcess>, ExecutorError> {
+        if let Some(e) = self.live() {
+            return Ok(e);
+        }
+        let _spawning = self.spawning.lock().await;
+        if let Some(e) = self.live() {
+            return Ok(e);
+        }
+        let exec = self.spawn_process().await?;
+        tokio::spawn(watch(Arc::downgrade(self), Arc::clone(&exec)));
+        Ok(exec)
+    }
+
+    /// Start a process and make it the slot's current one (the caller
+    /// holds `spawning`).
+    async fn spawn_process(&self) -> Result<Arc<ExecutorProcess>, ExecutorError> {
+        let spawned =
+            ExecutorProcess::spawn(&self.exe, self.spec.clone(), Some(self.cache_dir.clone()))
+                .await;
+        let exec = match spawned {
+            Ok(e) => e,
+            Err(e) => {
+                self.info.lock().expect("slot lock").last_error = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        *self.current.lock().expect("slot lock") = Some(Arc::clone(&exec));
+        let mut info = self.info.lock().expect("slot lock");
+        info.spawned += 1;
+        info.last_error = None;
+        Ok(exec)
+    }
+
+    fn live(&self) -> Option<Arc<ExecutorProcess>> {
+        self.current
+            .lock()
+            .expect("slot lock")
+            .as_ref()
+            .filter(|e| e.is_alive())
+            .cloned()
+    }
+
+    /// Stop the executor on purpose (no restart): its slice is wanted in
+    /// another shape, or the host is shutting down.
+    pub fn stop(&self) {
+        if let Some(e) = self.current.lock().expect("slot lock").take() {
+            e.kill();
+        }
+    }
+
+    /// Resolves once the slot has a live process again after a crash.
+    pub async fn wait_restarted(&self) {
+        let notified = self.restarted.notified();
+        if self.live().is_some() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(60), notified).await;
+    }
+
+    fn view(&self) -> ExecutorView {
+        let current = self.current.lock().expect("slot lock").clone();
+        let info = self.info.lock().expect("slot lock").clone();
+        ExecutorView {
+            slice: self.spec.id.clone(),
+            pid: current.as_ref().map(|e| e.pid()),
+            alive: current.as_ref().is_some_and(|e| e.is_alive()),
+            spawned: info.spawned,
+            restarts: info.restarts,
+            last_death_at: info.last_death_ms,
+            last_restart_ms: info.last_restart_ms,
+            last_error: info.last_error,
+        }
+    }
+}
+
+/// Wait for `exec` to die; if it was still the slot's process (nobody
+/// stopped it on purpose), restart it, and watch the replacement.
+async fn watch(slot: Weak<ExecutorSlot>, mut exec: Arc<ExecutorProcess>) {
+    loop {
+        exec.died().await;
+        let Some(slot) = slot.upgrade() else { return };
+        let was_current = {
+            let mut current = slot.current.lock().expect("slot lock");
+            let same = current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &exec));
+            if same {
+                *current = None;
+            }
+            same
+        };
+        if !was_current {
+            return;
+        }
+        let died_at = Instant::now();
+        tracing::warn!(slice = %slot.spec.id, pid = exec.pid(), "executor died; restarting it");
+        let restarts = {
+            let mut info = slot.info.lock().expect("slot lock");
+            info.restarts += 1;
+            info.last_death_ms = Some(now_ms());
+            info.restarts
+        };
+        // A crash loop must not spin: back off a little after repeated deaths.
+        if restarts > 3 {
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(restarts.min(20)))).await;
+        }
+        let respawned = {
+            let _spawning = slot.spawning.lock().await;
+            if slot.live().is_some() {
+                // Someone needed it first and started (and watches) one.
+                None
+            } else {
+                Some(slot.spawn_process().await)
+            }
+        };
+        let next = match respawned {
+            None => None,
+            Some(Ok(e)) => {
+                slot.info.lock().expect("slot lock").last_restart_ms =
+                    Some(died_at.elapsed().as_secs_f64() * 1e3);
+                Some(e)
+            }
+            Some(Err(e)) => {
+                tracing::error!(slice = %slot.spec.id, "restarting the executor: {e}");
+                None
+            }
+        };
+        slot.restarted.notify_waiters();
+        match next {
+            Some(e) => exec = e,
+            None => return,
+        }
+    }
+}
+
+/// Who holds a slice.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SliceUse {
+    pub slice: String,
+    /// The billing type: "H100", "2xH100", "MIG-3g.40gb", "cpu".
+    pub slice_type: String,
+    pub endpoint: String,
+    pub worker: String,
+    /// Device keys it occupies ("gpu0", "gpu1/mig0"); empty for CPU.
+    pub devices: Vec<String>,
+    /// Since when (ms since the epoch).
+    pub since: i64,
+}
+
+struct Held {
+    usage: SliceUse,
+    /// Worker time up to here is already metered.
+    metered_until: Instant,
+    cpu_index: Option<usize>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Device key -> slice id holding it.
+    busy: HashMap<String, String>,
+    /// Slice id -> its holder.
+    held: HashMap<String, Held>,
+    executors: HashMap<String, Arc<ExecutorSlot>>,
+    cpu_in_use: BTreeSet<usize>,
+}
+
+/// Every slice of this host: placement, leases, executors, metering of
+/// held slices.
+pub struct Slices {
+    inventory: Inventory,
+    exe: PathBuf,
+    cache_dir: PathBuf,
+    meter: Arc<Meter>,
+    state: Mutex<State>,
+    /// Woken when a slice is released, so throttled workers retry at once.
+    pub freed: Notify,
+}
+
+/// A worker's hold on a slice; dropping it releases the slice.
+pub struct Lease {
+    slices: Arc<Slices>,
+    slice: Slice,
+    slot: Arc<ExecutorSlot>,
+}
+
+impl Lease {
+    pub fn slice(&self) -> &Slice {
+        &self.slice
+    }
+
+    pub fn slot(&self) -> &Arc<ExecutorSlot> {
+        &self.slot
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.slices.release(&self.slice.spec.id);
+    }
+}
+
+/// What `/v1/inventory` shows.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InventoryView {
+    #[schema(value_type = Object)]
+    pub inventory: Inventory,
+    /// Slices held by workers now.
+    pub in_use: Vec<SliceUse>,
+    /// Executor processes, one per slice that has been used.
+    pub executors: Vec<ExecutorView>,
+}
+
+impl Slices {
+    pub fn new(inventory: Inventory, exe: PathBuf, cache_dir: PathBuf, meter: Arc<Meter>) -> Self {
+        Self {
+            inventory,
+            exe,
+            cache_dir,
+            meter,
+            state: Mutex::default(),
+            freed: Notify::new(),
+        }
+    }
+
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Place `worker` of `endpoint` on the first free slice of `priority`.
+    pub fn acquire(
+        self: &Arc<Self>,
+        endpoint: &str,
+        worker: &str,
+        priority: &[String],
+        gpus_per_worker: u32,
+    ) -> Result<Lease, PlacementError> {
+        let mut state = self.state.lock().expect("slices lock");
+        let busy: HashSet<String> = state.busy.keys().cloned().collect();
+        // CPU slices never conflict; each gets the lowest free index so
+        // their executors are reused rather than multiplied.
+        let cpu_index = (0..).find(|i| !state.cpu_in_use.contains(i)).unwrap_or(0);
+        let slice = place(&self.inventory, priority, gpus_per_worker, &busy, cpu_index)?;
+        let id = slice.spec.id.clone();
+        let is_cpu = slice.keys.is_empty();
+        if is_cpu {
+            state.cpu_in_use.insert(cpu_index);
+        }
+        for key in &slice.keys {
+            state.busy.insert(key.clone(), id.clone());
+        }
+        // An idle executor of an overlapping slice (gpu0 when gpus0-1 is
+        // wanted) would hold memory on devices now given to someone else.
+        for (other_id, other) in &state.executors {
+            if other_id != &id && other.keys.iter().any(|k| slice.keys.contains(k)) {
+                other.stop();
+            }
+        }
+        let slot = Arc::clone(state.executors.entry(id.clone()).or_insert_with(|| {
+            Arc::new(ExecutorSlot {
+                spec: slice.spec.clone(),
+                keys: slice.keys.clone(),
+                exe: self.exe.clone(),
+                cache_dir: self.cache_dir.clone(),
+                current: Mutex::default(),
+                spawning: tokio::sync::Mutex::new(()),
+                info: Mutex::default(),
+                restarted: Notify::new(),
+            })
+        }));
+        state.held.insert(
+            id.clone(),
+            Held {
+                usage: SliceUse {
+                    slice: id,
+                    slice_type: slice.type_name.clone(),
+                    endpoint: endpoint.to_string(),
+                    worker: worker.to_string(),
+                    devices: slice.keys.clone(),
+                    since: now_ms(),
+                },
+                metered_until: Instant::now(),
+                cpu_index: is_cpu.then_some(cpu_index),
+            },
+        );
+        Ok(Lease {
+            slices: Arc::clone(self),
+            slice,
+            slot,
+        })
+    }
+
+    fn release(&self, slice_id: &str) {
+        {
+            let mut state = self.state.lock().expect("slices lock");
+            if let Some(held) = state.held.remove(slice_id) {
+                for key in &held.usage.devices {
+                    state.busy.remove(key);
+                }
+                if let Some(i) = held.cpu_index {
+                    state.cpu_in_use.remove(&i);
+                }
+                self.meter.add_worker_time(
+                    &held.usage.endpoint,
+                    &held.usage.slice_type,
+                    held.metered_until.elapsed(),
+                );
+            }
+        }
+        self.freed.notify_waiters();
+    }
+
+    /// Move the worker time of held slices into the meter (called every
+    /// second, so long-lived workers are billed as they go).
+    pub fn accrue(&self) {
+        let mut state = self.state.lock().expect("slices lock");
+        let now = Instant::now();
+        for held in state.held.values_mut() {
+            self.meter.add_worker_time(
+                &held.usage.endpoint,
+                &held.usage.slice_type,
+                now - held.metered_until,
+            );
+            held.metered_until = now;
+        }
+    }
+
+    pub fn view(&self) -> InventoryView {
+        let state = self.state.lock().expect("slices lock");
+        let mut in_use: Vec<SliceUse> = state.held.values().map(|h| h.usage.clone()).collect();
+        in_use.sort_by(|a, b| a.slice.cmp(&b.slice));
+        let mut executors: Vec<ExecutorView> = state.executors.values().map(|s| s.view()).collect();
+        executors.sort_by(|a, b| a.slice.cmp(&b.slice));
+        InventoryView {
+            inventory: self.inventory.clone(),
+            in_use,
+            executors,
+        }
+    }
+
+    /// Slices held now, by slice type (for /metrics).
+    pub fn held_by_type(&self) -> Vec<(String, String, usize)> {
+        let state = self.state.lock().expect("slices lock");
+        let mut counts: HashMap<(String, String), usize> = HashMap::new();
+        for h in state.held.values() {
+            *counts
+                .entry((h.usage.endpoint.clone(), h.usage.slice_type.clone()))
+                .or_default() += 1;
+        }
+        let mut out: Vec<_> = counts.into_iter().map(|((e, t), n)| (e, t, n)).collect();
+        out.sort();
+        out
+    }
+
+    /// Stop every executor (host shutdown, after the workers stopped).
+    pub fn stop_all(&self) {
+        let state = self.state.lock().expect("slices lock");
+        for slot in state.executors.values() {
+            slot.stop();
+        }
+    }
+}
