@@ -14,6 +14,13 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo clippy (guests, wasm32-wasip2)"
 cargo clippy --target wasm32-wasip2 --exclude wasmpod --exclude wasmpod-tensor --workspace -- -D warnings
 
+echo "== guest SDK glue (Python unittest, node --test)"
+python3 -m unittest discover -s guest-sdk/python/tests
+(cd guest-sdk/js && node --test test/)
+
+echo "== building the Python and JavaScript examples (componentize-py, componentize-js)"
+guest-sdk/build-all.sh
+
 echo "== cargo test"
 cargo test --workspace --exclude example-echo --exclude example-stream \
   --exclude example-sleep --exclude example-fail --exclude example-mlp --exclude example-gpu-bench 2>&1 | tee target/test-output.txt

@@ -145,6 +145,8 @@ fn main() {
         );
     }
 
+    languages(&rt, &echo);
+
     // Whole-process wall time of the local test loop.
     let bin = root().join("target/release/wasmpod");
     if !bin.exists() {
@@ -245,4 +247,81 @@ fn minilm_dir() -> Option<PathBuf> {
         .ok()?;
     let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     (out.status.success() && p.join("model.safetensors").exists()).then_some(p)
+}
+
+/// Component size, build time, compile time and cold instantiate time (a
+/// fresh instance with `init` run) of the same `echo` handler written in
+/// Rust, Python (componentize-py) and JavaScript (componentize-js).
+fn languages(rt: &tokio::runtime::Runtime, rust_echo: &Path) {
+    // Rust: rebuild the example crate alone (its dependencies stay built).
+    let lib = root().join("examples/echo/src/lib.rs");
+    let text = std::fs::read(&lib).unwrap();
+    std::fs::write(&lib, &text).unwrap();
+    let (_, rust_build) = time(|| build_example("echo"));
+    // Python and JS: rebuild every example of both languages, timed per
+    // component by build-all.sh (it prints `name bytes seconds`).
+    let out = Command::new(root().join("guest-sdk/build-all.sh"))
+        .env("FORCE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "guest-sdk/build-all.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let build_secs = |name: &str| -> f64 {
+        listing
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "\n| echo handler in | component size | build | compile (Cranelift) | load from cache | instantiate + init, median of 50 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let guest = root().join("target/guest");
+    for (lang, path, build) in [
+        ("Rust", rust_echo.to_path_buf(), rust_build.as_secs_f64()),
+        (
+            "Python",
+            guest.join("python-echo.wasm"),
+            build_secs("python-echo.wasm"),
+        ),
+        (
+            "JavaScript",
+            guest.join("js-echo.wasm"),
+            build_secs("js-echo.wasm"),
+        ),
+    ] {
+        let wasm = std::fs::read(&path).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let cfg = RuntimeConfig {
+            cache_dir: Some(cache.path().into()),
+            ..Default::default()
+        };
+        let (_, compile) = time(|| Runtime::new(&cfg).unwrap().load(&wasm).unwrap());
+        let runtime = Runtime::new(&cfg).unwrap();
+        let (handler, load) = time(|| runtime.load(&wasm).unwrap());
+        let config = InstanceConfig::cpu(512 << 20, 1 << 30, None);
+        let samples: Vec<Duration> = rt.block_on(async {
+            let mut v = Vec::new();
+            for _ in 0..55 {
+                let t = Instant::now();
+                let inst = handler.instantiate(&config).await.unwrap();
+                v.push(t.elapsed());
+                drop(inst);
+            }
+            v.split_off(5)
+        });
+        println!(
+            "| {lang} | {:.1} MiB | {build:.1} s | {:.2} s | {:.1} ms | {:.2} ms |",
+            wasm.len() as f64 / (1 << 20) as f64,
+            compile.as_secs_f64(),
+            load.as_secs_f64() * 1e3,
+            median(samples).as_secs_f64() * 1e3
+        );
+    }
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Packs what scripts/gpu-device-run.sh needs into .devcarry/ (ignored by git;
+# named in the device tool's `carry`): release binaries (stripped), the
+# example components, and all-MiniLM-L6-v2 split in two halves, model-a and
+# model-b, each under the tool's 64 MiB carry limit, to carry in two calls.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+D=.devcarry
+rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm" "$D/model-a/files" "$D/model-b"
+cp target/release/wasmpod "$D/bin/"
+cp target/release/examples/gpu_bench "$D/bin/"
+for t in cuda_conformance conformance; do
+  f=$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)
+  cp "$f" "$D/bin/$t"
+done
+strip "$D"/bin/*
+# xz (unpacked there with Python's lzma) keeps binaries + half a model under 64 MiB.
+xz -6 -T2 "$D"/bin/*
+for e in embeddings gpu_bench echo; do
+  cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+done
+M="$(.venv/bin/python3 tests/fixtures/minilm/compare.py --print-model-dir)"
+(cd "$M" && find . -type f ! -name model.safetensors -exec cp --parents {} "$ROOT/$D/model-a/files/" \;)
+half=$(( ($(stat -c %s "$M/model.safetensors") + 1) / 2 ))
+split -b "$half" -d "$M/model.safetensors" "$D/model.safetensors.part"
+mv "$D/model.safetensors.part00" "$D/model-a/"
+mv "$D/model.safetensors.part01" "$D/model-b/"
+du -sh "$D"/* "$D"/bin/*
