@@ -596,7 +596,11 @@ async fn supervise(
             }
         }
         // A retired throttled worker was never placed: just forget it.
-        entries.retain(|e| !(e.task.is_none() && e.shared.is_retiring()));
+        entries.retain(|e| {
+            !(e.task.is_none()
+                && e.shared.stage() == WorkerStage::Throttled
+                && e.shared.is_retiring())
+        });
         if plan.start > 0 && !waiting_retry {
             for _ in 0..plan.start {
                 started += 1;
