@@ -2,9 +2,10 @@
 # Runs on the GPU machine (the device tool), over binaries built here and
 # carried in .devcarry/ by scripts/gpu-device-pack.sh:
 #
-#   scripts/gpu-device-run.sh single   # inventory, CUDA conformance, GEMM and
-#                                      # bandwidth vs cuBLAS and PyTorch, guest
-#                                      # GEMM, embeddings on the GPU vs PyTorch
+#   scripts/gpu-device-run.sh kernels  # inventory, CUDA conformance, GEMM and
+#                                      # bandwidth vs cuBLAS and PyTorch, guest GEMM
+#   scripts/gpu-device-run.sh embeddings  # all-MiniLM-L6-v2 on the GPU: reference
+#                                      # match, throughput vs sentence-transformers
 #   scripts/gpu-device-run.sh group    # every GPU of the host as one worker:
 #                                      # per-GPU guest GEMM, GPU-to-GPU moves
 #
@@ -16,7 +17,7 @@ cd "$ROOT"
 D="$ROOT/.devcarry"
 OUT="${OUT:-/tmp/out}"
 mkdir -p "$OUT"
-MODE="${1:-single}"
+MODE="${1:-kernels}"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 for f in "$D"/bin/*.xz; do
   [ -e "$f" ] && python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[1][:-3], "wb"))' "$f" && rm "$f"
@@ -35,14 +36,7 @@ guest_gemm() { # n dtype iters [mode]
     --input "{\"mode\":\"${4:-gemm}\",\"n\":$1,\"dtype\":\"$2\",\"iters\":$3,\"copy_mib\":1024}" 2>>"$OUT/guest-gemm.log"
 }
 
-if [ "$MODE" = single ]; then
-  # all-MiniLM-L6-v2 travels in two halves (the carry limit is 64 MiB).
-  M=/tmp/models/all-MiniLM-L6-v2
-  mkdir -p "$M"
-  cp -r "$D"/model-a/files/. "$M"/
-  cat "$D"/model-a/model.safetensors.part* "$D"/model-b/model.safetensors.part* >"$M/model.safetensors"
-  sha256sum "$M/model.safetensors" | tee -a "$SUMMARY"
-
+if [ "$MODE" = kernels ]; then
   note "== CUDA conformance (every op, every dtype, GPU vs CPU reference)"
   "$D/bin/cuda_conformance" --test-threads=4 >"$OUT/cuda_conformance.txt" 2>&1
   grep -E "test result|FAILED|panicked" "$OUT/cuda_conformance.txt" | tee -a "$SUMMARY"
@@ -53,12 +47,22 @@ if [ "$MODE" = single ]; then
   python3 host/tensor/examples/gpu_bench_torch.py >"$OUT/torch.json" 2>"$OUT/torch.err"
   "$D/bin/gpu_bench" --torch "$OUT/torch.json" 2>&1 | tee "$OUT/gpu_bench.txt" | tee -a "$SUMMARY"
 
+fi
+if [ "$MODE" = kernels ] || [ "$MODE" = embeddings ]; then
   note "== GEMM from a guest through the WIT API (TFLOP/s, guest monotonic clock)"
   for spec in "4096 bf16 100" "4096 f32 20" "8192 bf16 50" "8192 f32 10"; do
     set -- $spec
-    guest_gemm "$1" "$2" "$3" | python3 -c 'import json,sys; g=json.load(sys.stdin)["gemm"][0]; print(f"guest gemm {g[\"n\"]}^3 {g[\"dtype\"]}: {g[\"tflops\"]:.1f} TFLOP/s on {g[\"device_name\"]}")' | tee -a "$SUMMARY"
+    guest_gemm "$1" "$2" "$3" | python3 -c 'import json,sys; g=json.load(sys.stdin)["gemm"][0]; print("guest gemm %s^3 %s: %.1f TFLOP/s on %s" % (g["n"], g["dtype"], g["tflops"], g["device_name"]))' | tee -a "$SUMMARY"
   done
 
+fi
+if [ "$MODE" = embeddings ]; then
+  # all-MiniLM-L6-v2 travels in two halves (the carry limit is 64 MiB).
+  M=/tmp/models/all-MiniLM-L6-v2
+  mkdir -p "$M"
+  cp -r "$D"/model-a/files/. "$M"/
+  cat "$D"/model-a/model.safetensors.part* "$D"/model-b/model.safetensors.part* >"$M/model.safetensors"
+  sha256sum "$M/model.safetensors" | tee -a "$SUMMARY"
   note "== embeddings on the GPU: reference match, then throughput vs PyTorch"
   INPUT="$(python3 tests/fixtures/minilm/compare.py --print-input)"
   "$W" --home /tmp/wp run "$D/wasm/example_embeddings.wasm" --device cuda --models /tmp/models \
@@ -84,7 +88,7 @@ EOF
   done
   note "== a CPU job on the same host for comparison"
   "$W" --home /tmp/wp run "$D/wasm/example_echo.wasm" --device cuda --input '{"hello":"gpu"}' --timings 2>&1 | tail -3 | tee -a "$SUMMARY"
-else
+elif [ "$MODE" = group ]; then
   note "== one worker holding every GPU: per-GPU GEMM and GPU-to-GPU moves from a guest"
   for dt in bf16 f32; do
     guest_gemm 8192 "$dt" $([ $dt = bf16 ] && echo 30 || echo 6) group | tee "$OUT/group-$dt.json" | python3 -c '
@@ -92,9 +96,9 @@ import json, sys
 o = json.load(sys.stdin)
 print("devices:", o["devices"])
 for g in o["gemm"]:
-    print(f"gpu {g[\"device\"]} gemm {g[\"n\"]}^3 {g[\"dtype\"]}: {g[\"tflops\"]:.1f} TFLOP/s")
+    print("gpu %s gemm %s^3 %s: %.1f TFLOP/s" % (g["device"], g["n"], g["dtype"], g["tflops"]))
 for c in o["copies"]:
-    print(f"move gpu {c[\"from\"]} -> gpu {c[\"to\"]}: {c[\"bytes\"] / 2**20:.0f} MiB at {c[\"gb_per_s\"]:.1f} GB/s, data intact: {c[\"checksum_matches\"]}")
+    print("move gpu %s -> gpu %s: %.0f MiB at %.1f GB/s, data intact: %s" % (c["from"], c["to"], c["bytes"] / 2**20, c["gb_per_s"], c["checksum_matches"]))
 ' | tee -a "$SUMMARY"
   done
 fi

@@ -286,11 +286,9 @@ impl Instance {
         }
         let reason = match trap.downcast_ref::<wasmtime::Trap>() {
             Some(code) => code.to_string(),
-            None => format!("{trap:#}")
-                .lines()
-                .next()
-                .unwrap_or("unknown trap")
-                .to_string(),
+            // A host function that failed: its own message is the root
+            // cause; the outer layers are wasmtime's backtrace context.
+            None => trap.root_cause().to_string(),
         };
         let tail = data.stderr.tail();
         let said: Vec<&str> = tail
