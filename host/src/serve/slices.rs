@@ -423,3 +423,71 @@ impl Slices {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slices() -> Arc<Slices> {
+        let inventory = Inventory::simulated(
+            "[[gpu]]\nname = \"NVIDIA H100 80GB HBM3\"\nmemory_gib = 80\ncount = 2\n",
+        )
+        .unwrap();
+        Arc::new(Slices::new(
+            inventory,
+            PathBuf::from("/nonexistent/wasmpod"),
+            PathBuf::from("/nonexistent/cache"),
+            Arc::new(Meter::default()),
+        ))
+    }
+
+    fn list(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn leases_hold_slices_until_dropped_and_are_metered() {
+        let s = slices();
+        let a = s.acquire("e", "w1", &list(&["H100"]), 1).unwrap();
+        let b = s.acquire("e", "w2", &list(&["H100"]), 1).unwrap();
+        assert_eq!(
+            (a.slice().spec.id.as_str(), b.slice().spec.id.as_str()),
+            ("gpu0", "gpu1")
+        );
+        // Both GPUs held: a group of two cannot be placed, a third is busy.
+        assert!(matches!(
+            s.acquire("f", "w3", &list(&["H100"]), 1),
+            Err(PlacementError::Busy(_))
+        ));
+        assert!(matches!(
+            s.acquire("f", "w3", &list(&["H100"]), 2),
+            Err(PlacementError::Busy(_))
+        ));
+        let view = s.view();
+        assert_eq!(view.in_use.len(), 2);
+        assert_eq!(view.in_use[0].worker, "w1");
+        std::thread::sleep(Duration::from_millis(20));
+        drop(a);
+        drop(b);
+        assert!(s.view().in_use.is_empty());
+        let pending = s.meter.pending_seconds();
+        let secs = pending[&("e".to_string(), "H100".to_string())];
+        assert!(secs >= 0.04, "two workers for 20 ms each: {secs}");
+        // Freed: now the pair fits.
+        let g = s.acquire("f", "w4", &list(&["H100"]), 2).unwrap();
+        assert_eq!(g.slice().spec.id, "gpus0-1");
+        assert_eq!(g.slice().type_name, "2xH100");
+    }
+
+    #[test]
+    fn cpu_slices_reuse_the_lowest_free_index() {
+        let s = slices();
+        let a = s.acquire("e", "w1", &list(&["cpu"]), 1).unwrap();
+        let b = s.acquire("e", "w2", &list(&["cpu"]), 1).unwrap();
+        assert_eq!(a.slice().spec.id, "cpu0");
+        assert_eq!(b.slice().spec.id, "cpu1");
+        drop(a);
+        let c = s.acquire("e", "w3", &list(&["cpu"]), 1).unwrap();
+        assert_eq!(c.slice().spec.id, "cpu0", "its executor is reused");
+    }
+}

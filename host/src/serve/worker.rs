@@ -106,7 +106,10 @@ pub async fn run_worker(
             }
         }
     }
-    if exec.is_alive() {
+    if result.is_err() {
+        // Shown at once, before the supervisor reaps the worker.
+        me.set_stage(WorkerStage::Unhealthy);
+    } else if exec.is_alive() {
         exec.stop_worker(&me.id).await;
     }
     // Dropping the lease frees the slice (and meters the worker's time).
