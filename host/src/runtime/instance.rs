@@ -166,6 +166,11 @@ impl Handler {
         };
         let mut store = Store::new(self.inner.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
+        // wasmtime caps what one host call may copy out of the guest (128 MiB
+        // by default) against hosts that allocate for a hostile guest. A
+        // tensor upload is such a copy and can be larger; it can never exceed
+        // the guest's linear memory, so the memory cap is the bound.
+        store.set_hostcall_fuel(config.memory_limit.max(128 << 20));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
         let bindings = self
