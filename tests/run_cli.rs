@@ -278,11 +278,12 @@ fn gpu_bench_guest_runs_on_the_cpu_backend() {
 
 /// A tensor upload larger than wasmtime's default per-call copy limit
 /// (128 MiB) works when the guest's memory cap allows it: 6144² f32 is
-/// 144 MiB in one `from-bytes` call.
+/// 144 MiB in one `from-bytes` call, checked by reading its last element.
 #[test]
 fn uploads_larger_than_128_mib_work_within_the_memory_cap() {
     let wasm = common::example_wasm("gpu-bench");
-    let input = r#"{"mode":"gemm","n":6144,"dtype":"bf16","iters":1}"#;
+    let input = r#"{"mode":"upload","n":6144}"#;
     let out = wasmpod_run(&wasm, input, &["--device", "cpu", "--memory", "1GiB"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["upload"]["bytes"], 6144 * 6144 * 4);
 }

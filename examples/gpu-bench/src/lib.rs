@@ -9,6 +9,8 @@
 //!   GPUs), then a tensor moved from device 0 to every other device; returns
 //!   per-device TFLOP/s, copy GB/s, and a checksum showing the moved data
 //!   arrived intact.
+//! - `{"mode": "upload", "n": 8192}`: one n×n f32 tensor uploaded from guest
+//!   memory (`from-bytes`) and read back; returns the upload GB/s.
 
 use std::time::Instant;
 
@@ -68,10 +70,19 @@ struct Copy {
 }
 
 #[derive(Serialize)]
+struct Upload {
+    bytes: u64,
+    seconds: f64,
+    gb_per_s: f64,
+}
+
+#[derive(Serialize)]
 struct Output {
     devices: Vec<String>,
     gemm: Vec<Gemm>,
     copies: Vec<Copy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upload: Option<Upload>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +188,27 @@ fn copy(mib: u32, to: u32) -> Result<Copy, BenchError> {
     })
 }
 
+fn upload(n: u32) -> Result<Upload, BenchError> {
+    let values = pseudo_random((n as usize) * (n as usize), 3);
+    let started = Instant::now();
+    let t = Tensor::from_f32(&[n, n], &values)?;
+    sync(&t)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let last = t.reshape(&[-1])?.slice(0, n * n - 1, n * n)?.to_vec_f32()?[0];
+    if last != values[values.len() - 1] {
+        return Err(BenchError::Input(format!(
+            "the uploaded tensor's last element is {last}, not {}",
+            values[values.len() - 1]
+        )));
+    }
+    let bytes = (values.len() * 4) as u64;
+    Ok(Upload {
+        bytes,
+        seconds,
+        gb_per_s: bytes as f64 / seconds / 1e9,
+    })
+}
+
 fn handle(input: Input) -> Result<Output, BenchError> {
     if input.n == 0 || input.iters == 0 {
         return Err(BenchError::Input("n and iters must be positive".into()));
@@ -186,6 +218,7 @@ fn handle(input: Input) -> Result<Output, BenchError> {
         devices: devices.clone(),
         gemm: Vec::new(),
         copies: Vec::new(),
+        upload: None,
     };
     match input.mode.as_str() {
         "gemm" => out.gemm.push(gemm(input.n, &input.dtype, input.iters, 0)?),
@@ -198,9 +231,10 @@ fn handle(input: Input) -> Result<Output, BenchError> {
                 out.copies.push(copy(input.copy_mib, to)?);
             }
         }
+        "upload" => out.upload = Some(upload(input.n)?),
         other => {
             return Err(BenchError::Input(format!(
-                "mode must be \"gemm\" or \"group\", not {other:?}"
+                "mode must be \"gemm\", \"group\" or \"upload\", not {other:?}"
             )));
         }
     }
