@@ -54,7 +54,8 @@ if [ "$MODE" = kernels ] || [ "$MODE" = embeddings ]; then
     set -- $spec
     guest_gemm "$1" "$2" "$3" | python3 -c 'import json,sys; g=json.load(sys.stdin)["gemm"][0]; print("guest gemm %s^3 %s: %.1f TFLOP/s on %s" % (g["n"], g["dtype"], g["tflops"], g["device_name"]))' | tee -a "$SUMMARY"
   done
-
+  "$W" --home /tmp/wp run "$D/wasm/example_gpu_bench.wasm" --device cuda --memory 3GiB \
+    --input '{"mode":"upload","n":8192}' 2>>"$OUT/guest-gemm.log" | python3 -c 'import json,sys; u=json.load(sys.stdin)["upload"]; print("guest upload (from-bytes) %.0f MiB: %.1f GB/s" % (u["bytes"] / 2**20, u["gb_per_s"]))' | tee -a "$SUMMARY"
 fi
 if [ "$MODE" = embeddings ]; then
   # all-MiniLM-L6-v2 travels in two halves (the carry limit is 64 MiB).
