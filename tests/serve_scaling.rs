@@ -38,10 +38,16 @@ memory_gib = 40
 
 /// A server on the simulated inventory.
 fn start(dir: &tempfile::TempDir) -> Server {
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &tempfile::TempDir, extra: &[&str]) -> Server {
     let inv = dir.path().join("inventory.toml");
     std::fs::write(&inv, INVENTORY).unwrap();
     let home = dir.path().join("home");
-    server::start(&home, &["--inventory", inv.to_str().unwrap()])
+    let mut args = vec!["--inventory", inv.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    server::start(&home, &args)
 }
 
 fn group_input(extra: Value) -> Value {
@@ -283,7 +289,7 @@ async fn gpu_groups_see_n_devices_and_wait_for_free_gpus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_scales_up_throttles_then_back_to_zero_and_is_metered() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(&dir);
+    let s = start_with(&dir, &["--executor-idle", "1s"]);
     let sleep = s.upload_example("sleep").await;
 
     // A burst on an endpoint at zero workers: it scales to max_workers.
@@ -314,6 +320,30 @@ async fn burst_scales_up_throttles_then_back_to_zero_and_is_metered() {
     assert!(
         inv["in_use"].as_array().unwrap().is_empty(),
         "slices released: {inv}"
+    );
+    // With no worker for --executor-idle, the slices' executors stop too;
+    // the next job spawns one again.
+    let started = Instant::now();
+    loop {
+        let inv = s.get("/v1/inventory").await.body;
+        let execs = inv["executors"].as_array().unwrap();
+        assert_eq!(execs.len(), 3, "{inv}");
+        if execs.iter().all(|x| x["alive"] == false) {
+            break;
+        }
+        assert!(started.elapsed() < LONG, "idle executors kept: {inv}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = s.run("burst", &json!({"input": {"ms": 1}})).await;
+    completed_output(&s, "burst", &id).await;
+    let inv = s.get("/v1/inventory").await.body;
+    assert!(
+        inv["executors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["alive"] == true && x["spawned"] == 2),
+        "{inv}"
     );
 
     // One A100 for three jobs: one worker runs, two are throttled, and
@@ -372,9 +402,9 @@ async fn burst_scales_up_throttles_then_back_to_zero_and_is_metered() {
         "wasmpod_queue_depth{endpoint=\"burst\"} 0",
         "wasmpod_workers{endpoint=\"burst\",state=\"running\"} 0",
         "# TYPE wasmpod_job_execution_seconds histogram",
-        "wasmpod_job_execution_seconds_count{endpoint=\"burst\"} 12",
+        "wasmpod_job_execution_seconds_count{endpoint=\"burst\"} 13",
         "wasmpod_job_queue_delay_seconds_bucket{endpoint=\"one\",le=\"+Inf\"} 3",
-        "wasmpod_jobs_finished_total{endpoint=\"burst\",status=\"COMPLETED\"} 12",
+        "wasmpod_jobs_finished_total{endpoint=\"burst\",status=\"COMPLETED\"} 13",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }

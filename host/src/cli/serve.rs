@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// endpoint and shows its load and usage.
     #[arg(long)]
     pub metrics_public: bool,
+    /// How long a slice's executor process is kept with no worker on it
+    /// (warm for the next worker) before it is stopped, freeing its GPU
+    /// memory.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub executor_idle: Duration,
 }
 
 pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -71,6 +76,7 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_model_file_bytes = args.max_model_file_size;
     config.inventory = args.inventory;
     config.metrics_public = args.metrics_public;
+    config.executor_idle = args.executor_idle;
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty());

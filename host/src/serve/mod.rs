@@ -69,6 +69,8 @@ pub struct ServeConfig {
     pub executor_exe: Option<PathBuf>,
     /// Serve `/metrics` without an API key.
     pub metrics_public: bool,
+    /// How long a slice's executor is kept with no worker on it.
+    pub executor_idle: Duration,
 }
 
 impl ServeConfig {
@@ -96,6 +98,7 @@ impl ServeConfig {
             inventory: None,
             executor_exe: None,
             metrics_public: false,
+            executor_idle: Duration::from_secs(300),
         }
     }
 }
@@ -235,6 +238,7 @@ impl App {
             meter,
             slices,
             app.store.clone(),
+            app.config.executor_idle,
             Arc::clone(&app.shutdown),
         ));
         Ok((app, bootstrap))

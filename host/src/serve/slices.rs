@@ -32,8 +32,8 @@ pub struct ExecutorSlot {
     /// Serialises spawns, so concurrent callers share one new process.
     spawning: tokio::sync::Mutex<()>,
     info: Mutex<SlotInfo>,
-    /// Woken when a replacement after a crash is ready (or failed).
-    restarted: Notify,
+    /// Since when no worker holds the slice (None while one does).
+    idle_since: Mutex<Option<Instant>>,
 }
 
 #[derive(Default, Clone)]
@@ -114,15 +114,6 @@ impl ExecutorSlot {
         }
     }
 
-    /// Resolves once the slot has a live process again after a crash.
-    pub async fn wait_restarted(&self) {
-        let notified = self.restarted.notified();
-        if self.live().is_some() {
-            return;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(60), notified).await;
-    }
-
     fn view(&self) -> ExecutorView {
         let current = self.current.lock().expect("slot lock").clone();
         let info = self.info.lock().expect("slot lock").clone();
@@ -189,7 +180,6 @@ async fn watch(slot: Weak<ExecutorSlot>, mut exec: Arc<ExecutorProcess>) {
                 None
             }
         };
-        slot.restarted.notify_waiters();
         match next {
             Some(e) => exec = e,
             None => return,
@@ -328,9 +318,10 @@ impl Slices {
                 current: Mutex::default(),
                 spawning: tokio::sync::Mutex::new(()),
                 info: Mutex::default(),
-                restarted: Notify::new(),
+                idle_since: Mutex::default(),
             })
         }));
+        *slot.idle_since.lock().expect("slot lock") = None;
         state.held.insert(
             id.clone(),
             Held {
@@ -357,6 +348,9 @@ impl Slices {
         {
             let mut state = self.state.lock().expect("slices lock");
             if let Some(held) = state.held.remove(slice_id) {
+                if let Some(slot) = state.executors.get(slice_id) {
+                    *slot.idle_since.lock().expect("slot lock") = Some(Instant::now());
+                }
                 for key in &held.usage.devices {
                     state.busy.remove(key);
                 }
@@ -413,6 +407,24 @@ impl Slices {
         let mut out: Vec<_> = counts.into_iter().map(|((e, t), n)| (e, t, n)).collect();
         out.sort();
         out
+    }
+
+    /// Stop executors whose slice no worker has held for `max_idle`: at
+    /// zero workers a GPU executor would otherwise keep its CUDA context
+    /// (hundreds of MiB of the GPU) forever. The next worker spawns a new
+    /// one (milliseconds, plus the device's init).
+    pub fn reap_idle(&self, max_idle: Duration) {
+        let state = self.state.lock().expect("slices lock");
+        for (id, slot) in &state.executors {
+            let idle = *slot.idle_since.lock().expect("slot lock");
+            if !state.held.contains_key(id)
+                && idle.is_some_and(|t| t.elapsed() >= max_idle)
+                && slot.live().is_some()
+            {
+                tracing::debug!(slice = %id, "stopping the idle executor");
+                slot.stop();
+            }
+        }
     }
 
     /// Stop every executor (host shutdown, after the workers stopped).
