@@ -88,12 +88,23 @@ impl Tensor {
 
     /// Upload f32 values, row-major; `data.len()` must be `product(shape)`.
     pub fn from_f32(shape: &[u32], data: &[f32]) -> Result<Self> {
-        wrap(wit::Tensor::from_f32(shape, data))
+        // Sent as bytes: the host copies a `list<u8>` with one memcpy, while
+        // a `list<f32>` is lifted element by element (measured on an H200:
+        // 1.4 GB/s for 256 MiB as list<f32>).
+        wrap(wit::Tensor::from_bytes(
+            wit::Dtype::F32,
+            shape,
+            as_le_bytes(data),
+        ))
     }
 
     /// Upload i64 values (e.g. token ids), row-major.
     pub fn from_i64(shape: &[u32], data: &[i64]) -> Result<Self> {
-        wrap(wit::Tensor::from_i64(shape, data))
+        wrap(wit::Tensor::from_bytes(
+            wit::Dtype::I64,
+            shape,
+            as_le_bytes(data),
+        ))
     }
 
     /// A tensor of zeros.
@@ -317,4 +328,12 @@ mod tests {
         let e = TensorError::from(wit::TensorError::QuotaExceeded("8 MiB over".into()));
         assert_eq!(e.to_string(), "quota exceeded: 8 MiB over");
     }
+}
+
+/// The bytes of a slice of plain numbers. wasm32 is little-endian, which is
+/// the layout `from-bytes` takes.
+fn as_le_bytes<T: Copy>(data: &[T]) -> &[u8] {
+    // SAFETY: T is f32 or i64 here: no padding, every byte initialised; the
+    // length covers exactly the slice's memory.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
 }
