@@ -51,6 +51,12 @@ pub trait Backend: Send + Sync {
     fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor>;
     fn zeros(&self, dtype: DType, shape: &[usize]) -> Result<Tensor>;
     fn download(&self, t: &Tensor) -> Result<Vec<u8>>;
+    /// Copy `t`, held by another backend, onto this one directly (GPU to
+    /// GPU over NVLink/PCIe) when the two can; `None` when they cannot and
+    /// the copy must go through host memory.
+    fn copy_in(&self, _t: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
 
     /// `[batch.., m, k] x [batch.., k, n]`; both operands already broadcast
     /// to rank >= 2 with equal batch dims by the front (`a` and `b` may have

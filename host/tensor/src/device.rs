@@ -412,9 +412,13 @@ impl Device {
         self.backend.top_k(a, k)
     }
 
-    /// Copy `t` (held by `from`) onto this device: download, then upload,
-    /// charged to this device's account.
+    /// Copy `t` (held by `from`) onto this device, charged to this device's
+    /// account: directly between GPUs where the backends can, else download
+    /// then upload.
     pub fn copy_from(&self, t: &Tensor, from: &Device) -> Result<Tensor> {
+        if let Some(copied) = self.backend.copy_in(t) {
+            return copied;
+        }
         let bytes = from.download(t)?;
         self.backend.upload(t.dtype(), t.shape(), &bytes)
     }

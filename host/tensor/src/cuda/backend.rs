@@ -9,10 +9,10 @@
 //! allocation unless the op that asked for it overwrites every byte of it
 //! (in stream order, before anything can read it).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaStream, LaunchConfig, PushKernelArg, result};
+use cudarc::driver::{CudaContext, CudaStream, LaunchConfig, PushKernelArg, result, sys};
 
 use super::blas::{self, Batching, GemmShape};
 use super::device::{SharedDevice, fault, guard, shared};
@@ -166,6 +166,64 @@ impl CudaBackend {
     /// element shows up in comparisons. Costs a memset per op.
     pub fn set_poison_fresh_buffers(&mut self, on: bool) {
         self.poison_fresh = on;
+    }
+
+    /// `t` (a buffer of another GPU's context) copied onto this GPU with
+    /// cuMemcpyPeerAsync on this worker's stream, ordered after the work that
+    /// produced it; peer access is enabled once per pair so the copy goes
+    /// over NVLink or PCIe directly rather than through host memory.
+    fn copy_from_peer(&self, t: &Tensor, src: &CudaStorage) -> Result<Tensor> {
+        let (out, dst) = self.alloc(t.dtype(), t.shape(), Fill::Overwritten)?;
+        let bytes = t.numel() * t.dtype().size();
+        if bytes == 0 {
+            return Ok(out);
+        }
+        self.enable_peer_access(src.context())?;
+        let (dst_ctx, src_ctx) = (self.device.ctx.cu_ctx(), src.context().cu_ctx());
+        let src_ptr = src.device_ptr();
+        self.reading(&[t], || {
+            // SAFETY: both buffers are live (t is borrowed, out owned) and
+            // `bytes` long; the source's free waits for this read (reading
+            // records it).
+            unsafe {
+                result::memcpy_peer_async(
+                    dst_ctx,
+                    dst,
+                    src_ctx,
+                    src_ptr,
+                    bytes,
+                    self.stream.cu_stream(),
+                )
+            }
+            .map_err(fault("copying between GPUs"))
+        })?;
+        Ok(out)
+    }
+
+    fn enable_peer_access(&self, peer: &Arc<CudaContext>) -> Result<()> {
+        static ENABLED: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+        let pair = (self.device.ctx.cu_ctx() as usize, peer.cu_ctx() as usize);
+        let mut enabled = ENABLED.lock().unwrap_or_else(|p| p.into_inner());
+        if pair.0 == pair.1 || enabled.contains(&pair) {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: both contexts are alive for the process (see device.rs).
+        let status = unsafe { sys::cuCtxEnablePeerAccess(peer.cu_ctx(), 0) };
+        match status {
+            sys::cudaError_enum::CUDA_SUCCESS
+            | sys::cudaError_enum::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => {}
+            // No peer path (e.g. GPUs on different root complexes): the
+            // driver still copies, staged through host memory.
+            sys::cudaError_enum::CUDA_ERROR_PEER_ACCESS_UNSUPPORTED => {}
+            other => {
+                return Err(TensorError::DeviceFault(format!(
+                    "cuda: enabling peer access between GPUs: {other:?}"
+                )));
+            }
+        }
+        enabled.push(pair);
+        Ok(())
     }
 
     fn bind(&self) -> Result<()> {
@@ -356,6 +414,11 @@ impl Backend for CudaBackend {
 
     fn zeros(&self, dtype: DType, shape: &[usize]) -> Result<Tensor> {
         Ok(self.alloc(dtype, shape, Fill::Zeroed)?.0)
+    }
+
+    fn copy_in(&self, t: &Tensor) -> Option<Result<Tensor>> {
+        let src = t.storage().as_any().downcast_ref::<CudaStorage>()?;
+        Some(self.copy_from_peer(t, src))
     }
 
     fn download(&self, t: &Tensor) -> Result<Vec<u8>> {
