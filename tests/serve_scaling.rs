@@ -3,7 +3,8 @@
 //! 3g.40gb slices, one A100; their work runs on the CPU backend), driven
 //! over HTTP. Placement by priority with fallback, MIG slices, 2- and 4-GPU
 //! groups (the guest sees N devices), throttling when slices run out,
-//! scaling up under a burst and back to zero, min_workers kept warm, the
+//! scaling up under a burst (by queue depth or queue delay) and back to
+//! zero, concurrency per worker, min_workers kept warm, the
 //! VRAM quota reaching the executor, metering and /metrics, and an executor
 //! killed mid-job: its worker turns unhealthy, the job is re-queued and
 //! completes, and the executor is restarted.
@@ -532,4 +533,72 @@ async fn killed_executor_makes_worker_unhealthy_requeues_and_restarts() {
         err.contains("executor") && err.contains("max_retries"),
         "{done}"
     );
+}
+
+fn placed(h: &Value) -> u64 {
+    workers(h, "initializing") + workers(h, "idle") + workers(h, "running")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_delay_scaler_and_concurrency_per_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&dir);
+    let sleep = s.upload_example("sleep").await;
+
+    // QUEUE_DELAY 2 s: the first worker starts at once, more only after
+    // jobs have waited 2 s.
+    s.create_endpoint(
+        "delay",
+        &sleep,
+        json!({"gpus": ["H100"], "max_workers": 3, "idle_timeout_s": 1,
+               "scaler_type": "QUEUE_DELAY", "scaler_value": 2}),
+    )
+    .await;
+    let submitted = Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(s.run("delay", &json!({"input": {"ms": 1000}})).await);
+    }
+    let mut most_early = 0;
+    let mut most = 0;
+    while submitted.elapsed() < Duration::from_millis(4500) {
+        let h = s.get("/v2/delay/health").await.body;
+        if submitted.elapsed() < Duration::from_millis(1500) {
+            most_early = most_early.max(placed(&h));
+        }
+        most = most.max(placed(&h));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(most_early, 1, "one worker until jobs waited 2 s");
+    assert!(most >= 2, "more once jobs waited: {most}");
+    for id in &ids {
+        completed_output(&s, "delay", id).await;
+    }
+
+    // concurrency 2: one worker runs two jobs at once.
+    s.create_endpoint(
+        "conc",
+        &sleep,
+        json!({"gpus": ["A100"], "max_workers": 1, "concurrency": 2}),
+    )
+    .await;
+    let a = s.run("conc", &json!({"input": {"ms": 1500}})).await;
+    let b = s.run("conc", &json!({"input": {"ms": 1500}})).await;
+    let h = wait_health(&s, "conc", "one worker running 2", |h| {
+        h["workerDetails"][0]["busy"] == 2
+    })
+    .await;
+    assert_eq!(workers(&h, "running"), 1, "{h}");
+    let (da, db) = (
+        completed_output(&s, "conc", &a).await,
+        completed_output(&s, "conc", &b).await,
+    );
+    assert_eq!(da["workerId"], db["workerId"]);
+
+    // A scaler type that does not exist is refused, naming the choices.
+    let r = s
+        .patch("/v1/endpoints/conc", &json!({"scaler_type": "FAST"}))
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.error().contains("QUEUE_DELAY"), "{r:?}");
 }

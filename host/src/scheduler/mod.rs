@@ -4,5 +4,5 @@
 pub mod autoscaler;
 pub mod placement;
 
-pub use autoscaler::{ScalePlan, ScalePolicy, WorkerState, WorkerView, plan};
+pub use autoscaler::{ScalePlan, ScalePolicy, Scaler, WorkerState, WorkerView, plan};
 pub use placement::{PlacementError, Slice, place, slice_for_cpu};

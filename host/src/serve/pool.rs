@@ -25,7 +25,7 @@ use super::slices::Slices;
 use super::worker::{self, WorkerExit};
 use crate::runtime::CancelSignal;
 use crate::scheduler::{self, PlacementError, WorkerState as ScaleState};
-use crate::store::{EndpointRecord, Store, now_ms};
+use crate::store::{EndpointRecord, ScalerType, Store, now_ms};
 
 /// How long final jobs are kept.
 #[derive(Debug, Clone, Copy)]
@@ -569,6 +569,34 @@ async fn supervise(
                 0
             }
         };
+        let c = &endpoint.config;
+        let scaler = match c.scaler_type {
+            ScalerType::RequestCount => scheduler::Scaler::RequestCount {
+                jobs_per_worker: if c.scaler_value == 0 {
+                    c.concurrency
+                } else {
+                    c.scaler_value
+                },
+            },
+            ScalerType::QueueDelay => scheduler::Scaler::QueueDelay {
+                delay: Duration::from_secs(if c.scaler_value == 0 {
+                    4
+                } else {
+                    u64::from(c.scaler_value)
+                }),
+            },
+        };
+        let oldest_wait = if queued > 0 && c.scaler_type == ScalerType::QueueDelay {
+            match ctx.store.oldest_queued_ms(&endpoint.id, now_ms()).await {
+                Ok(ms) => Duration::from_millis(ms.unwrap_or(0).max(0) as u64),
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint.id, "reading the queue delay: {e}");
+                    Duration::ZERO
+                }
+            }
+        } else {
+            Duration::ZERO
+        };
         let views: Vec<scheduler::WorkerView> = entries
             .iter()
             .filter_map(|e| {
@@ -585,8 +613,9 @@ async fn supervise(
             max_workers: endpoint.config.max_workers,
             idle_timeout: Duration::from_secs(endpoint.config.idle_timeout_s),
             concurrency: endpoint.config.concurrency,
+            scaler,
         };
-        let plan = scheduler::plan(&policy, &views, queued);
+        let plan = scheduler::plan(&policy, &views, queued, oldest_wait);
         for id in &plan.stop {
             if let Some(e) = entries.iter().find(|e| &e.shared.id == id) {
                 if e.shared.stage() == WorkerStage::Unhealthy {

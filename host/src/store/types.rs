@@ -188,6 +188,20 @@ pub struct EndpointConfig {
     pub memory_limit_mib: u64,
     /// Cap on a worker's tensor memory, MiB.
     pub tensor_quota_mib: u64,
+    /// When workers are added (RunPod's scaler types): "REQUEST_COUNT", a
+    /// worker per `scaler_value` jobs queued or running (0: per
+    /// `concurrency` jobs); or "QUEUE_DELAY", one more worker while the
+    /// oldest queued job has waited over `scaler_value` seconds (0: 4 s).
+    pub scaler_type: ScalerType,
+    pub scaler_value: u32,
+}
+
+/// How an endpoint scales up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ScalerType {
+    RequestCount,
+    QueueDelay,
 }
 
 impl Default for EndpointConfig {
@@ -206,6 +220,8 @@ impl Default for EndpointConfig {
             max_retries: 2,
             memory_limit_mib: 1024,
             tensor_quota_mib: 8192,
+            scaler_type: ScalerType::RequestCount,
+            scaler_value: 0,
         }
     }
 }
@@ -266,6 +282,12 @@ impl EndpointConfig {
         }
         if self.tensor_quota_mib == 0 {
             return Err("tensor_quota_mib must be at least 1".into());
+        }
+        if self.scaler_value > 3600 {
+            return Err(
+                "scaler_value must be at most 3600 (jobs per worker, or seconds of queue delay)"
+                    .into(),
+            );
         }
         Ok(())
     }
