@@ -222,6 +222,27 @@ impl CudaBackend {
                 )));
             }
         }
+        // Buffers come from the peer's stream-ordered memory pool, which
+        // context peer access does not cover: without this grant the driver
+        // stages every copy through host memory (38 GB/s measured on 2×H200,
+        // against 377 GB/s over NVLink for PyTorch).
+        let grant = sys::CUmemAccessDesc {
+            location: sys::CUmemLocation {
+                type_: sys::CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE,
+                id: self.device.ctx.cu_device(),
+            },
+            flags: sys::CUmemAccess_flags::CU_MEM_ACCESS_FLAGS_PROT_READWRITE,
+        };
+        // SAFETY: the pool belongs to a live device; `grant` is one valid
+        // descriptor.
+        let granted = unsafe {
+            let pool = result::device::get_default_mem_pool(peer.cu_device())
+                .map_err(fault("reading the peer's memory pool"))?;
+            sys::cuMemPoolSetAccess(pool, &grant, 1)
+        };
+        if granted != sys::cudaError_enum::CUDA_SUCCESS {
+            note_staged_peer_copies(granted);
+        }
         enabled.push(pair);
         Ok(())
     }
@@ -880,4 +901,16 @@ impl Backend for CudaBackend {
         })?;
         Ok((values, indices))
     }
+}
+
+/// A pool-access grant the driver refused leaves copies correct but staged
+/// through host memory; nothing to fail for, so it is only noted on stderr
+/// once (this crate has no logging dependency).
+fn note_staged_peer_copies(status: sys::CUresult) {
+    static NOTED: std::sync::Once = std::sync::Once::new();
+    NOTED.call_once(|| {
+        eprintln!(
+            "wasmpod-tensor: GPU-to-GPU copies go through host memory (peer memory-pool access refused: {status:?})"
+        )
+    });
 }
