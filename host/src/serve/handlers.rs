@@ -1,16 +1,14 @@
 //! Handler versions on disk: uploads are received to a temporary file,
 //! validated as components of world `handler` and precompiled (the
-//! runtime's compiled-code cache), then kept as `<dir>/<sha256>.wasm`.
-//! Loaded [`Handler`]s are kept in memory for the workers.
+//! runtime's compiled-code cache, shared with the executors), then kept as
+//! `<dir>/<sha256>.wasm`, where the slices' executors load them from.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use futures_util::Stream;
 
 use super::upload::{self, UploadError};
-use crate::runtime::{Handler, Runtime, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError};
 use crate::store::{HandlerRecord, Store, StoreError};
 
 /// Why a handler operation failed.
@@ -37,7 +35,6 @@ pub struct HandlerRepo {
     runtime: Runtime,
     store: Store,
     max_bytes: u64,
-    loaded: Mutex<HashMap<String, Handler>>,
 }
 
 impl HandlerRepo {
@@ -47,7 +44,6 @@ impl HandlerRepo {
             runtime,
             store,
             max_bytes,
-            loaded: Mutex::default(),
         }
     }
 
@@ -77,12 +73,14 @@ impl HandlerRepo {
         }
         let runtime = self.runtime.clone();
         let path = received.path().to_path_buf();
-        let handler = tokio::task::spawn_blocking(move || -> Result<Handler, HandlerError> {
+        // Validation and precompilation; the executors load the component
+        // from disk later, its compiled code from the cache.
+        tokio::task::spawn_blocking(move || -> Result<(), HandlerError> {
             let file = std::fs::File::open(&path)?;
             // SAFETY: the temporary file is private to this upload and not
             // modified while mapped.
             let bytes = unsafe { memmap2::Mmap::map(&file) }?;
-            runtime.load(&bytes).map_err(|e| match e {
+            runtime.load(&bytes).map(drop).map_err(|e| match e {
                 RuntimeError::Invalid(msg) => HandlerError::Invalid(msg),
                 other => HandlerError::Runtime(other.to_string()),
             })
@@ -92,10 +90,6 @@ impl HandlerRepo {
         let size = received.size as i64;
         received.persist(&self.path_of(&digest))?;
         let created = self.store.put_handler(&digest, size).await?;
-        self.loaded
-            .lock()
-            .expect("handler map lock")
-            .insert(digest.clone(), handler);
         let record = self
             .store
             .get_handler(&digest)
@@ -104,37 +98,9 @@ impl HandlerRepo {
         Ok((record, created))
     }
 
-    /// The compiled handler `digest` (loaded from disk and the compiled-code
-    /// cache on first use).
-    pub async fn get(&self, digest: &str) -> Result<Handler, HandlerError> {
-        if let Some(h) = self.loaded.lock().expect("handler map lock").get(digest) {
-            return Ok(h.clone());
-        }
-        let path = self.path_of(digest);
-        if !path.exists() {
-            return Err(HandlerError::NotFound(digest.to_string()));
-        }
-        let runtime = self.runtime.clone();
-        let handler = tokio::task::spawn_blocking(move || -> Result<Handler, HandlerError> {
-            let bytes = std::fs::read(&path)?;
-            runtime.load(&bytes).map_err(|e| match e {
-                RuntimeError::Invalid(msg) => HandlerError::Invalid(msg),
-                other => HandlerError::Runtime(other.to_string()),
-            })
-        })
-        .await
-        .map_err(|e| HandlerError::Runtime(format!("the load task failed: {e}")))??;
-        self.loaded
-            .lock()
-            .expect("handler map lock")
-            .insert(digest.to_string(), handler.clone());
-        Ok(handler)
-    }
-
     /// Forget a handler version (the caller checked no endpoint uses it).
     pub async fn delete(&self, digest: &str) -> Result<bool, HandlerError> {
         let existed = self.store.delete_handler(digest).await?;
-        self.loaded.lock().expect("handler map lock").remove(digest);
         match std::fs::remove_file(self.path_of(digest)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -14,6 +14,7 @@ pub mod slices;
 pub mod upload;
 pub mod webhook;
 pub mod worker;
+pub mod worker_state;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -9,22 +9,22 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use utoipa::ToSchema;
 
 use super::events::JobEvents;
 use super::handlers::HandlerRepo;
 use super::meter::Meter;
 use super::slices::Slices;
 use super::worker::{self, WorkerExit};
+pub use super::worker_state::{
+    PoolShared, WorkerCounts, WorkerDetail, WorkerShared, WorkerSlice, WorkerStage,
+};
 use crate::runtime::CancelSignal;
-use crate::scheduler::{self, PlacementError, WorkerState as ScaleState};
+use crate::scheduler::{self, PlacementError};
 use crate::store::{EndpointRecord, ScalerType, Store, now_ms};
 
 /// How long final jobs are kept.
@@ -90,239 +90,6 @@ pub struct WorkerContext {
     pub slices: Arc<Slices>,
     /// Worker time and job statistics.
     pub meter: Arc<Meter>,
-}
-
-/// A worker's life stage (outdated and retiring are flags on top).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum WorkerStage {
-    /// Wanted, waiting for a free slice.
-    Throttled = 0,
-    /// On its slice: executor starting, handler loading, `init` running.
-    Initializing = 1,
-    Ready = 2,
-    /// Failed to start, or its executor died; being replaced.
-    Unhealthy = 3,
-}
-
-/// The slice a worker runs on.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct WorkerSlice {
-    pub id: String,
-    /// The billing type: "H100", "2xH100", "MIG-3g.40gb", "cpu".
-    pub slice_type: String,
-}
-
-/// A worker's state shared between its task, its supervisor and the API.
-pub struct WorkerShared {
-    pub id: String,
-    created_at: i64,
-    retiring: AtomicBool,
-    outdated: AtomicBool,
-    stage: AtomicU8,
-    busy: AtomicUsize,
-    last_active: Mutex<Instant>,
-    slice: Mutex<Option<WorkerSlice>>,
-    error: Mutex<Option<String>>,
-    /// Wakes the worker's idle lanes when it is retired.
-    pub(super) stop: Notify,
-}
-
-impl WorkerShared {
-    fn new(id: String) -> Self {
-        Self {
-            id,
-            created_at: now_ms(),
-            retiring: AtomicBool::new(false),
-            outdated: AtomicBool::new(false),
-            stage: AtomicU8::new(WorkerStage::Throttled as u8),
-            busy: AtomicUsize::new(0),
-            last_active: Mutex::new(Instant::now()),
-            slice: Mutex::default(),
-            error: Mutex::default(),
-            stop: Notify::new(),
-        }
-    }
-
-    pub fn retire(&self) {
-        self.retiring.store(true, Ordering::SeqCst);
-        self.stop.notify_waiters();
-    }
-
-    pub fn is_retiring(&self) -> bool {
-        self.retiring.load(Ordering::SeqCst)
-    }
-
-    fn is_outdated(&self) -> bool {
-        self.outdated.load(Ordering::SeqCst)
-    }
-
-    pub fn stage(&self) -> WorkerStage {
-        match self.stage.load(Ordering::SeqCst) {
-            0 => WorkerStage::Throttled,
-            1 => WorkerStage::Initializing,
-            2 => WorkerStage::Ready,
-            _ => WorkerStage::Unhealthy,
-        }
-    }
-
-    pub(super) fn set_stage(&self, s: WorkerStage) {
-        if s == WorkerStage::Ready {
-            // Idle time counts from readiness, not from when it was wanted.
-            *self.last_active.lock().expect("worker lock") = Instant::now();
-        }
-        self.stage.store(s as u8, Ordering::SeqCst);
-    }
-
-    pub(super) fn set_slice(&self, slice: Option<WorkerSlice>) {
-        *self.slice.lock().expect("worker lock") = slice;
-    }
-
-    pub(super) fn set_error(&self, e: Option<String>) {
-        *self.error.lock().expect("worker lock") = e;
-    }
-
-    pub fn busy(&self) -> usize {
-        self.busy.load(Ordering::SeqCst)
-    }
-
-    pub(super) fn job_started(&self) {
-        self.busy.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub(super) fn job_ended(&self) {
-        self.busy.fetch_sub(1, Ordering::SeqCst);
-        *self.last_active.lock().expect("worker lock") = Instant::now();
-    }
-
-    fn idle_for(&self) -> Duration {
-        if self.busy() > 0 {
-            Duration::ZERO
-        } else {
-            self.last_active.lock().expect("worker lock").elapsed()
-        }
-    }
-
-    /// The state `/health` reports; None for a worker retired by scale-down
-    /// with no job left (it is on its way out).
-    pub fn state(&self) -> Option<ScaleState> {
-        let stage = self.stage();
-        if stage == WorkerStage::Unhealthy {
-            return Some(ScaleState::Unhealthy);
-        }
-        if self.is_outdated() {
-            return Some(ScaleState::Outdated);
-        }
-        let busy = self.busy() > 0;
-        if self.is_retiring() {
-            return busy.then_some(ScaleState::Running);
-        }
-        Some(match stage {
-            WorkerStage::Throttled => ScaleState::Throttled,
-            WorkerStage::Initializing => ScaleState::Initializing,
-            _ if busy => ScaleState::Running,
-            _ => ScaleState::Idle,
-        })
-    }
-
-    fn detail(&self) -> Option<WorkerDetail> {
-        Some(WorkerDetail {
-            id: self.id.clone(),
-            state: self.state()?,
-            slice: self.slice.lock().expect("worker lock").clone(),
-            busy: self.busy(),
-            created_at: self.created_at,
-            error: self.error.lock().expect("worker lock").clone(),
-        })
-    }
-}
-
-/// Worker counts in RunPod's `/health` shape (plus `outdated`).
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
-pub struct WorkerCounts {
-    /// Ready with no job.
-    pub idle: usize,
-    /// Running at least one job.
-    pub running: usize,
-    /// Ready (idle + running).
-    pub ready: usize,
-    /// Starting: executor spawning, handler loading, its `init` running.
-    pub initializing: usize,
-    /// Wanted, but no slice matching the endpoint's `gpus` is free.
-    pub throttled: usize,
-    /// Failed to start or its executor died; being replaced (see `last_error`).
-    pub unhealthy: usize,
-    /// Of older settings or handler version, finishing their jobs before stopping.
-    pub outdated: usize,
-}
-
-/// One worker as the admin API and `/health` list it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct WorkerDetail {
-    pub id: String,
-    #[schema(value_type = String)]
-    pub state: ScaleState,
-    /// Its slice; none while throttled.
-    pub slice: Option<WorkerSlice>,
-    /// Jobs it runs now.
-    pub busy: usize,
-    /// When it was wanted (ms since the epoch).
-    pub created_at: i64,
-    /// Why it is unhealthy or throttled, if it is.
-    pub error: Option<String>,
-}
-
-/// What a pool exposes to the API.
-#[derive(Default)]
-pub struct PoolShared {
-    workers: Mutex<Vec<Arc<WorkerShared>>>,
-    last_error: Mutex<Option<String>>,
-    /// Woken when a job is queued.
-    pub wake: Notify,
-    /// max_workers is 0: workers claim nothing and jobs wait in the queue.
-    /// Set synchronously by [`Pools::apply`], so a job queued after the
-    /// update returns is never picked up by a worker that has yet to retire.
-    paused: AtomicBool,
-}
-
-impl PoolShared {
-    pub fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::SeqCst)
-    }
-
-    pub fn counts(&self) -> WorkerCounts {
-        let mut c = WorkerCounts::default();
-        for w in self.workers.lock().expect("pool lock").iter() {
-            match w.state() {
-                None => {}
-                Some(ScaleState::Initializing) => c.initializing += 1,
-                Some(ScaleState::Idle) => c.idle += 1,
-                Some(ScaleState::Running) => c.running += 1,
-                Some(ScaleState::Throttled) => c.throttled += 1,
-                Some(ScaleState::Outdated) => c.outdated += 1,
-                Some(ScaleState::Unhealthy) => c.unhealthy += 1,
-            }
-        }
-        c.ready = c.idle + c.running;
-        c
-    }
-
-    pub fn details(&self) -> Vec<WorkerDetail> {
-        self.workers
-            .lock()
-            .expect("pool lock")
-            .iter()
-            .filter_map(|w| w.detail())
-            .collect()
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().expect("pool lock").clone()
-    }
-
-    fn set_last_error(&self, e: String) {
-        *self.last_error.lock().expect("pool lock") = Some(e);
-    }
 }
 
 /// What a worker depends on: a change of any of these makes running
@@ -400,14 +167,14 @@ impl Pools {
         let mut pools = self.pools.lock().expect("pools lock");
         let paused = endpoint.config.max_workers == 0;
         if let Some(p) = pools.get(&endpoint.id) {
-            p.shared.paused.store(paused, Ordering::SeqCst);
+            p.shared.set_paused(paused);
             let _ = p.config.send(Some(endpoint));
             return;
         }
         let id = endpoint.id.clone();
         let (tx, rx) = watch::channel(Some(endpoint));
         let shared = Arc::new(PoolShared::default());
-        shared.paused.store(paused, Ordering::SeqCst);
+        shared.set_paused(paused);
         let task = tokio::spawn(supervise(Arc::clone(&self.ctx), Arc::clone(&shared), rx));
         pools.insert(
             id,
@@ -557,8 +324,7 @@ async fn supervise(
         for e in &entries {
             if e.spec != spec && e.task.is_some() && !e.shared.is_outdated() {
                 tracing::info!(endpoint = %endpoint.id, worker = %e.shared.id, "worker outdated; it finishes its jobs and stops");
-                e.shared.outdated.store(true, Ordering::SeqCst);
-                e.shared.retire();
+                e.shared.mark_outdated();
             }
         }
 
@@ -679,8 +445,7 @@ async fn supervise(
                 }
             }
         }
-        *shared.workers.lock().expect("pool lock") =
-            entries.iter().map(|e| Arc::clone(&e.shared)).collect();
+        shared.set_workers(entries.iter().map(|e| Arc::clone(&e.shared)).collect());
 
         tokio::select! {
             _ = &mut woken => {}
@@ -698,5 +463,5 @@ async fn supervise(
             let _ = task.await;
         }
     }
-    shared.workers.lock().expect("pool lock").clear();
+    shared.set_workers(Vec::new());
 }

@@ -67,8 +67,11 @@ pub async fn run_worker(
             tracing::debug!(worker = %me.id, slice = %exec.slice().id, init_ms, "worker ready")
         }
         Err(ExecutorError::Died(slice)) => {
-            return Err(WorkerExit::ExecutorDied(format!(
-                "the executor for slice {slice} died while the worker started"
+            // Counted as a failed start (retried with backoff): a handler
+            // whose init crashes its executor must not respawn it in a loop.
+            return Err(WorkerExit::StartFailed(format!(
+                "the executor for slice {slice} died while handler {} started on it",
+                spec.handler
             )));
         }
         Err(e) => {
@@ -106,8 +109,9 @@ pub async fn run_worker(
             }
         }
     }
-    if result.is_err() {
+    if let Err(e) = &result {
         // Shown at once, before the supervisor reaps the worker.
+        me.set_error(Some(e.to_string()));
         me.set_stage(WorkerStage::Unhealthy);
     } else if exec.is_alive() {
         exec.stop_worker(&me.id).await;
