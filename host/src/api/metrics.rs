@@ -199,7 +199,7 @@ async fn render(state: &ApiState) -> ApiResult<String> {
         &mut out,
         "wasmpod_jobs_finished_total",
         "counter",
-        "Jobs finished on this host since it started, by final status.",
+        "Jobs its workers finished on this host since it started, by final status (cancels of queued jobs and ttl expiries are not counted).",
     );
     for (id, s) in &stats {
         for (status, n) in &s.finished {
