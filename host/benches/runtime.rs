@@ -146,6 +146,7 @@ fn main() {
     }
 
     languages(&rt, &echo);
+    println!("\n| measure | median | p99 |\n|---|---|---|");
 
     // Whole-process wall time of the local test loop.
     let bin = root().join("target/release/wasmpod");
