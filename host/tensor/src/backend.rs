@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::{DType, MemoryAccount, Result, Tensor};
+use crate::{DType, HostBuffer, MemoryAccount, Result, Tensor};
 
 /// Elementwise binary ops (NumPy broadcasting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,23 @@ pub trait Backend: Send + Sync {
     /// the copy must go through host memory.
     fn copy_in(&self, _t: &Tensor) -> Option<Result<Tensor>> {
         None
+    }
+
+    /// A host buffer of `len` bytes to page a tensor out into: pinned where
+    /// the device can DMA from it directly, pageable otherwise.
+    fn host_buffer(&self, len: usize) -> Result<HostBuffer> {
+        Ok(HostBuffer::pageable(len))
+    }
+    /// Copy `t` into `dst`, exactly `t`'s size (checked by the front).
+    fn download_into(&self, t: &Tensor, dst: &mut HostBuffer) -> Result<()> {
+        let bytes = self.download(t)?;
+        dst.as_mut_slice().copy_from_slice(&bytes);
+        Ok(())
+    }
+    /// Upload from a host buffer (length checked by the front): one bulk
+    /// copy where the buffer is pinned.
+    fn upload_host(&self, dtype: DType, shape: &[usize], src: &HostBuffer) -> Result<Tensor> {
+        self.upload(dtype, shape, src.as_slice())
     }
 
     /// `[batch.., m, k] x [batch.., k, n]`; both operands already broadcast

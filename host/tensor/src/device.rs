@@ -15,7 +15,8 @@ use std::sync::Arc;
 use crate::cpu::CpuBackend;
 use crate::shape::{broadcast, checked_bytes, infer_reshape, normalize_axis, plan_matmul};
 use crate::{
-    Backend, BinaryOp, DType, MemoryAccount, ReduceOp, Result, Tensor, TensorError, UnaryOp,
+    Backend, BinaryOp, DType, HostBuffer, MemoryAccount, ReduceOp, Result, Tensor, TensorError,
+    UnaryOp,
 };
 
 /// A worker's view of one device: a backend plus argument checking.
@@ -133,6 +134,33 @@ impl Device {
     /// Upload i64 values.
     pub fn upload_i64(&self, shape: &[usize], values: &[i64]) -> Result<Tensor> {
         self.upload(DType::I64, shape, bytemuck::cast_slice(values))
+    }
+
+    /// A host buffer of `len` bytes to page tensors of this device into
+    /// (pinned on a GPU, so paging back in is one DMA).
+    pub fn host_buffer(&self, len: usize) -> Result<HostBuffer> {
+        self.backend.host_buffer(len)
+    }
+
+    /// Copy `t` into `dst`, which must be exactly `t`'s size.
+    pub fn download_into(&self, t: &Tensor, dst: &mut HostBuffer) -> Result<()> {
+        self.owned(t)?;
+        let want = size_of(t.dtype(), t.shape())?;
+        if dst.len() != want {
+            return Err(TensorError::ShapeMismatch(format!(
+                "a {} tensor of shape {:?} has {want} bytes but the host buffer has {}",
+                t.dtype(),
+                t.shape(),
+                dst.len()
+            )));
+        }
+        self.backend.download_into(t, dst)
+    }
+
+    /// Upload a host buffer (one bulk copy when it is pinned).
+    pub fn upload_host(&self, dtype: DType, shape: &[usize], src: &HostBuffer) -> Result<Tensor> {
+        check_len(dtype, shape, src.len())?;
+        self.backend.upload_host(dtype, shape, src)
     }
 
     pub fn zeros(&self, dtype: DType, shape: &[usize]) -> Result<Tensor> {

@@ -4,6 +4,8 @@
 //! dtypes, axes) once, for every backend, then hands the checked op to a
 //! [`Backend`] that only computes. [`MemoryAccount`] meters each worker's
 //! allocations against its quota. [`cpu::CpuBackend`] is always available.
+//! [`PageStore`] holds tensors paged out of a device (host RAM up to a
+//! budget, then disk) and copies them back in bulk.
 
 pub mod backend;
 pub mod cpu;
@@ -11,7 +13,9 @@ pub mod cuda;
 pub mod device;
 pub mod dtype;
 pub mod error;
+pub mod host_buffer;
 pub mod memory;
+pub mod paging;
 pub mod shape;
 pub mod tensor;
 
@@ -19,7 +23,9 @@ pub use backend::{Backend, BinaryOp, ReduceOp, UnaryOp};
 pub use device::Device;
 pub use dtype::DType;
 pub use error::TensorError;
+pub use host_buffer::HostBuffer;
 pub use memory::{MemoryAccount, Reservation};
+pub use paging::{PageError, PageLocation, PageStore, PagedTensor};
 pub use tensor::{Storage, Tensor};
 
 /// Result of a tensor op.

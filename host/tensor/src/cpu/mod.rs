@@ -139,6 +139,11 @@ impl Backend for CpuBackend {
         Ok(self.data(t).bytes().to_vec())
     }
 
+    fn download_into(&self, t: &Tensor, dst: &mut crate::HostBuffer) -> Result<()> {
+        dst.as_mut_slice().copy_from_slice(self.data(t).bytes());
+        Ok(())
+    }
+
     fn matmul(&self, a: &Tensor, b: &Tensor, out_batch: &[usize]) -> Result<Tensor> {
         let (ar, br) = (a.rank(), b.rank());
         let (m, k, n) = (a.shape()[ar - 2], a.shape()[ar - 1], b.shape()[br - 1]);

@@ -17,11 +17,13 @@ use cudarc::driver::{CudaContext, CudaStream, LaunchConfig, PushKernelArg, resul
 use super::blas::{self, Batching, GemmShape};
 use super::device::{SharedDevice, fault, guard, shared};
 use super::layout::{self, contiguous};
+use super::pinned::PinnedBuffer;
 use super::staging::STAGE_FROM_BYTES;
 use super::storage::CudaStorage;
 use crate::shape::broadcast_strides;
 use crate::{
-    Backend, BinaryOp, DType, MemoryAccount, ReduceOp, Result, Tensor, TensorError, UnaryOp,
+    Backend, BinaryOp, DType, HostBuffer, MemoryAccount, ReduceOp, Result, Tensor, TensorError,
+    UnaryOp,
 };
 
 /// Threads per block of elementwise kernels.
@@ -435,6 +437,42 @@ impl Backend for CudaBackend {
 
     fn zeros(&self, dtype: DType, shape: &[usize]) -> Result<Tensor> {
         Ok(self.alloc(dtype, shape, Fill::Zeroed)?.0)
+    }
+
+    fn host_buffer(&self, len: usize) -> Result<HostBuffer> {
+        self.bind()?;
+        Ok(HostBuffer::Pinned(PinnedBuffer::new(len)?))
+    }
+
+    fn download_into(&self, t: &Tensor, dst: &mut HostBuffer) -> Result<()> {
+        if dst.is_empty() {
+            return Ok(());
+        }
+        let src = self.ptr(t);
+        let out = dst.as_mut_slice();
+        self.reading(&[t], || {
+            // SAFETY: out has exactly the buffer's length (checked by the
+            // front); we synchronize before it is read or dropped.
+            unsafe { result::memcpy_dtoh_async(out, src, self.stream.cu_stream()) }
+                .map_err(fault("paging out"))
+        })?;
+        self.synchronize()
+    }
+
+    fn upload_host(&self, dtype: DType, shape: &[usize], src: &HostBuffer) -> Result<Tensor> {
+        if !src.is_pinned() {
+            return self.upload(dtype, shape, src.as_slice());
+        }
+        let (t, ptr) = self.alloc(dtype, shape, Fill::Overwritten)?;
+        if !src.is_empty() {
+            // SAFETY: ptr holds src.len() bytes (checked by the front); the
+            // source is pinned, so the DMA reads it directly, and we
+            // synchronize before returning so the caller may free it.
+            unsafe { result::memcpy_htod_async(ptr, src.as_slice(), self.stream.cu_stream()) }
+                .map_err(fault("paging in"))?;
+            self.synchronize()?;
+        }
+        Ok(t)
     }
 
     fn copy_in(&self, t: &Tensor) -> Option<Result<Tensor>> {

@@ -11,16 +11,18 @@
 //! a process, [`kernels`] compiles and caches the kernels, [`storage`] the
 //! device buffers and their cross-stream bookkeeping, [`layout`] the strided
 //! index plans, [`blas`] the GEMM, [`staging`] large uploads through pinned
-//! memory, and [`backend`] the ops of one worker.
+//! memory, [`pinned`] page-locked buffers for paged-out tensors, and [`backend`] the ops of one worker.
 
 mod backend;
 mod blas;
 mod device;
 mod kernels;
 mod layout;
+mod pinned;
 mod staging;
 mod storage;
 
 pub use backend::CudaBackend;
 pub use device::{available, device_count};
+pub use pinned::PinnedBuffer;
 pub use storage::CudaStorage;
