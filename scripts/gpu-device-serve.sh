@@ -64,10 +64,12 @@ if [ "$HALF" -ge 1 ]; then
   endpoint left "$HALF"
   endpoint right "$HALF"
   api -d "$JOB" "$BASE/v2/left/runsync" >"$OUT/left.json" &
+  LEFT=$!
   api -d "$JOB" "$BASE/v2/right/runsync" >"$OUT/right.json" &
+  RIGHT=$!
   sleep 1
   api "$BASE/v1/inventory" >"$OUT/inventory-halves.json"
-  wait %2 %3 2>/dev/null; wait
+  wait "$LEFT" "$RIGHT" # not a bare `wait`: the server is a background job too
   summarise left <"$OUT/left.json"
   summarise right <"$OUT/right.json"
   python3 -c '
