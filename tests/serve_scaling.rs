@@ -602,3 +602,45 @@ async fn queue_delay_scaler_and_concurrency_per_worker() {
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.error().contains("QUEUE_DELAY"), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_endpoint_on_a_mig_slice_uses_the_slices_model_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&dir);
+    let mlp = s.upload_example("mlp").await;
+    let models = common::make_mlp_models(&dir.path().join("models"));
+    // The weights live in the slice's model cache, not in a worker's
+    // quota: 1 MiB of tensor quota is enough for the activations.
+    s.create_endpoint(
+        "mlp",
+        &mlp,
+        json!({"gpus": ["MIG-3g.40gb"], "max_workers": 1, "concurrency": 2,
+               "idle_timeout_s": 1, "tensor_quota_mib": 1,
+               "models_dir": models.to_str().unwrap()}),
+    )
+    .await;
+    let input = json!({"input": {"inputs": [[1, 1], [-2, 0.5], [-0.5, -3], [4, -1]]}});
+    let id = s.run("mlp", &input).await;
+    let done = completed_output(&s, "mlp", &id).await;
+    assert_eq!(done["output"]["classes"], json!([0, 1, 2, 3]), "{done}");
+    // Back to zero workers; the next worker starts on the warm executor.
+    wait_health(&s, "mlp", "at zero", |h| {
+        h["workerDetails"].as_array().unwrap().is_empty()
+    })
+    .await;
+    let id = s.run("mlp", &input).await;
+    let done = completed_output(&s, "mlp", &id).await;
+    assert_eq!(done["output"]["classes"], json!([0, 1, 2, 3]), "{done}");
+    let inv = s.get("/v1/inventory").await.body;
+    let exec = inv["executors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["slice"] == "gpu4-mig0")
+        .unwrap_or_else(|| panic!("{inv}"))
+        .clone();
+    assert_eq!(
+        exec["spawned"], 1,
+        "one executor served both workers: {exec}"
+    );
+}

@@ -2,7 +2,8 @@
 //! instances on its slice, writes [`Event`]s to stdout.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -14,6 +15,7 @@ use crate::runtime::{
     CancelSignal, Handler, Instance, InstanceConfig, JobError, JobSink, LogLevel, Runtime,
     RuntimeConfig,
 };
+use wasmpod_tensor::Device;
 
 /// Errors that stop the executor.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,14 @@ struct Worker {
 struct Executor {
     slice: SliceSpec,
     runtime: Runtime,
+    /// The slice's model cache: one store per models directory, its weights
+    /// uploaded once to the slice's first device and shared read-only by
+    /// every worker the slice serves, now and later (so a new worker on a
+    /// warm executor does not reload them). They are charged to the slice's
+    /// own account, not to one worker's quota, as they are not one
+    /// worker's.
+    models: Mutex<HashMap<PathBuf, Arc<ModelStore>>>,
+    model_device: OnceLock<Result<Device, String>>,
     workers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Worker>>>>,
     running: Mutex<HashMap<String, CancelSignal>>,
     events: mpsc::UnboundedSender<Event>,
@@ -91,6 +101,8 @@ pub async fn serve(
     let exec = Arc::new(Executor {
         slice,
         runtime,
+        models: Mutex::default(),
+        model_device: OnceLock::new(),
         workers: Mutex::default(),
         running: Mutex::default(),
         events: tx.clone(),
@@ -154,6 +166,31 @@ pub async fn serve(
 }
 
 impl Executor {
+    /// The slice's model store for `dir`.
+    fn model_store(&self, dir: &Path) -> Result<Arc<ModelStore>, String> {
+        let device = self
+            .model_device
+            .get_or_init(|| {
+                // Same process, same CUDA context as the workers' devices:
+                // their ops read these tensors directly.
+                let devices = if self.slice.cuda {
+                    WorkerDevices::cuda(u64::MAX)
+                        .map_err(|e| format!("slice {}: {e}", self.slice.id))?
+                } else {
+                    WorkerDevices::cpu(u64::MAX)
+                };
+                Ok(devices.primary().clone())
+            })
+            .clone()?;
+        Ok(Arc::clone(
+            self.models
+                .lock()
+                .expect("models lock")
+                .entry(dir.to_path_buf())
+                .or_insert_with(|| ModelStore::new(dir, device)),
+        ))
+    }
+
     fn devices(&self, quota: u64) -> Result<Arc<WorkerDevices>, String> {
         if self.slice.cuda {
             // CUDA_VISIBLE_DEVICES pins this process to the slice, so every
@@ -210,10 +247,10 @@ impl Executor {
                 ));
             }
             let devices = self.devices(spec.tensor_quota)?;
-            let models = spec
-                .models_dir
-                .as_ref()
-                .map(|dir| ModelStore::new(dir, devices.primary().clone()));
+            let models = match &spec.models_dir {
+                Some(dir) => Some(self.model_store(dir)?),
+                None => None,
+            };
             let config = InstanceConfig {
                 devices,
                 models,
