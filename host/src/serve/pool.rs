@@ -410,8 +410,12 @@ async fn supervise(
                 });
             }
         }
-        // Place throttled workers, oldest first.
+        // Place throttled workers, oldest first (not while backing off
+        // after a failed start: it would fail again on any slice).
         for e in entries.iter_mut() {
+            if waiting_retry {
+                break;
+            }
             if e.task.is_some() || e.shared.stage() != WorkerStage::Throttled {
                 continue;
             }
