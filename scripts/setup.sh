@@ -8,6 +8,22 @@ cd "$ROOT"
 
 rustup target add wasm32-wasip2 >/dev/null
 
+# Debian packages the tools need (a fresh Debian has python3 but may lack
+# its venv module, Node.js and npm): installed when missing and we can.
+missing=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "error: install these Debian packages first: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
 if [ ! -x .venv/bin/python3 ]; then
   python3 -m venv .venv
 fi
