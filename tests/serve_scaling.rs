@@ -643,4 +643,22 @@ async fn model_endpoint_on_a_mig_slice_uses_the_slices_model_cache() {
         exec["spawned"], 1,
         "one executor served both workers: {exec}"
     );
+
+    // A handler whose init fails (no model there): the worker is
+    // unhealthy with the reason, retried with backoff; the job waits.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    s.create_endpoint(
+        "nomodel",
+        &mlp,
+        json!({"gpus": ["A100"], "max_workers": 1, "models_dir": empty.to_str().unwrap()}),
+    )
+    .await;
+    let id = s.run("nomodel", &input).await;
+    let h = wait_health(&s, "nomodel", "unhealthy", |h| workers(h, "unhealthy") == 1).await;
+    let why = h["workerDetails"][0]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("mlp"), "{h}");
+    let e = s.get("/v1/endpoints/nomodel").await.body;
+    assert!(e["last_error"].as_str().unwrap().contains("mlp"), "{e}");
+    assert_eq!(s.status("nomodel", &id).await.body["status"], "IN_QUEUE");
 }
