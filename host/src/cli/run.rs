@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use wasmpod::gpu::{BackendChoice, ModelStore, WorkerDevices};
 use wasmpod::runtime::{
-    CancelSignal, InstanceConfig, JobError, JobSink, LogLevel, Runtime, RuntimeConfig,
+    BootReport, CancelSignal, FlashBoot, Instance, InstanceConfig, JobError, JobSink, LogLevel,
+    Runtime, RuntimeConfig, SnapshotStore,
 };
+use wasmpod_tensor::PageStore;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -50,6 +52,85 @@ pub struct RunArgs {
     /// Tensor backend: auto picks CUDA when a usable GPU is visible.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub device: BackendChoice,
+    /// Start through FlashBoot: from a snapshot taken after `init` when one
+    /// exists under the home's cache (`init` does not run), else cold,
+    /// taking the snapshot for the next run. With --timings, says which
+    /// layer served the start.
+    #[arg(long)]
+    pub flashboot: bool,
+    /// With --flashboot: after the first run, page the worker's tensors and
+    /// model weights out (host RAM up to --page-budget, then disk) and back
+    /// in before the next run, as a worker scaled to zero and woken again.
+    #[arg(long, requires = "flashboot")]
+    pub page_out: bool,
+    /// Host RAM paged-out tensors may use before they spill to disk.
+    #[arg(long, default_value = "16GiB", value_parser = super::parse_size)]
+    pub page_budget: u64,
+}
+
+/// Which layer served the start, and what it cost.
+fn print_boot(boot: &Option<BootReport>, total: Duration) {
+    match boot {
+        None => eprintln!("timings: start {total:?} (flashboot off: load + instantiate + init)"),
+        Some(r) => {
+            eprintln!(
+                "timings: start {total:?} served by {}: load {:?}, instantiate{} {:?}, restore {} handle(s) {:?}",
+                r.layer,
+                r.load,
+                if r.layer == wasmpod::runtime::BootLayer::Preinitialised {
+                    ""
+                } else {
+                    "+init"
+                },
+                r.instantiate,
+                r.handles,
+                r.restore_handles
+            );
+            if let Some(t) = r.snapshot_taken {
+                eprintln!(
+                    "timings: snapshot taken after init in {t:?} (the next start is pre-initialised)"
+                );
+            }
+            if let Some(note) = &r.note {
+                eprintln!("flashboot: {note}");
+            }
+        }
+    }
+}
+
+/// Page the worker's tensors and weights out and back in (layer 3), as a
+/// worker scaled to zero and woken by the next job.
+fn page_cycle(
+    instance: &mut Instance,
+    config: &InstanceConfig,
+    pages: &std::sync::Arc<PageStore>,
+    timings: bool,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let own = instance.page_out(pages)?;
+    let weights = match &config.models {
+        Some(m) => m.page_out(pages)?,
+        None => Default::default(),
+    };
+    let out = started.elapsed();
+    let (ram, disk) = (pages.ram_used(), pages.disk_used());
+    let started = Instant::now();
+    let weights_in = match &config.models {
+        Some(m) => m.page_in()?,
+        None => Default::default(),
+    };
+    let own_in = instance.page_in()?;
+    let back = started.elapsed();
+    if timings {
+        eprintln!(
+            "timings: paged out {} tensor(s) + {} weight(s) ({} bytes; {ram} in RAM, {disk} on disk) in {out:?}; + VRAM restore of {} bytes in {back:?}",
+            own.tensors,
+            weights.tensors,
+            own.bytes + weights.bytes,
+            own_in.bytes + weights_in.bytes
+        );
+    }
+    Ok(())
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -86,7 +167,6 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     })?;
 
-    let handler = runtime.load(&wasm)?;
     let mut config = InstanceConfig::cpu(args.memory as usize, args.tensor_quota, None);
     config.devices = WorkerDevices::select(args.device, args.tensor_quota)
         .with_context(|| format!("opening the {:?} tensor backend", args.device))?;
@@ -102,8 +182,22 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     config.echo_output = true;
 
     let started = Instant::now();
-    let mut instance = handler.instantiate(&config).await?;
+    let (mut instance, boot) = if args.flashboot {
+        let snapshots = SnapshotStore::new(home.join("cache").join("snapshots"));
+        let (instance, report) = FlashBoot::new(runtime, snapshots)
+            .start(&wasm, &config)
+            .await?;
+        (instance, Some(report))
+    } else {
+        let handler = runtime.load(&wasm)?;
+        let instance = handler.instantiate(&config).await?;
+        (instance, None)
+    };
     let instantiated = started.elapsed();
+    if args.timings {
+        print_boot(&boot, instantiated);
+    }
+    let pages = PageStore::new(args.page_budget, home.join("cache").join("paging"));
 
     let mut runs = Vec::with_capacity(args.repeat as usize);
     let mut result = Err(JobError::Cancelled);
@@ -122,14 +216,12 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         if result.is_err() {
             break;
         }
+        if args.page_out && runs.len() < args.repeat as usize {
+            page_cycle(&mut instance, &config, &pages, args.timings)?;
+        }
     }
     if args.timings {
-        eprintln!(
-            "timings: load {:?} ({:?}), instantiate+init {instantiated:?}, handle {:?}",
-            handler.load_time(),
-            handler.source(),
-            runs[0]
-        );
+        eprintln!("timings: first handle {:?}", runs[0]);
         if runs.len() > 1 {
             let mut sorted = runs.clone();
             sorted.sort();

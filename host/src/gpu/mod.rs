@@ -6,5 +6,5 @@ pub mod models;
 pub mod slice;
 
 pub use inventory::{Gpu, Inventory, InventorySource, MigDevice};
-pub use models::{ModelError, ModelStore, OpenModel};
+pub use models::{ModelError, ModelStore, OpenModel, PagingStats};
 pub use slice::{BackendChoice, DeviceInfo, DeviceKind, WorkerDevices};

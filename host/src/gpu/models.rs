@@ -1,13 +1,18 @@
 //! The model store: a directory of models, each a directory of safetensors
 //! shards plus auxiliary files. Files are memory-mapped; each weight is
 //! uploaded to a device once and then shared read-only by every instance.
+//!
+//! FlashBoot layer 3: [`ModelStore::page_out`] copies the uploaded weights
+//! to a [`PageStore`] (pinned host RAM, or disk past its budget) and lets go
+//! of the device copies; the next use, or [`ModelStore::page_in`] in bulk,
+//! uploads them from there instead of re-reading the safetensors files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use memmap2::Mmap;
-use wasmpod_tensor::{DType, Device, Tensor, TensorError};
+use wasmpod_tensor::{DType, Device, PageError, PageStore, PagedTensor, Tensor, TensorError};
 
 /// Why a model operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -39,6 +44,24 @@ pub struct OpenModel {
     files: Vec<String>,
     /// Weights already on the store's device.
     loaded: Mutex<HashMap<String, Tensor>>,
+    /// Weights paged off the device, by name.
+    paged: Mutex<HashMap<String, PagedTensor>>,
+}
+
+/// What a page-out or page-in moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PagingStats {
+    pub tensors: usize,
+    pub bytes: u64,
+}
+
+impl From<PageError> for ModelError {
+    fn from(e: PageError) -> Self {
+        match e {
+            PageError::Tensor(t) => ModelError::Tensor(t),
+            other => ModelError::Invalid(other.to_string()),
+        }
+    }
 }
 
 /// The models of one endpoint, shared by every worker on one device.
@@ -102,11 +125,30 @@ impl ModelStore {
         Ok(model)
     }
 
+    /// The device the weights are uploaded to.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The weight `weight` of `model` on the store's device, uploaded on
-    /// first use.
+    /// first use (from its paged-out copy when there is one).
     pub fn weight(&self, model: &OpenModel, weight: &str) -> Result<Tensor, ModelError> {
         if let Some(t) = model.loaded.lock().expect("model weights lock").get(weight) {
             return Ok(t.clone());
+        }
+        let paged = model
+            .paged
+            .lock()
+            .expect("model paging lock")
+            .remove(weight);
+        if let Some(paged) = paged {
+            let tensor = paged.page_in(&self.device)?;
+            model
+                .loaded
+                .lock()
+                .expect("model weights lock")
+                .insert(weight.to_string(), tensor.clone());
+            return Ok(tensor);
         }
         let info = model.weights.get(weight).ok_or_else(|| {
             let names: Vec<&String> = model.weights.keys().take(20).collect();
@@ -124,6 +166,99 @@ impl ModelStore {
             .expect("model weights lock")
             .insert(weight.to_string(), tensor.clone());
         Ok(tensor)
+    }
+}
+
+impl ModelStore {
+    fn opened(&self) -> Vec<Arc<OpenModel>> {
+        self.open
+            .lock()
+            .expect("model store lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Copies every uploaded weight to `pages` and drops the store's device
+    /// copies. Device memory is freed once no instance holds the weights
+    /// either (page instances out, or drop them, first).
+    pub fn page_out(&self, pages: &Arc<PageStore>) -> Result<PagingStats, ModelError> {
+        let mut stats = PagingStats::default();
+        for model in self.opened() {
+            let loaded: Vec<(String, Tensor)> = model
+                .loaded
+                .lock()
+                .expect("model weights lock")
+                .iter()
+                .map(|(k, t)| (k.clone(), t.clone()))
+                .collect();
+            for (name, tensor) in loaded {
+                let paged = pages.page_out(&self.device, &tensor)?;
+                stats.tensors += 1;
+                stats.bytes += paged.len_bytes() as u64;
+                model
+                    .paged
+                    .lock()
+                    .expect("model paging lock")
+                    .insert(name.clone(), paged);
+                model
+                    .loaded
+                    .lock()
+                    .expect("model weights lock")
+                    .remove(&name);
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Uploads every paged-out weight back, one bulk copy each.
+    pub fn page_in(&self) -> Result<PagingStats, ModelError> {
+        let mut stats = PagingStats::default();
+        for model in self.opened() {
+            let names: Vec<String> = model
+                .paged
+                .lock()
+                .expect("model paging lock")
+                .keys()
+                .cloned()
+                .collect();
+            for name in names {
+                let t = self.weight(&model, &name)?;
+                stats.tensors += 1;
+                stats.bytes += (t.numel() * t.dtype().size()) as u64;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Bytes of weights on the device now (held by the store).
+    pub fn resident_bytes(&self) -> u64 {
+        self.opened()
+            .iter()
+            .flat_map(|m| {
+                m.loaded
+                    .lock()
+                    .expect("model weights lock")
+                    .values()
+                    .map(|t| (t.numel() * t.dtype().size()) as u64)
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    }
+
+    /// Bytes of weights paged out now.
+    pub fn paged_bytes(&self) -> u64 {
+        self.opened()
+            .iter()
+            .flat_map(|m| {
+                m.paged
+                    .lock()
+                    .expect("model paging lock")
+                    .values()
+                    .map(|p| p.len_bytes() as u64)
+                    .collect::<Vec<_>>()
+            })
+            .sum()
     }
 }
 
@@ -180,6 +315,7 @@ impl OpenModel {
             weights,
             files,
             loaded: Mutex::default(),
+            paged: Mutex::default(),
         })
     }
 

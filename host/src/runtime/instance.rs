@@ -149,6 +149,11 @@ impl Handler {
         &self,
         config: &InstanceConfig,
     ) -> Result<Instance, RuntimeError> {
+        Ok(self.instantiate_raw(config).await?.0)
+    }
+
+    /// A fresh store for `config`: WASI context, limits, devices, models.
+    fn new_store(&self, config: &InstanceConfig) -> Store<WorkerState> {
         let stderr = GuestOutput::new(config.echo_output);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(stderr.clone()).stderr(stderr.clone());
@@ -173,47 +178,70 @@ impl Handler {
         store.set_hostcall_fuel(config.memory_limit.max(128 << 20));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
-        let bindings = self
+        store
+    }
+
+    /// Create an instance without calling `init`, with wasmtime's handle on
+    /// the component instance (FlashBoot calls its extra exports).
+    pub(crate) async fn instantiate_raw(
+        &self,
+        config: &InstanceConfig,
+    ) -> Result<(Instance, wasmtime::component::Instance), RuntimeError> {
+        let mut store = self.new_store(config);
+        let raw = self
             .inner
             .pre
+            .instance_pre()
             .instantiate_async(&mut store)
             .await
             .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
-        Ok(Instance {
-            store,
-            bindings,
-            lost: false,
-        })
+        let bindings = bindings::Handler::new(&mut store, &raw)
+            .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+        Ok((
+            Instance {
+                store,
+                bindings,
+                lost: false,
+                paged_out: false,
+            },
+            raw,
+        ))
     }
 
     /// Create an instance and run its `init`.
     pub async fn instantiate(&self, config: &InstanceConfig) -> Result<Instance, RuntimeError> {
         let mut instance = self.instantiate_uninit(config).await?;
-        let timeout = config.init_timeout;
-        let init = instance.bindings.call_init(&mut instance.store);
-        let outcome = tokio::time::timeout(timeout, init).await;
-        match outcome {
-            Ok(Ok(Ok(()))) => Ok(instance),
-            Ok(Ok(Err(msg))) => Err(RuntimeError::Init(msg)),
-            Ok(Err(trap)) => Err(RuntimeError::Init(
-                instance.describe_trap(&trap).to_string(),
-            )),
-            Err(_) => Err(RuntimeError::Init(format!(
-                "init did not finish within {timeout:?}"
-            ))),
-        }
+        instance.run_init(config.init_timeout).await?;
+        Ok(instance)
     }
 }
 
 /// A live instance of a handler: reusable across jobs until a job fails in a
 /// way that loses it ([`JobError::instance_lost`]).
 pub struct Instance {
-    store: Store<WorkerState>,
+    pub(crate) store: Store<WorkerState>,
     bindings: bindings::Handler,
     lost: bool,
+    /// Its tensors are in a page store (FlashBoot layer 3); `handle` pages
+    /// them back in first.
+    pub(crate) paged_out: bool,
 }
 
 impl Instance {
+    /// Run the guest's `init` under `timeout`.
+    pub(crate) async fn run_init(&mut self, timeout: Duration) -> Result<(), RuntimeError> {
+        let init = self.bindings.call_init(&mut self.store);
+        let outcome = tokio::time::timeout(timeout, init).await;
+        match outcome {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(msg))) => Err(RuntimeError::Init(msg)),
+            Ok(Err(trap)) => Err(RuntimeError::Init(self.describe_trap(&trap).to_string())),
+            Err(_) => Err(RuntimeError::Init(format!(
+                "init did not finish within {timeout:?}"
+            ))),
+        }
+    }
+
     /// Run one job. `input` is the job's input as JSON text.
     pub async fn handle(
         &mut self,
@@ -228,6 +256,14 @@ impl Instance {
         }
         if cancel.is_cancelled() {
             return Err(JobError::Cancelled);
+        }
+        if self.paged_out
+            && let Err(e) = self.page_in()
+        {
+            self.lost = true;
+            return Err(JobError::Trap(format!(
+                "paging the instance's tensors back in failed: {e}"
+            )));
         }
         {
             let data = self.store.data_mut();

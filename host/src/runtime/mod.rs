@@ -1,16 +1,21 @@
 //! The wasmtime side of wasmpod: one [`Runtime`] per process turns handler
 //! bytes into a validated, compiled [`Handler`]; a handler makes
 //! [`Instance`]s (pooling allocator, `InstancePre`), and an instance runs
-//! jobs under a timeout, a memory cap and a cancel signal.
+//! jobs under a timeout, a memory cap and a cancel signal. [`FlashBoot`]
+//! starts instances from snapshots taken after `init` (layer 2) and
+//! [`Instance::page_out`] moves their tensors off the device (layer 3).
 
 pub mod bindings;
 pub mod cache;
 pub mod engine;
+pub mod flashboot;
 pub mod host;
 pub mod instance;
 pub mod job;
 pub mod limits;
 pub mod output;
+pub mod paging;
+pub mod snapshot;
 pub mod state;
 
 use std::path::PathBuf;
@@ -22,8 +27,11 @@ use wasmtime::component::Linker;
 
 pub use cache::{LoadSource, digest};
 pub use engine::EngineLimits;
+pub use flashboot::{BootLayer, BootReport, FlashBoot};
 pub use instance::{Handler, Instance, InstanceConfig, JobError};
 pub use job::{CancelSignal, JobSink, LogLevel, NullSink};
+pub use paging::PagingError;
+pub use snapshot::{SnapshotError, SnapshotStore};
 use state::WorkerState;
 
 /// Errors from loading handlers and creating instances.

@@ -73,7 +73,14 @@ impl wit::HostModel for WorkerState {
                 .expect("a model was opened, so a store exists"),
         );
         match store.weight(&model, &name) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, 0)?)),
+            Ok(t) => {
+                let mut entry = super::tensor::TensorEntry::new(t, 0);
+                entry.origin = Some(super::tensor::WeightOrigin {
+                    model: model.name().to_string(),
+                    weight: name,
+                });
+                Ok(Ok(self.table.push(entry)?))
+            }
             Err(e) => Ok(Err(to_wit(e))),
         }
     }

@@ -12,6 +12,31 @@ use crate::runtime::state::WorkerState;
 pub struct TensorEntry {
     pub tensor: Tensor,
     pub device: usize,
+    /// Set when the tensor is a model weight as the model store handed it
+    /// out: snapshots and page-ins re-acquire it through the store (shared,
+    /// no copy) instead of saving its bytes.
+    pub origin: Option<WeightOrigin>,
+    /// The bytes while the instance is paged out; `tensor` is then a
+    /// placeholder without device memory.
+    pub(crate) paged: Option<wasmpod_tensor::PagedTensor>,
+}
+
+/// Which model weight a tensor entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightOrigin {
+    pub model: String,
+    pub weight: String,
+}
+
+impl TensorEntry {
+    pub(crate) fn new(tensor: Tensor, device: usize) -> Self {
+        Self {
+            tensor,
+            device,
+            origin: None,
+            paged: None,
+        }
+    }
 }
 
 type TensorResult<T> = wasmtime::Result<Result<T, wit::TensorError>>;
@@ -59,7 +84,7 @@ impl WorkerState {
         tensor: Tensor,
         device: usize,
     ) -> wasmtime::Result<Resource<TensorEntry>> {
-        Ok(self.table.push(TensorEntry { tensor, device })?)
+        Ok(self.table.push(TensorEntry::new(tensor, device))?)
     }
 
     fn entry(&self, r: &Resource<TensorEntry>) -> wasmtime::Result<&TensorEntry> {

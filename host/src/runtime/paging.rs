@@ -1,0 +1,130 @@
+//! FlashBoot layer 3 for one instance: page its tensors off the device when
+//! its worker scales to zero, and back before its next job.
+//!
+//! The instance (its wasm heap and handle table) stays as it is; only the
+//! device memory behind its tensor handles goes. Tensors the guest computed
+//! are copied to a [`PageStore`] (pinned host RAM on a GPU, disk past the
+//! budget); model weights are only let go of, since the model store pages
+//! those itself and hands them back shared. Each paged entry keeps its dtype
+//! and shape on a placeholder without device memory, so nothing but
+//! [`Instance::page_in`] can observe the difference (and `handle` calls it).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use wasmpod_tensor::{PageError, PageStore, Storage, Tensor};
+
+use super::host::tensor::TensorEntry;
+use super::instance::Instance;
+use crate::gpu::{ModelError, PagingStats};
+
+/// Why paging an instance failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PagingError {
+    #[error("paging tensors: {0}")]
+    Page(#[from] PageError),
+    #[error("re-acquiring a model weight: {0}")]
+    Model(#[from] ModelError),
+    #[error(
+        "the instance holds a model weight but has no model store; page it in with the configuration it was created with"
+    )]
+    NoModelStore,
+}
+
+/// Stands in for a paged-out tensor's storage: no device memory, only the
+/// size the tensor's shape implies.
+struct PagedOutStorage {
+    len: usize,
+}
+
+impl Storage for PagedOutStorage {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn len_bytes(&self) -> usize {
+        self.len
+    }
+}
+
+fn placeholder(t: &Tensor) -> Tensor {
+    let len = t.numel() * t.dtype().size();
+    Tensor::new(
+        t.dtype(),
+        t.shape().to_vec(),
+        Arc::new(PagedOutStorage { len }),
+    )
+}
+
+impl Instance {
+    /// Pages this instance's tensors out to `pages` and frees their device
+    /// memory (weights too, once the model store has paged them). Idempotent.
+    pub fn page_out(&mut self, pages: &Arc<PageStore>) -> Result<PagingStats, PagingError> {
+        if self.paged_out {
+            return Ok(PagingStats::default());
+        }
+        let mut stats = PagingStats::default();
+        let state = self.store.data_mut();
+        let devices = Arc::clone(&state.devices);
+        for entry in state.table.iter_mut() {
+            let Some(entry) = entry.downcast_mut::<TensorEntry>() else {
+                continue;
+            };
+            if entry.paged.is_some() {
+                continue; // paged by an earlier attempt that failed later on
+            }
+            if entry.origin.is_none() {
+                let device = devices
+                    .device(entry.device)
+                    .expect("tensor entries hold valid device indices");
+                let paged = pages.page_out(device, &entry.tensor)?;
+                stats.tensors += 1;
+                stats.bytes += paged.len_bytes() as u64;
+                entry.paged = Some(paged);
+            }
+            entry.tensor = placeholder(&entry.tensor);
+        }
+        self.paged_out = true;
+        Ok(stats)
+    }
+
+    /// Brings every paged tensor back onto its device: one bulk copy each
+    /// from the page store, weights through the model store.
+    pub fn page_in(&mut self) -> Result<PagingStats, PagingError> {
+        if !self.paged_out {
+            return Ok(PagingStats::default());
+        }
+        let mut stats = PagingStats::default();
+        let state = self.store.data_mut();
+        let devices = Arc::clone(&state.devices);
+        let models = state.models.clone();
+        for entry in state.table.iter_mut() {
+            let Some(entry) = entry.downcast_mut::<TensorEntry>() else {
+                continue;
+            };
+            let device = devices
+                .device(entry.device)
+                .expect("tensor entries hold valid device indices");
+            let restored = if let Some(paged) = &entry.paged {
+                paged.page_in(device)?
+            } else if let Some(origin) = &entry.origin {
+                let store = models.as_ref().ok_or(PagingError::NoModelStore)?;
+                let model = store.open(&origin.model)?;
+                store.weight(&model, &origin.weight)?
+            } else {
+                continue;
+            };
+            stats.tensors += 1;
+            stats.bytes += (restored.numel() * restored.dtype().size()) as u64;
+            entry.tensor = restored;
+            entry.paged = None;
+        }
+        self.paged_out = false;
+        Ok(stats)
+    }
+
+    /// True while the instance's tensors are paged out.
+    pub fn is_paged_out(&self) -> bool {
+        self.paged_out
+    }
+}
