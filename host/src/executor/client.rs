@@ -73,6 +73,12 @@ impl ExecutorProcess {
         if let Some(dir) = &cache_dir {
             cmd.arg("--cache-dir").arg(dir);
         }
+        // The executor runs untrusted guests: it gets none of the host's
+        // secrets (a guest escaping its sandbox must not find the admin key
+        // or the database URL in its process's environment).
+        for secret in ["WASMPOD_ADMIN_KEY", "WASMPOD_DATABASE_URL"] {
+            cmd.env_remove(secret);
+        }
         match &slice.cuda_visible_devices {
             Some(v) => cmd.env("CUDA_VISIBLE_DEVICES", v),
             // A CPU or simulated slice must not touch a GPU.
