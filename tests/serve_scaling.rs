@@ -386,9 +386,37 @@ async fn burst_scales_up_throttles_then_back_to_zero_and_is_metered() {
     assert_eq!(r.status, 400);
     assert!(r.error().contains("unknown query parameter"), "{r:?}");
 
-    // /metrics: Prometheus text, admin key required.
+    // /metrics: Prometheus text, admin key required (an endpoint's invoke
+    // key may not read every endpoint's load and usage).
     let anon = reqwest::get(s.url("/metrics")).await.unwrap();
     assert_eq!(anon.status(), 401);
+    let r = s
+        .post(
+            "/v1/keys",
+            &json!({"name": "caller", "scope": "invoke", "endpoint_id": "burst"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let invoke_key = r.body["key"].as_str().unwrap().to_string();
+    let r = s
+        .send(s.client.get(s.url("/metrics")).bearer_auth(&invoke_key))
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = s
+        .send(
+            s.client
+                .get(s.url("/v1/inventory"))
+                .bearer_auth(&invoke_key),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let doc = s.get("/openapi.json").await.body;
+    for path in ["/v1/inventory", "/v1/usage", "/metrics"] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} not in /openapi.json"
+        );
+    }
     let text = s
         .req(reqwest::Method::GET, "/metrics")
         .send()
