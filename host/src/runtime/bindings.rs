@@ -12,4 +12,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use wasmpod::serverless::{device, job, model, tensor, types};
+pub use self::wasmpod::serverless::{device, job, model, tensor, types};
