@@ -53,7 +53,7 @@ fn ms_param(q: &HashMap<String, String>, key: &str) -> ApiResult<Option<i64>> {
 
 /// Metered worker time (the billing basis): seconds workers held slices,
 /// per endpoint and slice type. Query: `endpoint` (one endpoint), `since`
-/// and `until` (ms since the epoch; default: all time).
+/// and `until` (ms since the epoch; default: from the start until now).
 #[utoipa::path(get, path = "/v1/usage", tag = "fleet",
     params(
         ("endpoint" = Option<String>, Query, description = "Only this endpoint"),
@@ -77,7 +77,9 @@ pub async fn usage(
         )));
     }
     let since = ms_param(&q, "since")?.unwrap_or(0);
-    let until = ms_param(&q, "until")?.unwrap_or(i64::MAX);
+    // Rows are keyed by the minute they start: "until now" includes the
+    // minute running now.
+    let until = ms_param(&q, "until")?.unwrap_or_else(|| now_ms() + 1);
     if since > until {
         return Err(ApiError::bad_request(format!(
             "since ({since}) is after until ({until})"
