@@ -7,16 +7,17 @@ use wasmpod::gpu::Inventory;
 
 #[derive(clap::Args, Debug)]
 pub struct GpusArgs {
-    /// A simulated inventory (TOML) instead of NVML's.
-    #[arg(long, env = "WASMPOD_SIMULATED_GPUS")]
-    pub simulated: Option<PathBuf>,
+    /// A simulated inventory (TOML: `[[gpu]] name, memory_gib, count,
+    /// mig = [...]`) instead of NVML's; the same flag as `wasmpod serve`.
+    #[arg(long, env = "WASMPOD_INVENTORY")]
+    pub inventory: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn gpus(args: GpusArgs) -> anyhow::Result<ExitCode> {
-    let inventory = Inventory::discover(args.simulated.as_deref())?;
+    let inventory = Inventory::discover(args.inventory.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&inventory)?);
     } else {
