@@ -142,7 +142,7 @@ impl ModelStore {
             .expect("model paging lock")
             .remove(weight);
         if let Some(paged) = paged {
-            let tensor = paged.page_in(&self.device)?;
+            let tensor = paged.page_in_owned(&self.device)?;
             model
                 .loaded
                 .lock()
@@ -185,15 +185,16 @@ impl ModelStore {
     pub fn page_out(&self, pages: &Arc<PageStore>) -> Result<PagingStats, ModelError> {
         let mut stats = PagingStats::default();
         for model in self.opened() {
+            // Taken out of the map first, so on the CPU the store's handle is
+            // the last one and the buffer moves instead of being copied.
             let loaded: Vec<(String, Tensor)> = model
                 .loaded
                 .lock()
                 .expect("model weights lock")
-                .iter()
-                .map(|(k, t)| (k.clone(), t.clone()))
+                .drain()
                 .collect();
             for (name, tensor) in loaded {
-                let paged = pages.page_out(&self.device, &tensor)?;
+                let paged = pages.page_out_owned(&self.device, tensor)?;
                 stats.tensors += 1;
                 stats.bytes += paged.len_bytes() as u64;
                 model

@@ -15,6 +15,7 @@
 //! layout wizer does not support, a WASI stream kept across `init`) only
 //! costs the next start its `init`: the report says why.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use wasmtime_wizer::Wizer;
 use super::cache::LoadSource;
 use super::host::model::ModelEntry;
 use super::host::tensor::TensorEntry;
-use super::instance::{Instance, InstanceConfig};
+use super::instance::{Handler, Instance, InstanceConfig};
 use super::snapshot::shim::{self, RESTORE_MODEL, RESTORE_TENSOR};
 use super::snapshot::wizer::WizerAccess;
 use super::snapshot::{Slot, Snapshot, SnapshotError, SnapshotStore};
@@ -58,7 +59,8 @@ impl std::fmt::Display for BootLayer {
 #[derive(Debug, Clone)]
 pub struct BootReport {
     pub layer: BootLayer,
-    /// Compiling or mapping the component.
+    /// Compiling or mapping the component (zero when this process already
+    /// holds the snapshot's compiled code).
     pub load: Duration,
     /// Creating the instance (and running `init`, unless pre-initialised).
     pub instantiate: Duration,
@@ -77,7 +79,13 @@ pub struct BootReport {
 pub struct FlashBoot {
     runtime: Runtime,
     snapshots: SnapshotStore,
+    /// Snapshots already read, checked and compiled in this process, by key:
+    /// a warm host skips the disk, the digest checks and the code load.
+    ready: Arc<Mutex<HashMap<String, ReadySnapshot>>>,
 }
+
+/// A checked snapshot and its compiled component.
+type ReadySnapshot = (Arc<Snapshot>, Handler);
 
 fn wizer_error(e: impl std::fmt::Display) -> SnapshotError {
     SnapshotError::Wizer(format!("{e:#}"))
@@ -85,7 +93,11 @@ fn wizer_error(e: impl std::fmt::Display) -> SnapshotError {
 
 impl FlashBoot {
     pub fn new(runtime: Runtime, snapshots: SnapshotStore) -> Self {
-        Self { runtime, snapshots }
+        Self {
+            runtime,
+            snapshots,
+            ready: Arc::default(),
+        }
     }
 
     pub fn snapshots(&self) -> &SnapshotStore {
@@ -112,15 +124,45 @@ impl FlashBoot {
         let digest = super::digest(wasm);
         let key = SnapshotStore::key(&digest, config);
         let mut note = None;
-        match self.snapshots.load(&key, &digest) {
-            Ok(Some(snapshot)) => match self.restore(&snapshot, config).await {
-                Ok(started) => return Ok(started),
-                Err(e) => {
-                    tracing::warn!(key, "snapshot not usable, starting cold: {e}");
-                    let _ = std::fs::remove_dir_all(&snapshot.dir);
-                    note = Some(e.to_string());
+        let ready = self
+            .ready
+            .lock()
+            .expect("flashboot lock")
+            .get(&key)
+            .cloned();
+        let in_memory = ready.is_some();
+        let found = match ready {
+            Some(ready) => Ok(Some(ready)),
+            None => self.snapshots.load(&key, &digest).and_then(|s| {
+                let Some(s) = s else { return Ok(None) };
+                let handler = self
+                    .runtime
+                    .load(&s.component)
+                    .map_err(|e| SnapshotError::Restore(e.to_string()))?;
+                Ok(Some((Arc::new(s), handler)))
+            }),
+        };
+        match found {
+            Ok(Some((snapshot, handler))) => {
+                match self.restore(&snapshot, &handler, config).await {
+                    Ok(mut started) => {
+                        if in_memory {
+                            started.1.load = Duration::ZERO;
+                        }
+                        self.ready
+                            .lock()
+                            .expect("flashboot lock")
+                            .insert(key, (snapshot, handler));
+                        return Ok(started);
+                    }
+                    Err(e) => {
+                        tracing::warn!(key, "snapshot not usable, starting cold: {e}");
+                        self.ready.lock().expect("flashboot lock").remove(&key);
+                        let _ = std::fs::remove_dir_all(&snapshot.dir);
+                        note = Some(e.to_string());
+                    }
                 }
-            },
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(key, "snapshot discarded: {e}");
@@ -137,14 +179,10 @@ impl FlashBoot {
     async fn restore(
         &self,
         snapshot: &Snapshot,
+        handler: &Handler,
         config: &InstanceConfig,
     ) -> Result<(Instance, BootReport), SnapshotError> {
-        let started = Instant::now();
-        let handler = self
-            .runtime
-            .load(&snapshot.component)
-            .map_err(|e| SnapshotError::Restore(e.to_string()))?;
-        let load = started.elapsed();
+        let load = handler.load_time();
         let started = Instant::now();
         let (mut instance, raw) = handler
             .instantiate_raw(config)

@@ -307,6 +307,11 @@ impl Instance {
         result
     }
 
+    /// Marks the instance unusable (its state was lost outside a job).
+    pub(crate) fn mark_lost(&mut self) {
+        self.lost = true;
+    }
+
     /// True once the instance must be replaced.
     pub fn is_lost(&self) -> bool {
         self.lost

@@ -64,6 +64,7 @@ impl Instance {
             return Ok(PagingStats::default());
         }
         let mut stats = PagingStats::default();
+        let mut failed: Option<PagingError> = None;
         let state = self.store.data_mut();
         let devices = Arc::clone(&state.devices);
         for entry in state.table.iter_mut() {
@@ -73,16 +74,29 @@ impl Instance {
             if entry.paged.is_some() {
                 continue; // paged by an earlier attempt that failed later on
             }
+            let stand_in = placeholder(&entry.tensor);
+            let tensor = std::mem::replace(&mut entry.tensor, stand_in);
             if entry.origin.is_none() {
                 let device = devices
                     .device(entry.device)
                     .expect("tensor entries hold valid device indices");
-                let paged = pages.page_out(device, &entry.tensor)?;
+                let paged = match pages.page_out_owned(device, tensor) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        failed = Some(e.into());
+                        break;
+                    }
+                };
                 stats.tensors += 1;
                 stats.bytes += paged.len_bytes() as u64;
                 entry.paged = Some(paged);
             }
-            entry.tensor = placeholder(&entry.tensor);
+        }
+        if let Some(e) = failed {
+            // That entry is a placeholder now and its bytes are gone: the
+            // instance cannot run jobs any more.
+            self.mark_lost();
+            return Err(e);
         }
         self.paged_out = true;
         Ok(stats)
@@ -98,26 +112,33 @@ impl Instance {
         let state = self.store.data_mut();
         let devices = Arc::clone(&state.devices);
         let models = state.models.clone();
-        for entry in state.table.iter_mut() {
-            let Some(entry) = entry.downcast_mut::<TensorEntry>() else {
-                continue;
-            };
-            let device = devices
-                .device(entry.device)
-                .expect("tensor entries hold valid device indices");
-            let restored = if let Some(paged) = &entry.paged {
-                paged.page_in(device)?
-            } else if let Some(origin) = &entry.origin {
-                let store = models.as_ref().ok_or(PagingError::NoModelStore)?;
-                let model = store.open(&origin.model)?;
-                store.weight(&model, &origin.weight)?
-            } else {
-                continue;
-            };
-            stats.tensors += 1;
-            stats.bytes += (restored.numel() * restored.dtype().size()) as u64;
-            entry.tensor = restored;
-            entry.paged = None;
+        let outcome = (|| {
+            for entry in state.table.iter_mut() {
+                let Some(entry) = entry.downcast_mut::<TensorEntry>() else {
+                    continue;
+                };
+                let device = devices
+                    .device(entry.device)
+                    .expect("tensor entries hold valid device indices");
+                let restored = if let Some(paged) = entry.paged.take() {
+                    paged.page_in_owned(device)?
+                } else if let Some(origin) = &entry.origin {
+                    let store = models.as_ref().ok_or(PagingError::NoModelStore)?;
+                    let model = store.open(&origin.model)?;
+                    store.weight(&model, &origin.weight)?
+                } else {
+                    continue;
+                };
+                stats.tensors += 1;
+                stats.bytes += (restored.numel() * restored.dtype().size()) as u64;
+                entry.tensor = restored;
+            }
+            Ok::<(), PagingError>(())
+        })();
+        if let Err(e) = outcome {
+            // A paged copy that failed to come back is gone with its entry.
+            self.mark_lost();
+            return Err(e);
         }
         self.paged_out = false;
         Ok(stats)

@@ -75,6 +75,18 @@ pub trait Backend: Send + Sync {
         self.upload(dtype, shape, src.as_slice())
     }
 
+    /// Moves `t`'s buffer out as a host buffer without copying, where the
+    /// backend keeps tensors in host memory and `t` is the only handle to
+    /// its storage; gives `t` back otherwise.
+    fn take_host(&self, t: Tensor) -> std::result::Result<HostBuffer, Tensor> {
+        Err(t)
+    }
+    /// Like [`Backend::upload_host`], consuming the buffer (the CPU backend
+    /// adopts a buffer it gave out with [`Backend::take_host`]).
+    fn upload_host_owned(&self, dtype: DType, shape: &[usize], src: HostBuffer) -> Result<Tensor> {
+        self.upload_host(dtype, shape, &src)
+    }
+
     /// `[batch.., m, k] x [batch.., k, n]`; both operands already broadcast
     /// to rank >= 2 with equal batch dims by the front (`a` and `b` may have
     /// batch dims of size 1 that broadcast: `out_batch` is the result's).

@@ -163,6 +163,27 @@ impl Device {
         self.backend.upload_host(dtype, shape, src)
     }
 
+    /// Moves `t`'s buffer out without a copy where the backend can (CPU,
+    /// sole handle); gives `t` back otherwise.
+    pub fn take_host(&self, t: Tensor) -> std::result::Result<HostBuffer, Tensor> {
+        if !self.backend.owns(&t) {
+            return Err(t);
+        }
+        self.backend.take_host(t)
+    }
+
+    /// [`Device::upload_host`], consuming the buffer (no copy for a buffer
+    /// the CPU backend gave out with [`Device::take_host`]).
+    pub fn upload_host_owned(
+        &self,
+        dtype: DType,
+        shape: &[usize],
+        src: HostBuffer,
+    ) -> Result<Tensor> {
+        check_len(dtype, shape, src.len())?;
+        self.backend.upload_host_owned(dtype, shape, src)
+    }
+
     pub fn zeros(&self, dtype: DType, shape: &[usize]) -> Result<Tensor> {
         size_of(dtype, shape)?;
         self.backend.zeros(dtype, shape)

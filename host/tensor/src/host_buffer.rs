@@ -3,6 +3,7 @@
 //! paging back in is one bulk copy at the link's full speed, else an
 //! ordinary heap buffer.
 
+use crate::cpu::CpuData;
 use crate::cuda::PinnedBuffer;
 
 /// A contiguous host buffer, pinned or pageable.
@@ -11,6 +12,10 @@ pub enum HostBuffer {
     Pageable(Vec<u8>),
     /// Page-locked memory allocated through the CUDA driver.
     Pinned(PinnedBuffer),
+    /// A CPU tensor's own buffer, moved out of the backend without a copy:
+    /// on the CPU, host RAM is the device, so paging out only changes who
+    /// accounts for it.
+    CpuResident(CpuData),
 }
 
 impl HostBuffer {
@@ -36,6 +41,7 @@ impl HostBuffer {
         match self {
             Self::Pageable(v) => v,
             Self::Pinned(p) => p.as_slice(),
+            Self::CpuResident(d) => d.bytes(),
         }
     }
 
@@ -43,6 +49,7 @@ impl HostBuffer {
         match self {
             Self::Pageable(v) => v,
             Self::Pinned(p) => p.as_mut_slice(),
+            Self::CpuResident(d) => d.bytes_mut(),
         }
     }
 }

@@ -3,6 +3,11 @@
 //! GPU, so the way back is one bulk DMA per tensor — and, once the host-RAM
 //! budget is spent, to files on disk. Paging in uploads them again without
 //! touching the original source (safetensors, or the guest's computation).
+//! On the CPU a tensor whose buffer has no other handle is not copied at
+//! all: the buffer itself moves to the page store and back
+//! ([`PageStore::page_out_owned`], [`PagedTensor::page_in_owned`]), since
+//! host RAM is that device's memory; only its accounting moves (off the
+//! worker's quota, onto the page store's budget).
 //!
 //! The budget is a hard cap on the host RAM paged tensors hold: a tensor
 //! that would pass it goes to disk whole. Every paged tensor gives its RAM
@@ -98,30 +103,46 @@ impl PageStore {
         device: &Device,
         t: &Tensor,
     ) -> Result<PagedTensor, PageError> {
+        self.page_out_owned(device, t.clone())
+    }
+
+    /// Like [`PageStore::page_out`], taking the handle: where `t` is the last
+    /// handle to a CPU buffer, the buffer itself moves to the page store (on
+    /// the CPU host RAM is the device, so nothing needs copying).
+    pub fn page_out_owned(
+        self: &Arc<Self>,
+        device: &Device,
+        t: Tensor,
+    ) -> Result<PagedTensor, PageError> {
         let len = t.numel() * t.dtype().size();
-        let home = if self.reserve_ram(len as u64) {
-            let filled = device
-                .host_buffer(len)
-                .and_then(|mut buf| device.download_into(t, &mut buf).map(|()| buf));
+        let (dtype, shape) = (t.dtype(), t.shape().to_vec());
+        let (home, location) = if self.reserve_ram(len as u64) {
+            let filled = match device.take_host(t) {
+                Ok(moved) => Ok(moved),
+                Err(t) => device
+                    .host_buffer(len)
+                    .and_then(|mut buf| device.download_into(&t, &mut buf).map(|()| buf)),
+            };
             match filled {
-                Ok(buf) => Home::Ram(buf),
+                Ok(buf) => (Home::Ram(buf), PageLocation::Ram),
                 Err(e) => {
                     self.ram_used.fetch_sub(len as u64, Ordering::AcqRel);
                     return Err(e.into());
                 }
             }
         } else {
-            let bytes = device.download(t)?;
+            let bytes = device.download(&t)?;
             let path = self.spill_path();
             write_spill(&self.spill_dir, &path, &bytes)?;
             self.disk_used.fetch_add(len as u64, Ordering::AcqRel);
-            Home::Disk(path)
+            (Home::Disk(path), PageLocation::Disk)
         };
         Ok(PagedTensor {
-            dtype: t.dtype(),
-            shape: t.shape().to_vec(),
+            dtype,
+            shape,
             len,
             home,
+            location,
             store: Arc::clone(self),
         })
     }
@@ -147,6 +168,8 @@ fn write_spill(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), PageError> {
 enum Home {
     Ram(HostBuffer),
     Disk(PathBuf),
+    /// The RAM buffer moved back to the device by `page_in_owned`.
+    Taken,
 }
 
 /// A tensor paged off its device: dtype, shape and bytes in RAM or on disk.
@@ -155,6 +178,7 @@ pub struct PagedTensor {
     shape: Vec<usize>,
     len: usize,
     home: Home,
+    location: PageLocation,
     store: Arc<PageStore>,
 }
 
@@ -173,10 +197,7 @@ impl PagedTensor {
     }
 
     pub fn location(&self) -> PageLocation {
-        match self.home {
-            Home::Ram(_) => PageLocation::Ram,
-            Home::Disk(_) => PageLocation::Disk,
-        }
+        self.location
     }
 
     /// True when the RAM copy is pinned (a GPU page-out).
@@ -189,6 +210,7 @@ impl PagedTensor {
     pub fn page_in(&self, device: &Device) -> Result<Tensor, PageError> {
         match &self.home {
             Home::Ram(buf) => Ok(device.upload_host(self.dtype, &self.shape, buf)?),
+            Home::Taken => unreachable!("only page_in_owned takes the buffer, consuming self"),
             Home::Disk(path) => {
                 let mut buf = device.host_buffer(self.len)?;
                 let io = |source| PageError::Io {
@@ -204,16 +226,32 @@ impl PagedTensor {
     }
 }
 
+impl PagedTensor {
+    /// Like [`PagedTensor::page_in`], giving the paged copy up: a CPU buffer
+    /// moved out by [`PageStore::page_out_owned`] moves back without a copy.
+    pub fn page_in_owned(mut self, device: &Device) -> Result<Tensor, PageError> {
+        match std::mem::replace(&mut self.home, Home::Taken) {
+            Home::Ram(buf) => Ok(device.upload_host_owned(self.dtype, &self.shape, buf)?),
+            other => {
+                self.home = other;
+                self.page_in(device)
+            }
+        }
+    }
+}
+
 impl Drop for PagedTensor {
     fn drop(&mut self) {
-        match &self.home {
-            Home::Ram(_) => {
+        match self.location {
+            PageLocation::Ram => {
                 self.store
                     .ram_used
                     .fetch_sub(self.len as u64, Ordering::AcqRel);
             }
-            Home::Disk(path) => {
-                let _ = std::fs::remove_file(path);
+            PageLocation::Disk => {
+                if let Home::Disk(path) = &self.home {
+                    let _ = std::fs::remove_file(path);
+                }
                 self.store
                     .disk_used
                     .fetch_sub(self.len as u64, Ordering::AcqRel);
@@ -279,6 +317,32 @@ mod tests {
         let dir = spill_dir("cpu");
         round_trip(&device, &dir);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cpu_owned_page_out_moves_the_buffer_without_a_copy() {
+        let account = MemoryAccount::unlimited("test");
+        let device = Device::cpu(Arc::clone(&account));
+        let store = PageStore::new(1 << 20, spill_dir("cpu-owned"));
+        let t = sample(&device, 1024, 5.0);
+        let bytes = device.download(&t).unwrap();
+        let paged = store.page_out_owned(&device, t).unwrap();
+        assert_eq!(account.used(), 0, "the worker's quota is released");
+        assert_eq!(store.ram_used(), 4096);
+        let back = paged.page_in_owned(&device).unwrap();
+        assert_eq!(device.download(&back).unwrap(), bytes);
+        assert_eq!((account.used(), store.ram_used()), (4096, 0));
+        // A shared buffer cannot move: it is copied instead.
+        let shared = back.clone();
+        let paged = store.page_out_owned(&device, back).unwrap();
+        assert_eq!(account.used(), 4096, "the other handle keeps the buffer");
+        drop(shared);
+        assert_eq!(
+            device
+                .download(&paged.page_in_owned(&device).unwrap())
+                .unwrap(),
+            bytes
+        );
     }
 
     #[test]

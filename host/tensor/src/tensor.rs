@@ -11,6 +11,11 @@ pub trait Storage: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
     /// Size of the buffer in bytes.
     fn len_bytes(&self) -> usize;
+    /// The storage as `Any`, for backends that can take ownership of their
+    /// own buffers back (the CPU backend pages tensors out without a copy).
+    fn into_any_arc(self: Arc<Self>) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
 }
 
 /// An immutable, contiguous, row-major tensor. Cloning is cheap (the storage
@@ -56,6 +61,11 @@ impl Tensor {
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// The storage, giving up this handle.
+    pub fn into_storage(self) -> Arc<dyn Storage> {
+        self.storage
     }
 
     /// Same storage, another shape with the same element count (checked by

@@ -66,6 +66,18 @@ impl CpuData {
         self.len() == 0
     }
 
+    /// The elements as mutable little-endian bytes.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            CpuData::F32(v) => bytemuck::cast_slice_mut(v),
+            CpuData::F16(v) => bytemuck::cast_slice_mut(v),
+            CpuData::BF16(v) => bytemuck::cast_slice_mut(v),
+            CpuData::I32(v) => bytemuck::cast_slice_mut(v),
+            CpuData::I64(v) => bytemuck::cast_slice_mut(v),
+            CpuData::U8(v) => v,
+        }
+    }
+
     /// The elements as little-endian bytes (the host is little-endian).
     pub fn bytes(&self) -> &[u8] {
         match self {

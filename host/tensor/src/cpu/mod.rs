@@ -54,6 +54,10 @@ impl Storage for CpuStorage {
     fn len_bytes(&self) -> usize {
         self.data.len() * self.data.dtype().size()
     }
+
+    fn into_any_arc(self: Arc<Self>) -> Option<Arc<dyn Any + Send + Sync>> {
+        Some(self)
+    }
 }
 
 /// The CPU backend of one worker.
@@ -137,6 +141,41 @@ impl Backend for CpuBackend {
 
     fn download(&self, t: &Tensor) -> Result<Vec<u8>> {
         Ok(self.data(t).bytes().to_vec())
+    }
+
+    fn take_host(&self, t: Tensor) -> std::result::Result<crate::HostBuffer, Tensor> {
+        let (dtype, shape) = (t.dtype(), t.shape().to_vec());
+        let whole = t.storage().len_bytes() == t.numel() * dtype.size();
+        let storage = t.into_storage();
+        let rebuild = |s: Arc<dyn Storage>| Tensor::new(dtype, shape.clone(), s);
+        if !whole || Arc::strong_count(&storage) != 1 {
+            return Err(rebuild(storage));
+        }
+        let Some(any) = Arc::clone(&storage).into_any_arc() else {
+            return Err(rebuild(storage));
+        };
+        drop(storage);
+        match any.downcast::<CpuStorage>().map(Arc::try_unwrap) {
+            // The quota reservation drops here: the bytes now belong to the
+            // page store's budget.
+            Ok(Ok(owned)) => Ok(crate::HostBuffer::CpuResident(owned.data)),
+            Ok(Err(shared)) => Err(rebuild(shared)),
+            Err(_) => unreachable!("into_any_arc of a CpuStorage is a CpuStorage"),
+        }
+    }
+
+    fn upload_host_owned(
+        &self,
+        dtype: DType,
+        shape: &[usize],
+        src: crate::HostBuffer,
+    ) -> Result<Tensor> {
+        match src {
+            crate::HostBuffer::CpuResident(data) if data.dtype() == dtype => {
+                self.alloc(dtype, shape, || data)
+            }
+            other => self.upload_host(dtype, shape, &other),
+        }
     }
 
     fn download_into(&self, t: &Tensor, dst: &mut crate::HostBuffer) -> Result<()> {
