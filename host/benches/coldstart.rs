@@ -16,8 +16,9 @@
 //!
 //! Run: `cargo bench -p wasmpod --bench coldstart -- [--device cpu|cuda]
 //! [--sizes 1GiB,8GiB] [--repeats 5] [--dir DIR]` (also WASMPOD_COLDSTART_SIZES,
-//! WASMPOD_COLDSTART_DEVICE, WASMPOD_COLDSTART_DIR). Models are generated
-//! once under DIR (default target/coldstart) and reused.
+//! WASMPOD_COLDSTART_DEVICE, WASMPOD_COLDSTART_DIR; WASMPOD_COLDSTART_WASM
+//! names a directory of prebuilt example components where cargo is absent).
+//! Models are generated once under DIR (default target/coldstart) and reused.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -102,7 +103,14 @@ fn args() -> Args {
     }
 }
 
+/// The example component `name`: from WASMPOD_COLDSTART_WASM (a directory
+/// of prebuilt `example_<name>.wasm`, for machines without cargo) or built
+/// now.
 fn build_example(name: &str) -> Vec<u8> {
+    if let Ok(dir) = std::env::var("WASMPOD_COLDSTART_WASM") {
+        let path = Path::new(&dir).join(format!("example_{name}.wasm"));
+        return std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
     let status = Command::new(env!("CARGO"))
         .current_dir(root())
         .args([
@@ -173,6 +181,22 @@ fn bulk_bandwidth(device: &Device, cuda: bool) -> f64 {
     const LEN: usize = 512 << 20;
     let mut best = f64::MAX;
     if cuda {
+        // The size of one generated weight, as page-in copies them.
+        let mut small = device.host_buffer(WEIGHT_BYTES).unwrap();
+        small.as_mut_slice().fill(1);
+        let t = Instant::now();
+        for _ in 0..16 {
+            drop(
+                device
+                    .upload_host(DType::U8, &[WEIGHT_BYTES], &small)
+                    .unwrap(),
+            );
+        }
+        eprintln!(
+            "pinned upload of {} MiB pieces: {:.1} GB/s",
+            WEIGHT_BYTES >> 20,
+            16.0 * WEIGHT_BYTES as f64 / t.elapsed().as_secs_f64() / 1e9
+        );
         let mut buf = device.host_buffer(LEN).unwrap();
         buf.as_mut_slice().fill(1);
         for _ in 0..5 {
@@ -316,10 +340,18 @@ async fn measure(
                 assert_eq!(store.resident_bytes(), 0);
             }
             let t = Instant::now();
-            cfg.models.as_ref().unwrap().page_in().unwrap();
+            let back = cfg.models.as_ref().unwrap().page_in().unwrap();
+            let paged_in = t.elapsed();
             let (mut inst, report) = boot.start(wasm, &cfg).await.unwrap();
+            let started = t.elapsed();
             outputs.push(first_output(&mut inst).await);
             times.push(t.elapsed());
+            eprintln!(
+                "{name} VRAM restore: page-in of {} weights ({} bytes) {paged_in:?}, started at {started:?}, output at {:?}",
+                back.tensors,
+                back.bytes,
+                t.elapsed()
+            );
             assert_eq!(report.layer, BootLayer::Preinitialised);
         }
         modes.push(Some(p50_min(times)));

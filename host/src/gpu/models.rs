@@ -6,6 +6,9 @@
 //! to a [`PageStore`] (pinned host RAM, or disk past its budget) and lets go
 //! of the device copies; the next use, or [`ModelStore::page_in`] in bulk,
 //! uploads them from there instead of re-reading the safetensors files.
+//! Pinned copies (GPU) are kept after a page-in, since weights never
+//! change: the next page-out costs nothing and no unpinning happens on the
+//! wake-up path; they go with the store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
@@ -136,13 +139,22 @@ impl ModelStore {
         if let Some(t) = model.loaded.lock().expect("model weights lock").get(weight) {
             return Ok(t.clone());
         }
-        let paged = model
-            .paged
-            .lock()
-            .expect("model paging lock")
-            .remove(weight);
-        if let Some(paged) = paged {
-            let tensor = paged.page_in_owned(&self.device)?;
+        let mut paged = model.paged.lock().expect("model paging lock");
+        let tensor = match paged.get(weight) {
+            // A weight never changes, so its pinned copy stays valid: it is
+            // kept for the next page-out (no device-to-host copy then), and
+            // unpinning (slow, in proportion to the size) stays off the
+            // wake-up path.
+            Some(pinned) if pinned.is_pinned() => Some(pinned.page_in(&self.device)?),
+            // On the CPU the buffer itself moves back (no copy, no second
+            // copy in RAM); a spilled copy is read back and its file removed.
+            _ => match paged.remove(weight) {
+                Some(p) => Some(p.page_in_owned(&self.device)?),
+                None => None,
+            },
+        };
+        drop(paged);
+        if let Some(tensor) = tensor {
             model
                 .loaded
                 .lock()
@@ -194,19 +206,15 @@ impl ModelStore {
                 .drain()
                 .collect();
             for (name, tensor) in loaded {
-                let paged = pages.page_out_owned(&self.device, tensor)?;
+                let bytes = (tensor.numel() * tensor.dtype().size()) as u64;
+                let mut paged = model.paged.lock().expect("model paging lock");
+                if !paged.contains_key(&name) {
+                    // Else its pinned copy from the last page-out is valid.
+                    let copy = pages.page_out_owned(&self.device, tensor)?;
+                    paged.insert(name, copy);
+                }
                 stats.tensors += 1;
-                stats.bytes += paged.len_bytes() as u64;
-                model
-                    .paged
-                    .lock()
-                    .expect("model paging lock")
-                    .insert(name.clone(), paged);
-                model
-                    .loaded
-                    .lock()
-                    .expect("model weights lock")
-                    .remove(&name);
+                stats.bytes += bytes;
             }
         }
         Ok(stats)
@@ -216,13 +224,16 @@ impl ModelStore {
     pub fn page_in(&self) -> Result<PagingStats, ModelError> {
         let mut stats = PagingStats::default();
         for model in self.opened() {
+            let loaded = model.loaded.lock().expect("model weights lock");
             let names: Vec<String> = model
                 .paged
                 .lock()
                 .expect("model paging lock")
                 .keys()
+                .filter(|name| !loaded.contains_key(*name))
                 .cloned()
                 .collect();
+            drop(loaded);
             for name in names {
                 let t = self.weight(&model, &name)?;
                 stats.tensors += 1;
@@ -247,7 +258,8 @@ impl ModelStore {
             .sum()
     }
 
-    /// Bytes of weights paged out now.
+    /// Bytes of weights held in the page store now (on a GPU this includes
+    /// the pinned copies kept after a page-in).
     pub fn paged_bytes(&self) -> u64 {
         self.opened()
             .iter()

@@ -209,6 +209,7 @@ impl PagedTensor {
     /// from RAM, or a read of the spill file into a host buffer first.
     pub fn page_in(&self, device: &Device) -> Result<Tensor, PageError> {
         match &self.home {
+            // One DMA straight from the pinned copy.
             Home::Ram(buf) => Ok(device.upload_host(self.dtype, &self.shape, buf)?),
             Home::Taken => unreachable!("only page_in_owned takes the buffer, consuming self"),
             Home::Disk(path) => {
@@ -358,6 +359,7 @@ mod tests {
         let t = sample(&device, 256, 3.0);
         let paged = store.page_out(&device, &t).unwrap();
         assert!(paged.is_pinned());
+        drop((t, paged));
         let dir = spill_dir("cuda");
         round_trip(&device, &dir);
         let _ = std::fs::remove_dir_all(&dir);
