@@ -208,10 +208,10 @@ impl ModelStore {
             for (name, tensor) in loaded {
                 let bytes = (tensor.numel() * tensor.dtype().size()) as u64;
                 let mut paged = model.paged.lock().expect("model paging lock");
-                if !paged.contains_key(&name) {
-                    // Else its pinned copy from the last page-out is valid.
-                    let copy = pages.page_out_owned(&self.device, tensor)?;
-                    paged.insert(name, copy);
+                // An entry already there is the pinned copy from the last
+                // page-out, still valid.
+                if let std::collections::hash_map::Entry::Vacant(slot) = paged.entry(name) {
+                    slot.insert(pages.page_out_owned(&self.device, tensor)?);
                 }
                 stats.tensors += 1;
                 stats.bytes += bytes;
