@@ -45,8 +45,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub timings: bool,
     /// Run the job this many times on the same warm instance (with
-    /// --timings, each run's time and the median are printed): a quick
-    /// steady-state benchmark. The last run's output is printed.
+    /// --timings, the min, median and max handle times are printed): a
+    /// quick steady-state benchmark. The last run's output is printed.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
     /// Tensor backend: auto picks CUDA when a usable GPU is visible.

@@ -13,7 +13,9 @@ pub enum BackendChoice {
     /// CUDA when a usable GPU is visible, else the CPU.
     #[default]
     Auto,
+    /// The CPU backend, even when a GPU is visible.
     Cpu,
+    /// Every visible CUDA device; an error when none is usable.
     Cuda,
 }
 
