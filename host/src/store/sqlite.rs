@@ -695,35 +695,10 @@ impl SqliteStore {
             let id: String = r.try_get("id")?;
             let retries: i64 = r.try_get("retries")?;
             let config: String = r.try_get("config")?;
-            let max_retries = serde_json::from_str::<EndpointConfig>(&config)
-                .map(|c| c.max_retries)
-                .unwrap_or_default();
-            if retries < i64::from(max_retries) {
-                sqlx::query(
-                    "UPDATE jobs SET status = 'IN_QUEUE', retries = retries + 1, queued_at = ?, \
-                     progress = NULL, started_at = NULL, delay_ms = NULL, worker_id = NULL, \
-                     host_id = NULL WHERE id = ?",
-                )
-                .bind(now)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-                requeued.push(id);
-            } else {
-                let error = format!(
-                    "the worker running this job was lost (the host stopped) and the job was already retried {retries} time(s), the endpoint's max_retries; retry it with POST /retry/{id}"
-                );
-                sqlx::query(AssertSqlSafe(format!(
-                    "UPDATE jobs SET status = 'FAILED', error = ?3, execution_ms = ?1 - started_at, \
-                     {FINALIZE} WHERE id = ?4"
-                )))
-                .bind(now)
-                .bind(retention_ms)
-                .bind(error)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-                failed.push(id);
+            let lost = "the worker running this job was lost (the host stopped)";
+            match requeue_or_fail(&mut tx, &id, retries, &config, lost, now, retention_ms).await? {
+                LostJobOutcome::Requeued => requeued.push(id),
+                _ => failed.push(id),
             }
         }
         tx.commit().await?;
@@ -826,36 +801,9 @@ impl SqliteStore {
         };
         let retries: i64 = row.try_get("retries")?;
         let config: String = row.try_get("config")?;
-        let max_retries = serde_json::from_str::<EndpointConfig>(&config)
-            .map(|c| c.max_retries)
-            .unwrap_or_default();
-        let outcome = if retries < i64::from(max_retries) {
-            sqlx::query(
-                "UPDATE jobs SET status = 'IN_QUEUE', retries = retries + 1, queued_at = ?, \
-                 progress = NULL, started_at = NULL, delay_ms = NULL, worker_id = NULL, \
-                 host_id = NULL WHERE id = ?",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            LostJobOutcome::Requeued
-        } else {
-            let error = format!(
-                "{reason}, and the job was already retried {retries} time(s), the endpoint's max_retries; retry it with POST /retry/{id}"
-            );
-            sqlx::query(AssertSqlSafe(format!(
-                "UPDATE jobs SET status = 'FAILED', error = ?3, execution_ms = ?1 - started_at, \
-                 {FINALIZE} WHERE id = ?4"
-            )))
-            .bind(now)
-            .bind(retention_ms)
-            .bind(error)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            LostJobOutcome::Failed
-        };
+        let lost = format!("{reason},");
+        let outcome =
+            requeue_or_fail(&mut tx, id, retries, &config, &lost, now, retention_ms).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -922,4 +870,48 @@ impl SqliteStore {
             })
             .collect()
     }
+}
+
+/// A job whose worker was lost (host restart, executor death): back in the
+/// queue with one more retry while the endpoint's `max_retries` (from its
+/// stored `config`) allows, else FAILED with `lost` — what happened, with
+/// the punctuation the sentence needs — and how to retry it by hand.
+async fn requeue_or_fail(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &str,
+    retries: i64,
+    config: &str,
+    lost: &str,
+    now: i64,
+    retention_ms: i64,
+) -> Result<LostJobOutcome> {
+    let max_retries = serde_json::from_str::<EndpointConfig>(config)
+        .map(|c| c.max_retries)
+        .unwrap_or_default();
+    if retries < i64::from(max_retries) {
+        sqlx::query(
+            "UPDATE jobs SET status = 'IN_QUEUE', retries = retries + 1, queued_at = ?, \
+             progress = NULL, started_at = NULL, delay_ms = NULL, worker_id = NULL, \
+             host_id = NULL WHERE id = ?",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(LostJobOutcome::Requeued);
+    }
+    let error = format!(
+        "{lost} and the job was already retried {retries} time(s), the endpoint's max_retries; retry it with POST /retry/{id}"
+    );
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE jobs SET status = 'FAILED', error = ?3, execution_ms = ?1 - started_at, \
+         {FINALIZE} WHERE id = ?4"
+    )))
+    .bind(now)
+    .bind(retention_ms)
+    .bind(error)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(LostJobOutcome::Failed)
 }
