@@ -21,7 +21,6 @@
 //! Models are generated once under DIR (default target/coldstart) and reused.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +32,9 @@ use wasmpod::runtime::{
     SnapshotStore,
 };
 use wasmpod_tensor::{DType, Device, PageStore};
+
+mod common;
+use common::root;
 
 /// Generated weights are `[ROWS, COLS]` f32, four per shard file.
 const ROWS: usize = 4096;
@@ -46,13 +48,6 @@ struct Args {
     sizes: Vec<u64>,
     repeats: usize,
     dir: PathBuf,
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }
 
 fn parse_size(s: &str) -> u64 {
@@ -111,21 +106,7 @@ fn build_example(name: &str) -> Vec<u8> {
         let path = Path::new(&dir).join(format!("example_{name}.wasm"));
         return std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-        ])
-        .arg(format!("example-{name}"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building example-{name}");
-    std::fs::read(root().join(format!("target/wasm32-wasip2/release/example_{name}.wasm"))).unwrap()
+    std::fs::read(common::example_wasm(name)).unwrap()
 }
 
 /// Writes `bytes` of f32 weights as safetensors shards under `dir/big`

@@ -13,30 +13,8 @@ use std::time::{Duration, Instant};
 
 use wasmpod::runtime::{EngineLimits, InstanceConfig, Runtime, RuntimeConfig};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn build_example(name: &str) -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-        ])
-        .arg(format!("example-{name}"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    root().join(format!("target/wasm32-wasip2/release/example_{name}.wasm"))
-}
+mod common;
+use common::{example_wasm, root};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -68,8 +46,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let echo = build_example("echo");
-    let embeddings = build_example("embeddings");
+    let echo = example_wasm("echo");
+    let embeddings = example_wasm("embeddings");
     let wasm = std::fs::read(&echo).unwrap();
     println!(
         "# wasmpod runtime benchmark (echo component: {} KiB)",
@@ -258,7 +236,7 @@ fn languages(rt: &tokio::runtime::Runtime, rust_echo: &Path) {
     let lib = root().join("examples/echo/src/lib.rs");
     let text = std::fs::read(&lib).unwrap();
     std::fs::write(&lib, &text).unwrap();
-    let (_, rust_build) = time(|| build_example("echo"));
+    let (_, rust_build) = time(|| example_wasm("echo"));
     // Python and JS: rebuild every example of both languages, timed per
     // component by build-all.sh (it prints `name bytes seconds`).
     let out = Command::new(root().join("guest-sdk/build-all.sh"))

@@ -16,11 +16,13 @@
 //! `SCALING_BENCH_MS` (default 50) and `SCALING_BENCH_RESTARTS` (default 5)
 //! size the run.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+mod common;
+use common::{Killed, env_usize, example_wasm, free_port, root};
 
 const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
 
@@ -30,37 +32,6 @@ name = "NVIDIA H100 80GB HBM3"
 memory_gib = 80
 count = 8
 "#;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Host {
     _child: Killed,
@@ -95,17 +66,6 @@ impl Host {
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
-}
-
-fn sleep_wasm() -> Vec<u8> {
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
-        .args(["-p", "example-sleep"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::read(root().join("target/wasm32-wasip2/release/example_sleep.wasm")).unwrap()
 }
 
 async fn start_host(wasm: &[u8]) -> Host {
@@ -286,7 +246,7 @@ async fn main() {
     let restarts = env_usize("SCALING_BENCH_RESTARTS", 5);
     // reqwest is built without a default TLS provider (the host picks ring).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let wasm = sleep_wasm();
+    let wasm = std::fs::read(example_wasm("sleep")).unwrap();
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

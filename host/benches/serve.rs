@@ -15,44 +15,16 @@
 //! both servers, which is what a client of either does.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+use common::{Killed, env_usize, example_wasm, free_port, root};
+
 const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn wait_up(client: &reqwest::Client, url: &str) {
     let started = Instant::now();
@@ -118,15 +90,7 @@ async fn start_wasmpod(client: &reqwest::Client, home: &Path) -> (Killed, Target
     let base = format!("http://127.0.0.1:{port}");
     wait_up(client, &format!("{base}/ping")).await;
 
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
-        .args(["-p", "example-echo"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let wasm =
-        std::fs::read(root().join("target/wasm32-wasip2/release/example_echo.wasm")).unwrap();
+    let wasm = std::fs::read(example_wasm("echo")).unwrap();
     let r: Value = client
         .post(format!("{base}/v1/handlers"))
         .bearer_auth(ADMIN_KEY)
