@@ -6,16 +6,7 @@
 # reuses them. Prints both jobs (classes must be [0, 1, 2, 3]) and their
 # delayTime (the cold start), then /v1/inventory's executors.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-D="$ROOT/.devcarry"
-OUT="${OUT:-/tmp/out}"
-mkdir -p "$OUT"
-for f in "$D"/bin/*.xz; do
-  [ -e "$f" ] && python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[1][:-3], "wb"))' "$f" && rm "$f"
-done
-chmod +x "$D"/bin/*
-W="$D/bin/wasmpod"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
 export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789
 BASE=http://127.0.0.1:8778
 python3 examples/mlp/make_model.py /tmp/models/mlp >/dev/null

@@ -17,7 +17,7 @@ done
 strip "$D"/bin/*
 # xz (unpacked there with Python's lzma) keeps binaries + half a model under 64 MiB.
 xz -6 -T2 "$D"/bin/*
-for e in embeddings gpu_bench echo; do
+for e in embeddings gpu_bench echo mlp; do
   cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
 done
 M="$(.venv/bin/python3 tests/fixtures/minilm/compare.py --print-model-dir)"

@@ -12,18 +12,8 @@
 # Logs go to $OUT (the device tool brings them back); the summary is printed
 # last.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-D="$ROOT/.devcarry"
-OUT="${OUT:-/tmp/out}"
-mkdir -p "$OUT"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
 MODE="${1:-kernels}"
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-for f in "$D"/bin/*.xz; do
-  [ -e "$f" ] && python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[1][:-3], "wb"))' "$f" && rm "$f"
-done
-chmod +x "$D"/bin/* 2>/dev/null
-W="$D/bin/wasmpod"
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }

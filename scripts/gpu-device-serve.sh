@@ -9,17 +9,7 @@
 #      share the host without overlap (their slices' devices are disjoint).
 # Prints the jobs' outputs, /v1/inventory and /health; logs go to $OUT.
 set -uo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-D="$ROOT/.devcarry"
-OUT="${OUT:-/tmp/out}"
-mkdir -p "$OUT"
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-for f in "$D"/bin/*.xz; do
-  [ -e "$f" ] && python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[1][:-3], "wb"))' "$f" && rm "$f"
-done
-chmod +x "$D"/bin/*
-W="$D/bin/wasmpod"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
 export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789
 BASE=http://127.0.0.1:8777
 N=$(nvidia-smi -L | wc -l)
