@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use wasmpod::executor::{ExecutorError, ExecutorProcess, SliceSpec, WorkerSpec};
 use wasmpod::gpu::DeviceInfo;
-use wasmpod::runtime::{JobSink, LogLevel};
+use wasmpod::runtime::{BootLayer, JobSink, LogLevel};
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<String>>);
@@ -41,6 +41,7 @@ fn spec() -> WorkerSpec {
         models_dir: None,
         env: vec![],
         concurrency: 2,
+        flashboot: false,
     }
 }
 
@@ -52,14 +53,14 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
     let cache = tempfile::tempdir().unwrap();
     let exe = common::wasmpod_bin();
 
-    let exec = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()))
+    let exec = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30)
         .await
         .unwrap();
     assert!(exec.is_alive());
-    exec.start_worker("w-stream", &stream, &digest(&stream), spec())
+    exec.start_worker("w-stream", "ep", &stream, &digest(&stream), spec())
         .await
         .unwrap();
-    exec.start_worker("w-sleep", &sleep, &digest(&sleep), spec())
+    exec.start_worker("w-sleep", "ep", &sleep, &digest(&sleep), spec())
         .await
         .unwrap();
 
@@ -93,7 +94,7 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
 
     // A worker that fails init is reported, not fatal.
     let err = exec
-        .start_worker("w-bad", &stream, "not-the-digest", spec())
+        .start_worker("w-bad", "ep", &stream, "not-the-digest", spec())
         .await
         .unwrap_err();
     assert!(matches!(err, ExecutorError::WorkerFailed(_)), "{err:?}");
@@ -128,11 +129,11 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
     assert!(!exec.is_alive());
 
     // A replacement executor serves the slice again, from the warm cache.
-    let again = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()))
+    let again = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30)
         .await
         .unwrap();
     again
-        .start_worker("w-sleep", &sleep, &digest(&sleep), spec())
+        .start_worker("w-sleep", "ep", &sleep, &digest(&sleep), spec())
         .await
         .unwrap();
     let out = again
@@ -146,4 +147,108 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
         .await
         .unwrap();
     assert!(out.is_ok(), "{out:?}");
+}
+
+async fn run(exec: &ExecutorProcess, worker: &str, job: &str, input: &str) -> serde_json::Value {
+    let out = exec
+        .run_job(
+            worker,
+            job,
+            input,
+            Duration::from_secs(60),
+            Arc::new(Recorder::default()),
+        )
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("job {job} failed: {e:?}"));
+    serde_json::from_str(&out).unwrap()
+}
+
+/// FlashBoot on an executor: a stopped worker's instances are parked (their
+/// tensors and the slice's weights paged out) and the endpoint's next
+/// worker pages them back in; another endpoint of the same handler starts
+/// from the snapshot taken after `init`, and so does a worker after the
+/// executor process restarted (the snapshot is on disk). A new handler
+/// version never takes the old version's parked instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flashboot_parks_stopped_workers_and_restores_them() {
+    const INPUT: &str = r#"{"inputs":[[1.0,1.0],[-2.0,0.5],[-0.5,-3.0],[4.0,-1.0]]}"#;
+    let mlp = common::example_wasm("mlp");
+    let echo = common::example_wasm("echo");
+    let digest = |p: &std::path::Path| wasmpod::runtime::digest(&std::fs::read(p).unwrap());
+    let models = tempfile::tempdir().unwrap();
+    common::make_mlp_models(models.path());
+    let cache = tempfile::tempdir().unwrap();
+    let exe = common::wasmpod_bin();
+    let spec = WorkerSpec {
+        models_dir: Some(models.path().to_path_buf()),
+        concurrency: 1,
+        flashboot: true,
+        ..spec()
+    };
+    let (mlp_digest, echo_digest) = (digest(&mlp), digest(&echo));
+
+    let exec = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30)
+        .await
+        .unwrap();
+    let first = exec
+        .start_worker("w1", "ep", &mlp, &mlp_digest, spec.clone())
+        .await
+        .unwrap();
+    assert_eq!(first.boot, BootLayer::Cold, "{:?}", first.note);
+    assert_eq!(first.note, None, "the snapshot should have been taken");
+    let expected = run(&exec, "w1", "j1", INPUT).await;
+    assert_eq!(expected["classes"], serde_json::json!([0, 1, 2, 3]));
+
+    exec.stop_worker("w1", Some(("ep", &mlp_digest))).await;
+    let parked = exec.parked("ep").expect("the stopped worker is parked");
+    assert_eq!(parked.handler, mlp_digest);
+    assert_eq!(parked.report.instances, 1);
+    assert!(parked.report.bytes > 0, "{:?}", parked.report);
+
+    let restored = exec
+        .start_worker("w2", "ep", &mlp, &mlp_digest, spec.clone())
+        .await
+        .unwrap();
+    assert_eq!(restored.boot, BootLayer::VramRestored, "{restored:?}");
+    assert!(exec.parked("ep").is_none(), "taken over by w2");
+    assert_eq!(run(&exec, "w2", "j2", INPUT).await, expected);
+
+    let other = exec
+        .start_worker("w3", "ep2", &mlp, &mlp_digest, spec.clone())
+        .await
+        .unwrap();
+    assert_eq!(other.boot, BootLayer::Preinitialised, "{other:?}");
+    assert_eq!(run(&exec, "w3", "j3", INPUT).await, expected);
+
+    // Park w2 again, then start a new handler version for the endpoint.
+    exec.stop_worker("w2", Some(("ep", &mlp_digest))).await;
+    assert!(exec.parked("ep").is_some());
+    let swapped = exec
+        .start_worker("w4", "ep", &echo, &echo_digest, spec.clone())
+        .await
+        .unwrap();
+    assert_ne!(swapped.boot, BootLayer::VramRestored);
+    assert_ne!(swapped.boot, BootLayer::Preinitialised);
+    assert_eq!(
+        run(&exec, "w4", "j4", r#"{"hello":"v2"}"#).await,
+        serde_json::json!({"hello":"v2"})
+    );
+
+    // Disk tier: a new executor process finds the snapshot.
+    exec.kill();
+    exec.died().await;
+    let again = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30)
+        .await
+        .unwrap();
+    let after_restart = again
+        .start_worker("w5", "ep", &mlp, &mlp_digest, spec.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        after_restart.boot,
+        BootLayer::Preinitialised,
+        "{after_restart:?}"
+    );
+    assert_eq!(run(&again, "w5", "j5", INPUT).await, expected);
 }

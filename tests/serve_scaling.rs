@@ -294,10 +294,12 @@ async fn burst_scales_up_throttles_then_back_to_zero_and_is_metered() {
     let sleep = s.upload_example("sleep").await;
 
     // A burst on an endpoint at zero workers: it scales to max_workers.
+    // FlashBoot off: an executor holding a parked worker is kept rather
+    // than reaped (tests/serve_flashboot.rs).
     s.create_endpoint(
         "burst",
         &sleep,
-        json!({"gpus": ["H100"], "max_workers": 3, "idle_timeout_s": 1}),
+        json!({"gpus": ["H100"], "max_workers": 3, "idle_timeout_s": 1, "flashboot": false}),
     )
     .await;
     let h = s.get("/v2/burst/health").await.body;

@@ -18,7 +18,7 @@ use super::auth::Caller;
 use super::body::{parse_json, read_limited};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::view::{JobStatusBody, id_status, job_status, job_status_body};
-use crate::serve::{WorkerCounts, WorkerDetail};
+use crate::serve::{LastBoot, WorkerCounts, WorkerDetail};
 use crate::store::{CancelOutcome, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome};
 
 /// A job submission.
@@ -89,6 +89,8 @@ pub struct HealthBody {
     pub worker_details: Vec<WorkerDetail>,
     /// Milliseconds the oldest queued job has waited (0 with an empty queue).
     pub queue_delay_ms: i64,
+    /// How the endpoint's latest worker started (FlashBoot layer and time).
+    pub last_boot: Option<LastBoot>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -441,5 +443,6 @@ pub async fn health(
         workers: state.app.worker_counts(&endpoint),
         worker_details: state.app.worker_details(&endpoint),
         queue_delay_ms,
+        last_boot: state.app.last_boot(&endpoint),
     }))
 }

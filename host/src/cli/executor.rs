@@ -14,10 +14,14 @@ pub struct ExecutorArgs {
     /// Compiled-component cache shared with the host.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Bytes of host memory parked (FlashBoot) tensors may hold before
+    /// they spill to disk.
+    #[arg(long, default_value_t = 16 << 30)]
+    pub page_budget: u64,
 }
 
 pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     let slice: SliceSpec = serde_json::from_str(&args.slice)?;
-    wasmpod::executor::server::serve(slice, args.cache_dir).await?;
+    wasmpod::executor::server::serve(slice, args.cache_dir, args.page_budget).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -53,9 +53,15 @@ pub struct ServeArgs {
     pub metrics_public: bool,
     /// How long a slice's executor process is kept with no worker on it
     /// (warm for the next worker) before it is stopped, freeing its GPU
-    /// memory.
+    /// memory. One holding a FlashBoot endpoint's parked worker is kept
+    /// until its slice is wanted in another shape or the endpoint changes.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub executor_idle: Duration,
+    /// Host memory each slice's executor may use for FlashBoot's parked
+    /// workers (their tensors and the slice's model weights, pinned on a
+    /// GPU) before the rest spills to files under the cache.
+    #[arg(long, default_value = "16GiB", value_parser = super::parse_size)]
+    pub flashboot_ram: u64,
 }
 
 pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -77,6 +83,7 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.inventory = args.inventory;
     config.metrics_public = args.metrics_public;
     config.executor_idle = args.executor_idle;
+    config.flashboot_ram = args.flashboot_ram;
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty());

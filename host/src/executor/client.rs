@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{Notify, oneshot};
 
-use super::protocol::{Event, Request, SliceSpec, WorkerSpec};
+use super::protocol::{Event, ParkReport, Request, SliceSpec, WorkerSpec, WorkerStarted};
 use crate::runtime::{JobError, JobSink, LogLevel};
 
 /// Why an executor could not do what was asked.
@@ -34,10 +34,21 @@ struct PendingJob {
     done: oneshot::Sender<JobReply>,
 }
 
+type StopReply = (Option<ParkReport>, Option<String>);
+
 #[derive(Default)]
 struct Routes {
-    workers: HashMap<String, oneshot::Sender<Result<f64, String>>>,
+    workers: HashMap<String, oneshot::Sender<Result<WorkerStarted, String>>>,
+    stops: HashMap<String, oneshot::Sender<StopReply>>,
     jobs: HashMap<String, PendingJob>,
+}
+
+/// An endpoint's worker parked on this executor (FlashBoot).
+#[derive(Debug, Clone)]
+pub struct ParkedWorker {
+    /// The handler version whose instances are parked.
+    pub handler: String,
+    pub report: ParkReport,
 }
 
 /// A running executor process.
@@ -49,6 +60,8 @@ pub struct ExecutorProcess {
     alive: Arc<AtomicBool>,
     exited: Arc<Notify>,
     child: Mutex<Option<Child>>,
+    /// What the process holds parked, by endpoint (gone with the process).
+    parked: Mutex<HashMap<String, ParkedWorker>>,
 }
 
 impl ExecutorProcess {
@@ -57,6 +70,7 @@ impl ExecutorProcess {
         exe: &Path,
         slice: SliceSpec,
         cache_dir: Option<PathBuf>,
+        page_budget: u64,
     ) -> Result<Arc<Self>, ExecutorError> {
         let spawn_err = |message: String| ExecutorError::Spawn {
             slice: slice.id.clone(),
@@ -66,6 +80,8 @@ impl ExecutorProcess {
         cmd.arg("executor")
             .arg("--slice")
             .arg(serde_json::to_string(&slice).expect("slice serializes"))
+            .arg("--page-budget")
+            .arg(page_budget.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -111,6 +127,7 @@ impl ExecutorProcess {
             alive: Arc::clone(&alive),
             exited: Arc::clone(&exited),
             child: Mutex::new(Some(child)),
+            parked: Mutex::default(),
         });
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -127,6 +144,7 @@ impl ExecutorProcess {
             for (_, w) in r.workers.drain() {
                 let _ = w.send(Err(format!("the executor for slice {} died", slice.id)));
             }
+            r.stops.clear();
             r.jobs.clear(); // dropping the senders wakes the waiters with Died
             exited.notify_waiters();
         });
@@ -170,15 +188,17 @@ impl ExecutorProcess {
             .map_err(|_| ExecutorError::Died(self.slice.id.clone()))
     }
 
-    /// Start a worker and wait for its instances to finish `init`. Returns
-    /// the time init took, in ms.
+    /// Start a worker of `endpoint` and wait for its instances to be ready
+    /// (`init` run, or restored). It takes over the endpoint's parked
+    /// instances if their handler and settings are the same.
     pub async fn start_worker(
         &self,
         worker: &str,
+        endpoint: &str,
         wasm_path: &Path,
         digest: &str,
         spec: WorkerSpec,
-    ) -> Result<f64, ExecutorError> {
+    ) -> Result<WorkerStarted, ExecutorError> {
         let (tx, rx) = oneshot::channel();
         {
             let mut routes = self.routes.lock().expect("routes lock");
@@ -190,6 +210,7 @@ impl ExecutorProcess {
         let sent = self
             .send(&Request::StartWorker {
                 worker: worker.to_string(),
+                endpoint: endpoint.to_string(),
                 wasm_path: wasm_path.to_path_buf(),
                 digest: digest.to_string(),
                 spec,
@@ -203,8 +224,10 @@ impl ExecutorProcess {
                 .remove(worker);
             return Err(e);
         }
+        // Whatever was parked for the endpoint is taken or discarded now.
+        self.parked.lock().expect("parked lock").remove(endpoint);
         match rx.await {
-            Ok(Ok(ms)) => Ok(ms),
+            Ok(Ok(started)) => Ok(started),
             Ok(Err(e)) => Err(ExecutorError::WorkerFailed(e)),
             Err(_) => Err(ExecutorError::Died(self.slice.id.clone())),
         }
@@ -258,12 +281,85 @@ impl ExecutorProcess {
             .await;
     }
 
-    pub async fn stop_worker(&self, worker: &str) {
-        let _ = self
+    /// Stop a worker. With `park` (endpoint id and handler digest of a
+    /// FlashBoot worker) its instances are paged out and kept for the
+    /// endpoint's next worker; waits until that is done, so the slice's
+    /// device memory is free when this returns.
+    pub async fn stop_worker(&self, worker: &str, park: Option<(&str, &str)>) {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut routes = self.routes.lock().expect("routes lock");
+            if !self.is_alive() {
+                return;
+            }
+            routes.stops.insert(worker.to_string(), tx);
+        }
+        let sent = self
             .send(&Request::StopWorker {
                 worker: worker.to_string(),
+                park: park.is_some(),
             })
             .await;
+        if sent.is_err() {
+            self.routes
+                .lock()
+                .expect("routes lock")
+                .stops
+                .remove(worker);
+            return;
+        }
+        let Ok((report, error)) = rx.await else {
+            return; // died
+        };
+        if let Some(e) = error {
+            tracing::warn!(worker, slice = %self.slice.id, "parking the worker's instances failed: {e}");
+        }
+        if let (Some((endpoint, handler)), Some(report)) = (park, report) {
+            tracing::debug!(worker, slice = %self.slice.id, bytes = report.bytes, ms = report.ms, "worker parked");
+            self.parked.lock().expect("parked lock").insert(
+                endpoint.to_string(),
+                ParkedWorker {
+                    handler: handler.to_string(),
+                    report,
+                },
+            );
+        }
+    }
+
+    /// The endpoint's parked worker here, if the process is alive and holds
+    /// one.
+    pub fn parked(&self, endpoint: &str) -> Option<ParkedWorker> {
+        if !self.is_alive() {
+            return None;
+        }
+        self.parked
+            .lock()
+            .expect("parked lock")
+            .get(endpoint)
+            .cloned()
+    }
+
+    /// Drop the endpoint's parked worker, if this process holds one.
+    pub fn release_parked(self: &Arc<Self>, endpoint: &str) {
+        if self
+            .parked
+            .lock()
+            .expect("parked lock")
+            .remove(endpoint)
+            .is_none()
+        {
+            return;
+        }
+        let this = Arc::clone(self);
+        let endpoint = endpoint.to_string();
+        tokio::spawn(async move {
+            let _ = this.send(&Request::ReleaseParked { endpoint }).await;
+        });
+    }
+
+    /// True if the process holds any parked worker.
+    pub fn holds_parked(&self) -> bool {
+        self.is_alive() && !self.parked.lock().expect("parked lock").is_empty()
     }
 
     /// Kill the process (tests, shutdown).
@@ -278,9 +374,18 @@ fn route(routes: &Mutex<Routes>, event: Event) {
     let mut r = routes.lock().expect("routes lock");
     match event {
         Event::Ready { .. } => {}
-        Event::WorkerReady { worker, init_ms } => {
+        Event::WorkerReady { worker, started } => {
             if let Some(tx) = r.workers.remove(&worker) {
-                let _ = tx.send(Ok(init_ms));
+                let _ = tx.send(Ok(started));
+            }
+        }
+        Event::WorkerStopped {
+            worker,
+            parked,
+            error,
+        } => {
+            if let Some(tx) = r.stops.remove(&worker) {
+                let _ = tx.send((parked, error));
             }
         }
         Event::WorkerFailed { worker, error } => {

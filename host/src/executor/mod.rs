@@ -11,5 +11,5 @@ pub mod client;
 pub mod protocol;
 pub mod server;
 
-pub use client::{ExecutorError, ExecutorProcess};
-pub use protocol::{SliceSpec, WorkerSpec};
+pub use client::{ExecutorError, ExecutorProcess, ParkedWorker};
+pub use protocol::{ParkReport, SliceSpec, WorkerSpec, WorkerStarted};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::DeviceInfo;
-use crate::runtime::JobError;
+use crate::runtime::{BootLayer, JobError};
 
 /// What an executor serves: the devices of one slice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +30,31 @@ pub struct WorkerSpec {
     pub env: Vec<(String, String)>,
     /// Jobs the worker runs at once (one instance each).
     pub concurrency: u32,
+    /// Start through FlashBoot (a snapshot taken after `init`, or the
+    /// endpoint's parked instances) and park the instances when stopped.
+    #[serde(default)]
+    pub flashboot: bool,
+}
+
+/// What parking a stopped worker's instances moved off the device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParkReport {
+    /// Instances kept (their tensors paged out).
+    pub instances: usize,
+    /// Tensors and model weights paged out.
+    pub tensors: usize,
+    pub bytes: u64,
+    pub ms: f64,
+}
+
+/// How a worker's instances started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStarted {
+    /// Milliseconds from the request to the instances being ready.
+    pub init_ms: f64,
+    pub boot: BootLayer,
+    /// Why FlashBoot did not use a faster layer, if it says.
+    pub note: Option<String>,
 }
 
 /// Host → executor.
@@ -40,6 +65,8 @@ pub enum Request {
     /// (running `init`).
     StartWorker {
         worker: String,
+        /// The endpoint whose parked instances the worker may take over.
+        endpoint: String,
         wasm_path: PathBuf,
         digest: String,
         spec: WorkerSpec,
@@ -53,8 +80,18 @@ pub enum Request {
     },
     /// Cancel a running job.
     Cancel { job: String },
-    /// Drop the worker's instances.
-    StopWorker { worker: String },
+    /// Drop the worker's instances, or with `park` (a FlashBoot worker),
+    /// page their tensors and the slice's weights out to host memory and
+    /// keep them for the endpoint's next worker. Answered by
+    /// [`Event::WorkerStopped`].
+    StopWorker {
+        worker: String,
+        #[serde(default)]
+        park: bool,
+    },
+    /// Drop the endpoint's parked instances (a new handler version, FlashBoot
+    /// turned off, or the endpoint deleted).
+    ReleaseParked { endpoint: String },
 }
 
 /// Executor → host.
@@ -67,11 +104,18 @@ pub enum Event {
     },
     WorkerReady {
         worker: String,
-        init_ms: f64,
+        started: WorkerStarted,
     },
     WorkerFailed {
         worker: String,
         error: String,
+    },
+    WorkerStopped {
+        worker: String,
+        /// Set when the instances were parked.
+        parked: Option<ParkReport>,
+        /// Why parking failed (the instances were dropped instead).
+        error: Option<String>,
     },
     Progress {
         job: String,

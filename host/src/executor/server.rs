@@ -1,5 +1,12 @@
 //! The executor process: reads [`Request`]s from stdin, runs workers'
 //! instances on its slice, writes [`Event`]s to stdout.
+//!
+//! With FlashBoot on, a worker's instances start from the snapshot taken
+//! after `init` ([`FlashBoot`]), and when the worker stops they are parked:
+//! their tensors and the slice's model weights are paged out to host memory
+//! (pinned on a GPU, spilling to disk past the page budget) and kept for
+//! the endpoint's next worker on this slice, which pages them back in bulk
+//! instead of instantiating and re-reading safetensors.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,13 +16,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::protocol::{Event, Request, SliceSpec, WorkerSpec};
+use super::protocol::{Event, ParkReport, Request, SliceSpec, WorkerSpec, WorkerStarted};
 use crate::gpu::{ModelStore, WorkerDevices};
 use crate::runtime::{
-    CancelSignal, Handler, Instance, InstanceConfig, JobError, JobSink, LogLevel, Runtime,
-    RuntimeConfig,
+    BootLayer, CancelSignal, FlashBoot, Handler, Instance, InstanceConfig, JobError, JobSink,
+    LogLevel, Runtime, RuntimeConfig, SnapshotStore,
 };
-use wasmpod_tensor::Device;
+use wasmpod_tensor::{Device, PageStore};
 
 /// Errors that stop the executor.
 #[derive(Debug, thiserror::Error)]
@@ -26,11 +33,33 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// How a worker makes instances.
+#[derive(Clone)]
+enum Starter {
+    Plain(Handler),
+    /// Through the snapshot store; `wasm` is the handler as uploaded.
+    FlashBoot(Arc<Vec<u8>>),
+}
+
 /// One worker: its handler, config, and idle instances.
 struct Worker {
-    handler: Handler,
+    endpoint: String,
+    digest: String,
+    spec: WorkerSpec,
+    starter: Starter,
     config: InstanceConfig,
     idle: Vec<Instance>,
+}
+
+/// A stopped FlashBoot worker's instances, paged out, waiting for the
+/// endpoint's next worker with the same handler and settings.
+struct Parked {
+    digest: String,
+    spec: WorkerSpec,
+    /// The stopped worker's config: the restored instances hold its
+    /// devices and tensor account, so the next worker takes it over whole.
+    config: InstanceConfig,
+    instances: Vec<Instance>,
 }
 
 struct Executor {
@@ -47,6 +76,13 @@ struct Executor {
     workers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Worker>>>>,
     running: Mutex<HashMap<String, CancelSignal>>,
     events: mpsc::UnboundedSender<Event>,
+    flashboot: FlashBoot,
+    /// Host memory (and spill files) for parked tensors and weights.
+    pages: Arc<PageStore>,
+    /// Parked instances by endpoint: one set per endpoint, replaced when
+    /// the endpoint parks again, dropped when a worker of other settings
+    /// or another handler version starts.
+    parked: Mutex<HashMap<String, Parked>>,
 }
 
 /// Forwards a job's reports to the host as events.
@@ -79,14 +115,27 @@ impl JobSink for EventSink {
 }
 
 /// Serve `slice` until stdin closes (the host went away or stopped us).
+/// Parked state may hold up to `page_budget` bytes of host memory; the
+/// rest spills under the cache directory.
 pub async fn serve(
     slice: SliceSpec,
     cache_dir: Option<std::path::PathBuf>,
+    page_budget: u64,
 ) -> Result<(), ServeError> {
+    let state_dir = cache_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("wasmpod-executor"));
+    // Spill files of a previous process for this slice died with it.
+    let spill_dir = state_dir.join("paging").join(&slice.id);
+    let _ = std::fs::remove_dir_all(&spill_dir);
     let runtime = Runtime::new(&RuntimeConfig {
         cache_dir,
         ..Default::default()
     })?;
+    let flashboot = FlashBoot::new(
+        runtime.clone(),
+        SnapshotStore::new(state_dir.join("snapshots")),
+    );
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
@@ -106,6 +155,9 @@ pub async fn serve(
         workers: Mutex::default(),
         running: Mutex::default(),
         events: tx.clone(),
+        flashboot,
+        pages: PageStore::new(page_budget, spill_dir),
+        parked: Mutex::default(),
     });
     let _ = tx.send(Event::Ready {
         pid: std::process::id(),
@@ -124,13 +176,15 @@ pub async fn serve(
         match request {
             Request::StartWorker {
                 worker,
+                endpoint,
                 wasm_path,
                 digest,
                 spec,
             } => {
-                tokio::spawn(
-                    async move { exec.start_worker(worker, wasm_path, digest, spec).await },
-                );
+                tokio::spawn(async move {
+                    exec.start_worker(worker, endpoint, wasm_path, digest, spec)
+                        .await
+                });
             }
             Request::RunJob {
                 worker,
@@ -148,8 +202,13 @@ pub async fn serve(
                     c.cancel();
                 }
             }
-            Request::StopWorker { worker } => {
-                exec.workers.lock().expect("workers lock").remove(&worker);
+            Request::StopWorker { worker, park } => {
+                tokio::spawn(async move { exec.stop_worker(worker, park).await });
+            }
+            Request::ReleaseParked { endpoint } => {
+                let dropped = exec.parked.lock().expect("parked lock").remove(&endpoint);
+                // Paged tensors free their host memory as they drop.
+                drop(dropped);
             }
         }
     }
@@ -230,65 +289,203 @@ impl Executor {
     async fn start_worker(
         &self,
         worker: String,
+        endpoint: String,
         wasm_path: std::path::PathBuf,
         digest: String,
         spec: WorkerSpec,
     ) {
         let started = Instant::now();
-        let result = async {
-            let wasm = tokio::fs::read(&wasm_path)
-                .await
-                .map_err(|e| format!("reading handler {}: {e}", wasm_path.display()))?;
-            let handler = self.runtime.load(&wasm).map_err(|e| e.to_string())?;
-            if handler.digest() != digest {
-                return Err(format!(
-                    "handler file {} does not have digest {digest}",
-                    wasm_path.display()
-                ));
-            }
-            let devices = self.devices(spec.tensor_quota)?;
-            let models = match &spec.models_dir {
-                Some(dir) => Some(self.model_store(dir)?),
-                None => None,
-            };
-            let config = InstanceConfig {
-                devices,
-                models,
-                memory_limit: spec.memory_limit as usize,
-                env: spec.env.clone(),
-                echo_output: false,
-                init_timeout: Duration::from_secs(600),
-            };
-            let mut idle = Vec::new();
-            for _ in 0..spec.concurrency.max(1) {
-                idle.push(
-                    handler
-                        .instantiate(&config)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-            Ok(Worker {
-                handler,
-                config,
-                idle,
-            })
-        }
-        .await;
+        let result = self
+            .start_instances(&endpoint, &wasm_path, &digest, &spec)
+            .await;
         let event = match result {
-            Ok(w) => {
+            Ok((w, boot, note)) => {
                 self.workers
                     .lock()
                     .expect("workers lock")
                     .insert(worker.clone(), Arc::new(tokio::sync::Mutex::new(w)));
                 Event::WorkerReady {
                     worker,
-                    init_ms: started.elapsed().as_secs_f64() * 1e3,
+                    started: WorkerStarted {
+                        init_ms: started.elapsed().as_secs_f64() * 1e3,
+                        boot,
+                        note,
+                    },
                 }
             }
             Err(error) => Event::WorkerFailed { worker, error },
         };
         let _ = self.events.send(event);
+    }
+
+    /// The worker's instances, by the fastest way its settings allow:
+    /// the endpoint's parked instances paged back in, else FlashBoot (a
+    /// snapshot taken after `init`), else load + instantiate + `init`.
+    async fn start_instances(
+        &self,
+        endpoint: &str,
+        wasm_path: &Path,
+        digest: &str,
+        spec: &WorkerSpec,
+    ) -> Result<(Worker, BootLayer, Option<String>), String> {
+        let wasm = tokio::fs::read(wasm_path)
+            .await
+            .map_err(|e| format!("reading handler {}: {e}", wasm_path.display()))?;
+        if crate::runtime::digest(&wasm) != digest {
+            return Err(format!(
+                "handler file {} does not have digest {digest}",
+                wasm_path.display()
+            ));
+        }
+        let parked = self.parked.lock().expect("parked lock").remove(endpoint);
+        let parked = parked.filter(|p| p.digest == digest && &p.spec == spec && spec.flashboot);
+        if let Some(parked) = parked {
+            match self.unpark(parked) {
+                Ok((config, mut idle)) => {
+                    let mut worker = Worker {
+                        endpoint: endpoint.to_string(),
+                        digest: digest.to_string(),
+                        spec: spec.clone(),
+                        starter: Starter::FlashBoot(Arc::new(wasm)),
+                        config,
+                        idle: Vec::new(),
+                    };
+                    let maker = worker.maker();
+                    while idle.len() < spec.concurrency.max(1) as usize {
+                        idle.push(maker.make(self).await?.0);
+                    }
+                    worker.idle = idle;
+                    return Ok((worker, BootLayer::VramRestored, None));
+                }
+                Err(e) => tracing::warn!(endpoint, "parked instances lost, starting anew: {e}"),
+            }
+        }
+        let devices = self.devices(spec.tensor_quota)?;
+        let models = match &spec.models_dir {
+            Some(dir) => Some(self.model_store(dir)?),
+            None => None,
+        };
+        let config = InstanceConfig {
+            devices,
+            models,
+            memory_limit: spec.memory_limit as usize,
+            env: spec.env.clone(),
+            echo_output: false,
+            init_timeout: Duration::from_secs(600),
+        };
+        let starter = if spec.flashboot {
+            Starter::FlashBoot(Arc::new(wasm))
+        } else {
+            Starter::Plain(self.runtime.load(&wasm).map_err(|e| e.to_string())?)
+        };
+        let mut worker = Worker {
+            endpoint: endpoint.to_string(),
+            digest: digest.to_string(),
+            spec: spec.clone(),
+            starter,
+            config,
+            idle: Vec::new(),
+        };
+        let mut first = None;
+        let maker = worker.maker();
+        for _ in 0..spec.concurrency.max(1) {
+            let (instance, boot, note) = maker.make(self).await?;
+            first.get_or_insert((boot, note));
+            worker.idle.push(instance);
+        }
+        let (boot, note) = first.expect("at least one instance");
+        Ok((worker, boot, note))
+    }
+
+    /// Pages a parked worker's instances back in: the slice's weights in
+    /// bulk first, then each instance's own tensors.
+    fn unpark(&self, parked: Parked) -> Result<(InstanceConfig, Vec<Instance>), String> {
+        tokio::task::block_in_place(|| {
+            if let Some(models) = &parked.config.models {
+                models.page_in().map_err(|e| e.to_string())?;
+            }
+            let mut idle = Vec::new();
+            for mut instance in parked.instances {
+                instance.page_in().map_err(|e| e.to_string())?;
+                idle.push(instance);
+            }
+            Ok((parked.config, idle))
+        })
+    }
+
+    /// Stop a worker; with `park`, keep its instances paged out for the
+    /// endpoint's next worker.
+    async fn stop_worker(&self, worker: String, park: bool) {
+        let removed = self.workers.lock().expect("workers lock").remove(&worker);
+        let mut parked = None;
+        let mut error = None;
+        if let Some(slot) = removed
+            && park
+        {
+            let w = slot.lock().await;
+            if w.spec.flashboot && !w.idle.is_empty() {
+                drop(w);
+                // Lanes have ended, so the worker's instances are all idle
+                // and this is the last handle on it.
+                match Arc::try_unwrap(slot) {
+                    Ok(w) => match self.park(w.into_inner()) {
+                        Ok(report) => parked = Some(report),
+                        Err(e) => error = Some(e),
+                    },
+                    Err(_) => error = Some("the worker still runs jobs; not parked".into()),
+                }
+            }
+        }
+        let _ = self.events.send(Event::WorkerStopped {
+            worker,
+            parked,
+            error,
+        });
+    }
+
+    fn park(&self, mut w: Worker) -> Result<ParkReport, String> {
+        let started = Instant::now();
+        let mut report = ParkReport::default();
+        tokio::task::block_in_place(|| {
+            for instance in &mut w.idle {
+                let stats = instance.page_out(&self.pages).map_err(|e| e.to_string())?;
+                report.tensors += stats.tensors;
+                report.bytes += stats.bytes;
+            }
+            // The weights are the slice's, shared with other workers of the
+            // same models directory: page them out only when none runs.
+            let shared = w.spec.models_dir.as_ref().is_some_and(|dir| {
+                self.workers
+                    .lock()
+                    .expect("workers lock")
+                    .values()
+                    .any(|other| {
+                        other
+                            .try_lock()
+                            .map(|o| o.spec.models_dir.as_ref() == Some(dir))
+                            .unwrap_or(true)
+                    })
+            });
+            if let (Some(models), false) = (&w.config.models, shared) {
+                let stats = models.page_out(&self.pages).map_err(|e| e.to_string())?;
+                report.tensors += stats.tensors;
+                report.bytes += stats.bytes;
+            }
+            Ok::<(), String>(())
+        })?;
+        report.instances = w.idle.len();
+        report.ms = started.elapsed().as_secs_f64() * 1e3;
+        let parked = Parked {
+            digest: w.digest,
+            spec: w.spec,
+            config: w.config,
+            instances: w.idle,
+        };
+        self.parked
+            .lock()
+            .expect("parked lock")
+            .insert(w.endpoint, parked);
+        Ok(report)
     }
 
     async fn run_job(&self, worker: String, job: String, input: String, timeout: Duration) {
@@ -315,18 +512,15 @@ impl Executor {
                 "worker {worker} is not running on this executor"
             )));
         };
-        let (instance, handler, config) = {
+        let (instance, maker) = {
             let mut w = slot.lock().await;
-            (w.idle.pop(), w.handler.clone(), w.config.clone())
+            (w.idle.pop(), w.maker())
         };
         let mut instance = match instance {
             Some(i) => i,
             // More jobs than instances (or a lost one not yet replaced):
             // make another; the host bounds concurrency.
-            None => handler
-                .instantiate(&config)
-                .await
-                .map_err(|e| JobError::Trap(e.to_string()))?,
+            None => maker.make(self).await.map_err(JobError::Trap)?.0,
         };
         let cancel = CancelSignal::new();
         self.running
@@ -340,12 +534,53 @@ impl Executor {
         let result = instance.handle(job, input, sink, cancel, timeout).await;
         if instance.is_lost() {
             // Replace the lost instance now so the next job starts warm.
-            if let Ok(fresh) = handler.instantiate(&config).await {
+            if let Ok((fresh, ..)) = maker.make(self).await {
                 slot.lock().await.idle.push(fresh);
             }
         } else {
             slot.lock().await.idle.push(instance);
         }
         result
+    }
+}
+
+/// What makes one more instance of a worker (cloned out of its lock).
+struct Maker {
+    starter: Starter,
+    config: InstanceConfig,
+}
+
+impl Maker {
+    async fn make(&self, exec: &Executor) -> Result<(Instance, BootLayer, Option<String>), String> {
+        match &self.starter {
+            Starter::Plain(handler) => {
+                let boot = match handler.source() {
+                    crate::runtime::LoadSource::Compiled => BootLayer::Cold,
+                    crate::runtime::LoadSource::Cached => BootLayer::CodeCached,
+                };
+                let instance = handler
+                    .instantiate(&self.config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((instance, boot, None))
+            }
+            Starter::FlashBoot(wasm) => {
+                let (instance, report) = exec
+                    .flashboot
+                    .start(wasm, &self.config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((instance, report.layer, report.note))
+            }
+        }
+    }
+}
+
+impl Worker {
+    fn maker(&self) -> Maker {
+        Maker {
+            starter: self.starter.clone(),
+            config: self.config.clone(),
+        }
     }
 }

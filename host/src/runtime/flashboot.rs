@@ -34,7 +34,7 @@ use super::state::WorkerState;
 use super::{Runtime, RuntimeError};
 
 /// Which layer served a start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BootLayer {
     /// Compiled now, `init` ran.
@@ -43,6 +43,10 @@ pub enum BootLayer {
     CodeCached,
     /// Started from a snapshot taken after `init`; `init` did not run.
     Preinitialised,
+    /// A parked instance (its tensors and the slice's weights paged out
+    /// when its worker scaled to zero) paged back in. [`FlashBoot::start`]
+    /// never returns it: an executor that parks instances does.
+    VramRestored,
 }
 
 impl std::fmt::Display for BootLayer {
@@ -51,6 +55,7 @@ impl std::fmt::Display for BootLayer {
             BootLayer::Cold => "cold",
             BootLayer::CodeCached => "code cached",
             BootLayer::Preinitialised => "pre-initialised",
+            BootLayer::VramRestored => "VRAM restored",
         })
     }
 }

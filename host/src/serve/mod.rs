@@ -34,7 +34,8 @@ pub use keys::Bootstrap;
 pub use meter::Meter;
 pub use models::{ModelRepo, ModelRepoError};
 pub use pool::{Pools, Retention, WorkerContext, WorkerCounts, WorkerDetail};
-pub use slices::{InventoryView, Slices};
+pub use slices::{ExecutorLaunch, InventoryView, Slices};
+pub use worker_state::{Boot, LastBoot};
 
 /// Settings of a serving host.
 #[derive(Debug, Clone)]
@@ -70,8 +71,12 @@ pub struct ServeConfig {
     pub executor_exe: Option<PathBuf>,
     /// Serve `/metrics` without an API key.
     pub metrics_public: bool,
-    /// How long a slice's executor is kept with no worker on it.
+    /// How long a slice's executor is kept with no worker on it (one
+    /// holding a parked FlashBoot worker is kept until its slice is needed).
     pub executor_idle: Duration,
+    /// Host memory per executor for parked workers' tensors and weights
+    /// (pinned on a GPU); past it they spill to disk under the cache.
+    pub flashboot_ram: u64,
 }
 
 impl ServeConfig {
@@ -100,6 +105,7 @@ impl ServeConfig {
             executor_exe: None,
             metrics_public: false,
             executor_idle: Duration::from_secs(300),
+            flashboot_ram: 16 << 30,
         }
     }
 }
@@ -199,8 +205,11 @@ impl App {
         let meter = Arc::new(Meter::default());
         let slices = Arc::new(Slices::new(
             inventory,
-            exe,
-            config.home.join("cache"),
+            ExecutorLaunch {
+                exe,
+                cache_dir: config.home.join("cache"),
+                page_budget: config.flashboot_ram,
+            },
             Arc::clone(&meter),
         ));
         let ctx = Arc::new(WorkerContext {
@@ -329,10 +338,28 @@ impl App {
     }
 
     pub fn worker_counts(&self, endpoint_id: &str) -> WorkerCounts {
-        self.pools
+        let mut counts = self
+            .pools
             .shared(endpoint_id)
             .map(|s| s.counts())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(endpoint) = self.pools.endpoint(endpoint_id) {
+            if endpoint.config.flashboot {
+                counts.snapshotted = self
+                    .pools
+                    .context()
+                    .slices
+                    .parked_count(endpoint_id, &endpoint.handler);
+            }
+            counts.cold = (endpoint.config.max_workers as usize)
+                .saturating_sub(counts.warm + counts.initializing + counts.snapshotted);
+        }
+        counts
+    }
+
+    /// How the endpoint's latest worker started.
+    pub fn last_boot(&self, endpoint_id: &str) -> Option<LastBoot> {
+        self.pools.shared(endpoint_id).and_then(|s| s.last_boot())
     }
 
     pub fn worker_details(&self, endpoint_id: &str) -> Vec<WorkerDetail> {

@@ -106,6 +106,7 @@ pub struct WorkerSpec {
     pub execution_timeout_ms: u64,
     pub gpus: Vec<String>,
     pub gpus_per_worker: u32,
+    pub flashboot: bool,
 }
 
 impl WorkerSpec {
@@ -126,6 +127,7 @@ impl WorkerSpec {
             execution_timeout_ms: e.config.execution_timeout_ms,
             gpus: e.config.gpus.clone(),
             gpus_per_worker: e.config.gpus_per_worker,
+            flashboot: e.config.flashboot,
         }
     }
 }
@@ -168,6 +170,15 @@ impl Pools {
         let paused = endpoint.config.max_workers == 0;
         if let Some(p) = pools.get(&endpoint.id) {
             p.shared.set_paused(paused);
+            let parked_useless =
+                p.config.borrow().as_ref().is_some_and(|old| {
+                    old.handler != endpoint.handler || !endpoint.config.flashboot
+                });
+            if parked_useless {
+                // Parked instances of the old version (or of an endpoint
+                // that turned FlashBoot off) would never be restored.
+                self.ctx.slices.release_parked(&endpoint.id);
+            }
             let _ = p.config.send(Some(endpoint));
             return;
         }
@@ -193,6 +204,16 @@ impl Pools {
             let _ = h.config.send(None);
             let _ = h.task.await;
         }
+        self.ctx.slices.release_parked(endpoint_id);
+    }
+
+    /// The endpoint as its pool runs it now.
+    pub fn endpoint(&self, endpoint_id: &str) -> Option<EndpointRecord> {
+        self.pools
+            .lock()
+            .expect("pools lock")
+            .get(endpoint_id)
+            .and_then(|p| p.config.borrow().clone())
     }
 
     /// Stop every pool (graceful shutdown).

@@ -26,14 +26,25 @@ pub struct ExecutorSlot {
     spec: SliceSpec,
     /// Device keys of the slice (for overlap with other slices).
     keys: Vec<String>,
-    exe: PathBuf,
-    cache_dir: PathBuf,
+    launch: Arc<ExecutorLaunch>,
     current: Mutex<Option<Arc<ExecutorProcess>>>,
     /// Serialises spawns, so concurrent callers share one new process.
     spawning: tokio::sync::Mutex<()>,
     info: Mutex<SlotInfo>,
     /// Since when no worker holds the slice (None while one does).
     idle_since: Mutex<Option<Instant>>,
+}
+
+/// How executor processes are started.
+#[derive(Debug, Clone)]
+pub struct ExecutorLaunch {
+    /// The `wasmpod` binary.
+    pub exe: PathBuf,
+    /// Compiled-code cache and snapshots, shared with the host.
+    pub cache_dir: PathBuf,
+    /// Host memory each executor's parked (FlashBoot) state may hold before
+    /// it spills to disk.
+    pub page_budget: u64,
 }
 
 #[derive(Default, Clone)]
@@ -80,9 +91,14 @@ impl ExecutorSlot {
     /// Start a process and make it the slot's current one (the caller
     /// holds `spawning`).
     async fn spawn_process(&self) -> Result<Arc<ExecutorProcess>, ExecutorError> {
-        let spawned =
-            ExecutorProcess::spawn(&self.exe, self.spec.clone(), Some(self.cache_dir.clone()))
-                .await;
+        let launch = &self.launch;
+        let spawned = ExecutorProcess::spawn(
+            &launch.exe,
+            self.spec.clone(),
+            Some(launch.cache_dir.clone()),
+            launch.page_budget,
+        )
+        .await;
         let exec = match spawned {
             Ok(e) => e,
             Err(e) => {
@@ -222,8 +238,7 @@ struct State {
 /// held slices.
 pub struct Slices {
     inventory: Inventory,
-    exe: PathBuf,
-    cache_dir: PathBuf,
+    launch: Arc<ExecutorLaunch>,
     meter: Arc<Meter>,
     state: Mutex<State>,
     /// Woken when a slice is released, so throttled workers retry at once.
@@ -265,11 +280,10 @@ pub struct InventoryView {
 }
 
 impl Slices {
-    pub fn new(inventory: Inventory, exe: PathBuf, cache_dir: PathBuf, meter: Arc<Meter>) -> Self {
+    pub fn new(inventory: Inventory, launch: ExecutorLaunch, meter: Arc<Meter>) -> Self {
         Self {
             inventory,
-            exe,
-            cache_dir,
+            launch: Arc::new(launch),
             meter,
             state: Mutex::default(),
             freed: Notify::new(),
@@ -313,8 +327,7 @@ impl Slices {
             Arc::new(ExecutorSlot {
                 spec: slice.spec.clone(),
                 keys: slice.keys.clone(),
-                exe: self.exe.clone(),
-                cache_dir: self.cache_dir.clone(),
+                launch: Arc::clone(&self.launch),
                 current: Mutex::default(),
                 spawning: tokio::sync::Mutex::new(()),
                 info: Mutex::default(),
@@ -417,12 +430,36 @@ impl Slices {
         let state = self.state.lock().expect("slices lock");
         for (id, slot) in &state.executors {
             let idle = *slot.idle_since.lock().expect("slot lock");
+            // One holding a parked worker is kept: stopping it would throw
+            // away the state the endpoint's next cold start restores.
             if !state.held.contains_key(id)
                 && idle.is_some_and(|t| t.elapsed() >= max_idle)
-                && slot.live().is_some()
+                && slot.live().is_some_and(|e| !e.holds_parked())
             {
                 tracing::debug!(slice = %id, "stopping the idle executor");
                 slot.stop();
+            }
+        }
+    }
+
+    /// Workers of `endpoint` parked with `handler` on live executors: each
+    /// restores in the time of a bulk copy when the endpoint scales up.
+    pub fn parked_count(&self, endpoint: &str, handler: &str) -> usize {
+        let state = self.state.lock().expect("slices lock");
+        state
+            .executors
+            .values()
+            .filter_map(|slot| slot.live()?.parked(endpoint))
+            .filter(|p| p.handler == handler)
+            .count()
+    }
+
+    /// Drop `endpoint`'s parked workers on every executor.
+    pub fn release_parked(&self, endpoint: &str) {
+        let state = self.state.lock().expect("slices lock");
+        for slot in state.executors.values() {
+            if let Some(exec) = slot.live() {
+                exec.release_parked(endpoint);
             }
         }
     }
@@ -447,8 +484,11 @@ mod tests {
         .unwrap();
         Arc::new(Slices::new(
             inventory,
-            PathBuf::from("/nonexistent/wasmpod"),
-            PathBuf::from("/nonexistent/cache"),
+            ExecutorLaunch {
+                exe: PathBuf::from("/nonexistent/wasmpod"),
+                cache_dir: PathBuf::from("/nonexistent/cache"),
+                page_budget: 0,
+            },
             Arc::new(Meter::default()),
         ))
     }

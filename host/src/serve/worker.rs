@@ -58,13 +58,22 @@ pub async fn run_worker(
         models_dir: Some(models_dir),
         env: spec.env.clone(),
         concurrency: spec.concurrency.max(1),
+        flashboot: spec.flashboot,
     };
     match exec
-        .start_worker(&me.id, &wasm_path, &spec.handler, worker_spec)
+        .start_worker(
+            &me.id,
+            &spec.endpoint_id,
+            &wasm_path,
+            &spec.handler,
+            worker_spec,
+        )
         .await
     {
-        Ok(init_ms) => {
-            tracing::debug!(worker = %me.id, slice = %exec.slice().id, init_ms, "worker ready")
+        Ok(started) => {
+            tracing::debug!(worker = %me.id, slice = %exec.slice().id, init_ms = started.init_ms, boot = %started.boot, note = ?started.note, "worker ready");
+            pool.set_last_boot(&me.id, &started);
+            me.set_boot(started);
         }
         Err(ExecutorError::Died(slice)) => {
             // Counted as a failed start (retried with backoff): a handler
@@ -114,7 +123,11 @@ pub async fn run_worker(
         me.set_error(Some(e.to_string()));
         me.set_stage(WorkerStage::Unhealthy);
     } else if exec.is_alive() {
-        exec.stop_worker(&me.id).await;
+        // A worker of older settings (hot swap) is not parked: its state
+        // would never be restored.
+        let park = (spec.flashboot && !me.is_outdated())
+            .then_some((spec.endpoint_id.as_str(), spec.handler.as_str()));
+        exec.stop_worker(&me.id, park).await;
     }
     // Dropping the lease frees the slice (and meters the worker's time).
     drop(lease);

@@ -11,6 +11,8 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
 
+use crate::executor::WorkerStarted;
+use crate::runtime::BootLayer;
 use crate::scheduler::WorkerState as ScaleState;
 use crate::store::now_ms;
 
@@ -46,6 +48,8 @@ pub struct WorkerShared {
     last_active: Mutex<Instant>,
     slice: Mutex<Option<WorkerSlice>>,
     error: Mutex<Option<String>>,
+    /// How its instances started, once they have.
+    boot: Mutex<Option<WorkerStarted>>,
     /// Wakes the worker's idle lanes when it is retired.
     pub(super) stop: Notify,
 }
@@ -62,6 +66,7 @@ impl WorkerShared {
             last_active: Mutex::new(Instant::now()),
             slice: Mutex::default(),
             error: Mutex::default(),
+            boot: Mutex::default(),
             stop: Notify::new(),
         }
     }
@@ -104,6 +109,10 @@ impl WorkerShared {
 
     pub(super) fn set_slice(&self, slice: Option<WorkerSlice>) {
         *self.slice.lock().expect("worker lock") = slice;
+    }
+
+    pub(super) fn set_boot(&self, started: WorkerStarted) {
+        *self.boot.lock().expect("worker lock") = Some(started);
     }
 
     pub(super) fn set_error(&self, e: Option<String>) {
@@ -161,6 +170,12 @@ impl WorkerShared {
             busy: self.busy(),
             created_at: self.created_at,
             error: self.error.lock().expect("worker lock").clone(),
+            boot: self
+                .boot
+                .lock()
+                .expect("worker lock")
+                .clone()
+                .map(Boot::from),
         })
     }
 }
@@ -182,6 +197,46 @@ pub struct WorkerCounts {
     pub unhealthy: usize,
     /// Of older settings or handler version, finishing their jobs before stopping.
     pub outdated: usize,
+    /// FlashBoot's view: workers with live instances (idle + running).
+    pub warm: usize,
+    /// Scaled to zero with their instances and VRAM state parked in an
+    /// executor: the next start pages them back in.
+    pub snapshotted: usize,
+    /// The rest up to `max_workers`: a start runs from the snapshot taken
+    /// after `init` when there is one, else loads and runs `init`.
+    pub cold: usize,
+}
+
+/// How a worker's instances started.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Boot {
+    /// "cold" (compiled now, `init` ran), "code-cached" (compiled code
+    /// from the cache, `init` ran), "pre-initialised" (from the snapshot
+    /// taken after `init`), "vram-restored" (parked instances paged back).
+    #[schema(value_type = String)]
+    pub boot: BootLayer,
+    /// Milliseconds from the start request to the instances being ready.
+    pub init_ms: f64,
+    /// Why a faster layer was not used, when FlashBoot says.
+    pub note: Option<String>,
+}
+
+impl From<WorkerStarted> for Boot {
+    fn from(s: WorkerStarted) -> Self {
+        Self {
+            boot: s.boot,
+            init_ms: s.init_ms,
+            note: s.note,
+        }
+    }
+}
+
+/// The latest worker start of an endpoint.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LastBoot {
+    pub worker: String,
+    #[serde(flatten)]
+    pub boot: Boot,
 }
 
 /// One worker as the admin API and `/health` list it.
@@ -198,6 +253,9 @@ pub struct WorkerDetail {
     pub created_at: i64,
     /// Why it is unhealthy or throttled, if it is.
     pub error: Option<String>,
+    /// How it started, once it has.
+    #[serde(flatten)]
+    pub boot: Option<Boot>,
 }
 
 /// What a pool exposes to the API.
@@ -205,6 +263,7 @@ pub struct WorkerDetail {
 pub struct PoolShared {
     workers: Mutex<Vec<Arc<WorkerShared>>>,
     last_error: Mutex<Option<String>>,
+    last_boot: Mutex<Option<LastBoot>>,
     /// Woken when a job is queued.
     pub wake: Notify,
     /// max_workers is 0: workers claim nothing and jobs wait in the queue.
@@ -232,7 +291,19 @@ impl PoolShared {
             }
         }
         c.ready = c.idle + c.running;
+        c.warm = c.ready;
         c
+    }
+
+    pub fn last_boot(&self) -> Option<LastBoot> {
+        self.last_boot.lock().expect("pool lock").clone()
+    }
+
+    pub(super) fn set_last_boot(&self, worker: &str, started: &WorkerStarted) {
+        *self.last_boot.lock().expect("pool lock") = Some(LastBoot {
+            worker: worker.to_string(),
+            boot: Boot::from(started.clone()),
+        });
     }
 
     pub fn details(&self) -> Vec<WorkerDetail> {

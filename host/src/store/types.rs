@@ -179,7 +179,13 @@ pub struct EndpointConfig {
     /// Directory of models (one sub-directory per model) the handler may
     /// open; unset means the host's managed model store (`/v1/models`).
     pub models_dir: Option<String>,
-    /// Keep pre-initialised instances and their state for fast cold starts.
+    /// FlashBoot: start workers from a snapshot taken after `init`, and
+    /// when a worker scales to zero keep its instances with their tensors
+    /// and the slice's weights paged out to host memory, so the next cold
+    /// start pages them back instead of running `init` and reading
+    /// safetensors again. On by default; turn it off for a handler whose
+    /// `init` must run on every start (e.g. it reads the clock or fetches
+    /// state that goes stale).
     pub flashboot: bool,
     /// How many times a job whose worker was lost (host crash) is re-queued
     /// before it is failed.
@@ -216,7 +222,7 @@ impl Default for EndpointConfig {
             gpus_per_worker: 1,
             env: BTreeMap::new(),
             models_dir: None,
-            flashboot: false,
+            flashboot: true,
             max_retries: 2,
             memory_limit_mib: 1024,
             tensor_quota_mib: 8192,
