@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::Server;
+use server::{Server, workers};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -59,28 +59,8 @@ fn group_input(extra: Value) -> Value {
     json!({ "input": input })
 }
 
-/// Poll /health until `pred` holds; returns that answer.
 async fn wait_health(s: &Server, ep: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let h = s.get(&format!("/v2/{ep}/health")).await;
-        assert_eq!(h.status, 200, "{h:?}");
-        if pred(&h.body) {
-            return h.body;
-        }
-        assert!(
-            started.elapsed() < LONG,
-            "{ep}: never {what}; last health {}",
-            h.body
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-}
-
-fn workers(h: &Value, state: &str) -> u64 {
-    h["workers"][state]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{h}"))
+    s.wait_health(ep, what, LONG, pred).await
 }
 
 fn slice_types(h: &Value) -> Vec<String> {

@@ -200,6 +200,30 @@ impl Server {
         }
     }
 
+    /// Poll /v2/{ep}/health until `pred` holds; returns that answer.
+    pub async fn wait_health(
+        &self,
+        ep: &str,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let started = Instant::now();
+        loop {
+            let h = self.get(&format!("/v2/{ep}/health")).await;
+            assert_eq!(h.status, 200, "{h:?}");
+            if pred(&h.body) {
+                return h.body;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{ep}: never {what}; last health {}",
+                h.body
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
     /// Poll /status until the job has `status`.
     pub async fn wait_status(&self, endpoint: &str, job: &str, status: &str, limit: Duration) {
         let started = Instant::now();
@@ -215,6 +239,13 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The count of workers in `state` in a /health answer.
+pub fn workers(h: &Value, state: &str) -> u64 {
+    h["workers"][state]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no workers.{state} in {h}"))
 }
 
 /// A minimal valid safetensors file with one F32 tensor of `n` values.

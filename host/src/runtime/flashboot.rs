@@ -42,6 +42,7 @@ pub enum BootLayer {
     /// Compiled code memory-mapped from the cache, `init` ran.
     CodeCached,
     /// Started from a snapshot taken after `init`; `init` did not run.
+    #[serde(rename = "pre-initialised")]
     Preinitialised,
     /// A parked instance (its tensors and the slice's weights paged out
     /// when its worker scaled to zero) paged back in. [`FlashBoot::start`]
