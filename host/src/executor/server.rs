@@ -159,6 +159,14 @@ pub async fn serve(
         pages: PageStore::new(page_budget, spill_dir),
         parked: Mutex::default(),
     });
+    if exec.slice.cuda {
+        // CUDA's context creation (hundreds of ms) happens now, while the
+        // slice waits for work, rather than in the next worker's cold
+        // start; the context then lives as long as the process.
+        if let Err(e) = exec.slice_device() {
+            tracing::error!("executor: {e}");
+        }
+    }
     let _ = tx.send(Event::Ready {
         pid: std::process::id(),
     });
@@ -225,10 +233,10 @@ pub async fn serve(
 }
 
 impl Executor {
-    /// The slice's model store for `dir`.
-    fn model_store(&self, dir: &Path) -> Result<Arc<ModelStore>, String> {
-        let device = self
-            .model_device
+    /// The slice's first device, on the slice's own account (for the model
+    /// cache).
+    fn slice_device(&self) -> Result<Device, String> {
+        self.model_device
             .get_or_init(|| {
                 // Same process, same CUDA context as the workers' devices:
                 // their ops read these tensors directly.
@@ -240,7 +248,12 @@ impl Executor {
                 };
                 Ok(devices.primary().clone())
             })
-            .clone()?;
+            .clone()
+    }
+
+    /// The slice's model store for `dir`.
+    fn model_store(&self, dir: &Path) -> Result<Arc<ModelStore>, String> {
+        let device = self.slice_device()?;
         Ok(Arc::clone(
             self.models
                 .lock()

@@ -5,4 +5,4 @@ pub mod autoscaler;
 pub mod placement;
 
 pub use autoscaler::{ScalePlan, ScalePolicy, Scaler, WorkerState, WorkerView, plan};
-pub use placement::{PlacementError, Slice, place, slice_for_cpu};
+pub use placement::{PlacementError, Slice, place, place_preferring, slice_for_cpu};

@@ -97,6 +97,30 @@ pub fn place(
     }
 }
 
+/// Like [`place`], but when `preferred` (a slice holding something of the
+/// worker's, e.g. its endpoint's parked FlashBoot state) is free and of the
+/// same type as the slice `place` picks, that slice instead. The priority
+/// list still decides the type.
+pub fn place_preferring(
+    inventory: &Inventory,
+    priority: &[String],
+    gpus_per_worker: u32,
+    busy: &HashSet<String>,
+    cpu_id: usize,
+    preferred: &[Slice],
+) -> Result<Slice, PlacementError> {
+    let picked = place(inventory, priority, gpus_per_worker, busy, cpu_id)?;
+    let free = |s: &&Slice| !s.keys.iter().any(|k| busy.contains(k));
+    Ok(preferred
+        .iter()
+        .filter(free)
+        .find(|s| {
+            s.type_name == picked.type_name && s.spec.devices.len() == picked.spec.devices.len()
+        })
+        .cloned()
+        .unwrap_or(picked))
+}
+
 /// A CPU slice (the CPU is always a device; CPU workers never conflict).
 pub fn slice_for_cpu(inventory: &Inventory, id: usize) -> Slice {
     Slice {
@@ -251,6 +275,32 @@ mod tests {
             (cpu.spec.id.as_str(), cpu.type_name.as_str()),
             ("cpu7", "cpu")
         );
+    }
+
+    #[test]
+    fn a_free_preferred_slice_of_the_picked_type_wins() {
+        let inv = inv();
+        let busy = HashSet::new();
+        let h100 = list(&["H100"]);
+        // An endpoint's worker parked on gpu2: its next start goes there.
+        let gpu2 = place(
+            &inv,
+            &h100,
+            1,
+            &["gpu0", "gpu1"].map(String::from).into(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(gpu2.spec.id, "gpu2");
+        let s = place_preferring(&inv, &h100, 1, &busy, 0, std::slice::from_ref(&gpu2)).unwrap();
+        assert_eq!(s.spec.id, "gpu2");
+        // Not while gpu2 is busy...
+        let taken: HashSet<String> = gpu2.keys.iter().cloned().collect();
+        let s = place_preferring(&inv, &h100, 1, &taken, 0, std::slice::from_ref(&gpu2)).unwrap();
+        assert_eq!(s.spec.id, "gpu0");
+        // ...and never against the priority list: A100 first means A100.
+        let s = place_preferring(&inv, &list(&["A100", "H100"]), 1, &busy, 0, &[gpu2]).unwrap();
+        assert_eq!(s.spec.id, "gpu5");
     }
 
     #[test]

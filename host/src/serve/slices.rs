@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use super::meter::Meter;
 use crate::executor::{ExecutorError, ExecutorProcess, SliceSpec};
 use crate::gpu::Inventory;
-use crate::scheduler::{PlacementError, Slice, place};
+use crate::scheduler::{PlacementError, Slice, place_preferring};
 use crate::store::now_ms;
 
 /// One slice's executor process, supervised: if it dies while it is the
@@ -26,6 +26,7 @@ pub struct ExecutorSlot {
     spec: SliceSpec,
     /// Device keys of the slice (for overlap with other slices).
     keys: Vec<String>,
+    type_name: String,
     launch: Arc<ExecutorLaunch>,
     current: Mutex<Option<Arc<ExecutorProcess>>>,
     /// Serialises spawns, so concurrent callers share one new process.
@@ -307,7 +308,35 @@ impl Slices {
         // CPU slices never conflict; each gets the lowest free index so
         // their executors are reused rather than multiplied.
         let cpu_index = (0..).find(|i| !state.cpu_in_use.contains(i)).unwrap_or(0);
-        let slice = place(&self.inventory, priority, gpus_per_worker, &busy, cpu_index)?;
+        // Slices whose executor holds this endpoint's parked worker: a
+        // start there restores it instead of starting cold.
+        let parked: Vec<Slice> = state
+            .executors
+            .values()
+            .filter(|slot| {
+                slot.live().is_some_and(|e| e.parked(endpoint).is_some())
+                    && !state.held.contains_key(&slot.spec.id)
+            })
+            .map(|slot| Slice {
+                spec: slot.spec.clone(),
+                type_name: slot.type_name.clone(),
+                keys: slot.keys.clone(),
+            })
+            .collect();
+        let slice = place_preferring(
+            &self.inventory,
+            priority,
+            gpus_per_worker,
+            &busy,
+            cpu_index,
+            &parked,
+        )?;
+        let cpu_index = slice
+            .spec
+            .id
+            .strip_prefix("cpu")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(cpu_index);
         let id = slice.spec.id.clone();
         let is_cpu = slice.keys.is_empty();
         if is_cpu {
@@ -327,6 +356,7 @@ impl Slices {
             Arc::new(ExecutorSlot {
                 spec: slice.spec.clone(),
                 keys: slice.keys.clone(),
+                type_name: slice.type_name.clone(),
                 launch: Arc::clone(&self.launch),
                 current: Mutex::default(),
                 spawning: tokio::sync::Mutex::new(()),
