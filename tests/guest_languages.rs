@@ -3,7 +3,8 @@
 //! and componentize-js/jco from npm on first use) and run by the real
 //! `wasmpod` binary: outputs, streaming order, progress, host tensors
 //! through the SDK, and errors raised in the guest arriving as clean job
-//! errors with their message.
+//! errors with their message, and FlashBoot snapshots of them restoring
+//! host tensors.
 
 mod common;
 
@@ -126,6 +127,24 @@ fn mlp_with_host_tensors(lang: &str) {
             "{lang}: probabilities sum to {sum}"
         );
     }
+    // FlashBoot: started from the snapshot taken after init (the guest holds
+    // the model and host tensors across it), the answer is init's.
+    let flashboot = || {
+        let out = run(
+            lang,
+            "mlp",
+            &input,
+            &["--models", models, "--flashboot", "--timings"],
+        );
+        assert!(out.status.success(), "{lang} mlp: {}", stderr(&out));
+        (stdout_json(&out), stderr(&out))
+    };
+    let (first, log) = flashboot();
+    assert!(log.contains("snapshot taken"), "{lang}: {log}");
+    assert_eq!(first, v, "{lang}");
+    let (restored, log) = flashboot();
+    assert!(log.contains("served by pre-initialised"), "{lang}: {log}");
+    assert_eq!(restored, v, "{lang}");
     // A row of the wrong width is a tensor error from the host, not a trap.
     let out = run(
         lang,
