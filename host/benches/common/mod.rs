@@ -1,7 +1,10 @@
 //! What the benchmark programs share: the workspace root, example components
 //! built for wasm32-wasip2, child processes killed on drop, free ports, and
-//! sizes read from the environment.
+//! sizes read from the environment; the cold-start benches' own shared part
+//! is in [`coldstart`].
 #![allow(dead_code)]
+
+pub mod coldstart;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

@@ -431,10 +431,22 @@ async fn supervise(
                 });
             }
         }
+        // A FlashBoot worker retiring at scale to zero is parking its
+        // instances (milliseconds, or a bulk copy of its VRAM) and holds its
+        // slice until done: a worker placed meanwhile would start elsewhere
+        // without that state. Wait for it; its lease's release wakes us.
+        let parking = spec.flashboot
+            && entries.iter().any(|e| {
+                e.shared.is_retiring()
+                    && !e.shared.is_outdated()
+                    && e.shared.busy() == 0
+                    && e.shared.stage() == WorkerStage::Ready
+                    && e.task.as_ref().is_some_and(|t| !t.is_finished())
+            });
         // Place throttled workers, oldest first (not while backing off
         // after a failed start: it would fail again on any slice).
         for e in entries.iter_mut() {
-            if waiting_retry {
+            if waiting_retry || parking {
                 break;
             }
             if e.task.is_some() || e.shared.stage() != WorkerStage::Throttled {

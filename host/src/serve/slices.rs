@@ -52,6 +52,9 @@ pub struct ExecutorLaunch {
 struct SlotInfo {
     spawned: u32,
     restarts: u32,
+    /// Deaths less than [`CRASH_WINDOW`] apart, ending with the last one.
+    crash_streak: u32,
+    last_death: Option<Instant>,
     last_death_ms: Option<i64>,
     last_restart_ms: Option<f64>,
     last_error: Option<String>,
@@ -147,6 +150,9 @@ impl ExecutorSlot {
     }
 }
 
+/// Deaths closer together than this count as one crash loop.
+const CRASH_WINDOW: Duration = Duration::from_secs(60);
+
 /// Wait for `exec` to die; if it was still the slot's process (nobody
 /// stopped it on purpose), restart it, and watch the replacement.
 async fn watch(slot: Weak<ExecutorSlot>, mut exec: Arc<ExecutorProcess>) {
@@ -166,15 +172,21 @@ async fn watch(slot: Weak<ExecutorSlot>, mut exec: Arc<ExecutorProcess>) {
         }
         let died_at = Instant::now();
         tracing::warn!(slice = %slot.spec.id, pid = exec.pid(), "executor died; restarting it");
-        let restarts = {
+        let streak = {
             let mut info = slot.info.lock().expect("slot lock");
             info.restarts += 1;
             info.last_death_ms = Some(now_ms());
-            info.restarts
+            let in_a_row = info
+                .last_death
+                .is_some_and(|t| died_at.duration_since(t) < CRASH_WINDOW);
+            info.crash_streak = if in_a_row { info.crash_streak + 1 } else { 1 };
+            info.last_death = Some(died_at);
+            info.crash_streak
         };
-        // A crash loop must not spin: back off a little after repeated deaths.
-        if restarts > 3 {
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(restarts.min(20)))).await;
+        // A crash loop must not spin: back off after repeated deaths in
+        // quick succession (an occasional death restarts at once).
+        if streak > 3 {
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(streak.min(20)))).await;
         }
         let respawned = {
             let _spawning = slot.spawning.lock().await;
