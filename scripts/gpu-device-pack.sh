@@ -3,12 +3,30 @@
 # named in the device tool's `carry`): release binaries (stripped), the
 # example components, and all-MiniLM-L6-v2 split in two halves, model-a and
 # model-b, each under the tool's 64 MiB carry limit, to carry in two calls.
+#
+#   scripts/gpu-device-pack.sh            everything gpu-device-run.sh uses
+#   scripts/gpu-device-pack.sh flashboot  wasmpod, the serve_coldstart bench
+#                                         and the components that
+#                                         gpu-device-flashboot.sh and
+#                                         gpu-device-models.sh use
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 D=.devcarry
-rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm" "$D/model-a/files" "$D/model-b"
+rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
 cp target/release/wasmpod "$D/bin/"
+if [ "${1:-}" = flashboot ]; then
+  f=$(ls -t target/release/deps/serve_coldstart-* | grep -v '\.d$' | head -1)
+  cp "$f" "$D/bin/serve_coldstart"
+  strip "$D"/bin/*
+  xz -6 -T2 "$D"/bin/*
+  for e in echo bigmodel mlp; do
+    cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+  done
+  du -sh "$D"/* "$D"/bin/*
+  exit 0
+fi
+mkdir -p "$D/model-a/files" "$D/model-b"
 cp target/release/examples/gpu_bench "$D/bin/"
 for t in cuda_conformance conformance; do
   f=$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)
