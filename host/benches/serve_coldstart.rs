@@ -362,7 +362,7 @@ impl Server {
     }
 
     /// POST /runsync to `ep`; returns the time to the COMPLETED answer and
-    /// the job's output.
+    /// the job's answer (output, delayTime, executionTime).
     async fn run(&self, ep: &str) -> (Duration, Value) {
         let body = json!({"input": {"bench": "serve_coldstart"}});
         let started = Instant::now();
@@ -371,7 +371,7 @@ impl Server {
             .await;
         let took = started.elapsed();
         assert_eq!(reply["status"], "COMPLETED", "{ep}: {reply}");
-        (took, reply["output"].clone())
+        (took, reply)
     }
 
     /// The boot layer and start time of the worker that served `ep`'s last
@@ -423,6 +423,9 @@ struct Measured {
     row: Row,
     boots: Vec<Vec<String>>,
     init_ms: Vec<f64>,
+    /// The answers' delayTime and executionTime (whole ms, p50).
+    delay_ms: Vec<f64>,
+    exec_ms: Vec<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -437,6 +440,8 @@ async fn measure(server: &mut Server, subject: &Subject) -> Measured {
     let mut modes = Vec::new();
     let mut boots = Vec::new();
     let mut init_ms = Vec::new();
+    let mut delay_ms = Vec::new();
+    let mut exec_ms = Vec::new();
     // Modes 3 and 4 share one endpoint: 4 restores what 3's workers parked.
     let ids = [
         format!("{}-cold", subject.key),
@@ -451,14 +456,16 @@ async fn measure(server: &mut Server, subject: &Subject) -> Measured {
             server.create_endpoint(ep, &digest, mode, subject).await;
             // Warm-up: spawns the executor, and on a FlashBoot endpoint
             // takes the snapshot after init.
-            let (_, output) = server.run(ep).await;
-            outputs.push((mode, output));
+            let (_, reply) = server.run(ep).await;
+            outputs.push((mode, reply["output"].clone()));
             last_worker = None;
             server.last_boot(ep, &mut last_worker).await;
         }
         let mut times = Vec::new();
         let mut mode_boots = Vec::new();
         let mut mode_init = Vec::new();
+        let mut mode_delay = Vec::new();
+        let mut mode_exec = Vec::new();
         for r in 0..subject.repeats {
             // FlashBoot endpoints also wait for the retired worker's park,
             // so an executor is never killed in the middle of one.
@@ -479,7 +486,11 @@ async fn measure(server: &mut Server, subject: &Subject) -> Measured {
                 server.kill_executors().await;
             }
             let executors = server.executors().await;
-            let (took, output) = server.run(ep).await;
+            let (took, reply) = server.run(ep).await;
+            let ms = |field: &str| reply[field].as_f64().unwrap_or(f64::NAN);
+            mode_delay.push(ms("delayTime"));
+            mode_exec.push(ms("executionTime"));
+            let output = reply["output"].clone();
             let spawned: Vec<_> = server
                 .executors()
                 .await
@@ -510,6 +521,8 @@ async fn measure(server: &mut Server, subject: &Subject) -> Measured {
         mode_boots.dedup();
         boots.push(mode_boots);
         init_ms.push(median(mode_init));
+        delay_ms.push(median(mode_delay));
+        exec_ms.push(median(mode_exec));
     }
     let (first_mode, first) = &outputs[0];
     for (mode, output) in &outputs {
@@ -530,6 +543,8 @@ async fn measure(server: &mut Server, subject: &Subject) -> Measured {
         },
         boots,
         init_ms,
+        delay_ms,
+        exec_ms,
     }
 }
 
@@ -601,16 +616,21 @@ async fn main() {
     }
 
     println!(
-        "\nworker start as the host reports it (lastBoot.init_ms, p50) and the boot layers seen:\n"
+        "\nworker start as the host reports it (lastBoot.init_ms, p50), the boot layers seen, and the answer's delayTime / executionTime (whole ms, p50):\n"
     );
     println!("| handler | nothing cached | code cached | + pre-initialised | + VRAM restore |");
     println!("|---|---|---|---|---|");
     for m in &measured {
-        let cells: Vec<String> = m
-            .init_ms
-            .iter()
-            .zip(&m.boots)
-            .map(|(ms, boots)| format!("{ms:.1} ms ({})", boots.join(", ")))
+        let cells: Vec<String> = (0..m.init_ms.len())
+            .map(|i| {
+                format!(
+                    "{:.1} ms ({}); {} / {} ms",
+                    m.init_ms[i],
+                    m.boots[i].join(", "),
+                    m.delay_ms[i],
+                    m.exec_ms[i]
+                )
+            })
             .collect();
         println!("| {} | {} |", m.row.name, cells.join(" | "));
     }

@@ -220,10 +220,28 @@ impl ModelStore {
         Ok(stats)
     }
 
-    /// Uploads every paged-out weight back, one bulk copy each.
+    /// Uploads every paged-out weight back, one bulk copy each: those in
+    /// pinned RAM queued together with one wait at the end, so the link
+    /// does not idle between weights.
     pub fn page_in(&self) -> Result<PagingStats, ModelError> {
         let mut stats = PagingStats::default();
         for model in self.opened() {
+            {
+                let mut loaded = model.loaded.lock().expect("model weights lock");
+                let paged = model.paged.lock().expect("model paging lock");
+                let pinned: Vec<(&String, &PagedTensor)> = paged
+                    .iter()
+                    .filter(|(name, p)| p.is_pinned() && !loaded.contains_key(*name))
+                    .collect();
+                let copies: Vec<&PagedTensor> = pinned.iter().map(|(_, p)| *p).collect();
+                let tensors = wasmpod_tensor::paging::page_in_all(&self.device, &copies)?;
+                for ((name, _), t) in pinned.into_iter().zip(tensors) {
+                    stats.tensors += 1;
+                    stats.bytes += (t.numel() * t.dtype().size()) as u64;
+                    loaded.insert(name.clone(), t);
+                }
+            }
+            // The rest (spilled to disk, or moved buffers on the CPU).
             let loaded = model.loaded.lock().expect("model weights lock");
             let names: Vec<String> = model
                 .paged

@@ -75,6 +75,15 @@ pub trait Backend: Send + Sync {
         self.upload(dtype, shape, src.as_slice())
     }
 
+    /// [`Backend::upload_host`] for many buffers at once: a GPU queues every
+    /// copy and waits once, so the link never idles between them.
+    fn upload_host_batch(&self, items: &[(DType, &[usize], &HostBuffer)]) -> Result<Vec<Tensor>> {
+        items
+            .iter()
+            .map(|(dtype, shape, src)| self.upload_host(*dtype, shape, src))
+            .collect()
+    }
+
     /// Moves `t`'s buffer out as a host buffer without copying, where the
     /// backend keeps tensors in host memory and `t` is the only handle to
     /// its storage; gives `t` back otherwise.

@@ -163,6 +163,17 @@ impl Device {
         self.backend.upload_host(dtype, shape, src)
     }
 
+    /// Upload many host buffers, waiting once for all of them (bulk page-in).
+    pub fn upload_host_batch(
+        &self,
+        items: &[(DType, &[usize], &HostBuffer)],
+    ) -> Result<Vec<Tensor>> {
+        for (dtype, shape, src) in items {
+            check_len(*dtype, shape, src.len())?;
+        }
+        self.backend.upload_host_batch(items)
+    }
+
     /// Moves `t`'s buffer out without a copy where the backend can (CPU,
     /// sole handle); gives `t` back otherwise.
     pub fn take_host(&self, t: Tensor) -> std::result::Result<HostBuffer, Tensor> {

@@ -227,6 +227,28 @@ impl PagedTensor {
     }
 }
 
+/// Pages many tensors in to `device`: those in pinned RAM in one batch of
+/// copies with a single wait, the others one by one. In the order given.
+pub fn page_in_all(device: &Device, paged: &[&PagedTensor]) -> Result<Vec<Tensor>, PageError> {
+    let batch: Vec<(DType, &[usize], &HostBuffer)> = paged
+        .iter()
+        .filter_map(|p| match &p.home {
+            Home::Ram(buf) if buf.is_pinned() => Some((p.dtype, p.shape.as_slice(), buf)),
+            _ => None,
+        })
+        .collect();
+    let mut batched = device.upload_host_batch(&batch)?.into_iter();
+    paged
+        .iter()
+        .map(|p| match &p.home {
+            Home::Ram(buf) if buf.is_pinned() => {
+                Ok(batched.next().expect("one tensor per batched item"))
+            }
+            _ => p.page_in(device),
+        })
+        .collect()
+}
+
 impl PagedTensor {
     /// Like [`PagedTensor::page_in`], giving the paged copy up: a CPU buffer
     /// moved out by [`PageStore::page_out_owned`] moves back without a copy.
@@ -299,6 +321,12 @@ mod tests {
         let (a2, b2) = (pa.page_in(device).unwrap(), pb.page_in(device).unwrap());
         assert_eq!(device.download(&a2).unwrap(), a_bytes);
         assert_eq!(device.download(&b2).unwrap(), b_bytes);
+        // In one batch (the pinned copy queued, the spilled one read back),
+        // in the order given.
+        let all = page_in_all(device, &[&pb, &pa]).unwrap();
+        assert_eq!(device.download(&all[0]).unwrap(), b_bytes);
+        assert_eq!(device.download(&all[1]).unwrap(), a_bytes);
+        drop(all);
         drop((pa, pb));
         assert_eq!((store.ram_used(), store.disk_used()), (0, 0));
         let left = std::fs::read_dir(spill).map(|d| d.count()).unwrap_or(0);

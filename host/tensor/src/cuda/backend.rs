@@ -475,6 +475,27 @@ impl Backend for CudaBackend {
         Ok(t)
     }
 
+    fn upload_host_batch(&self, items: &[(DType, &[usize], &HostBuffer)]) -> Result<Vec<Tensor>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (dtype, shape, src) in items {
+            if !src.is_pinned() {
+                out.push(self.upload(*dtype, shape, src.as_slice())?);
+                continue;
+            }
+            let (t, ptr) = self.alloc(*dtype, shape, Fill::Overwritten)?;
+            if !src.is_empty() {
+                // SAFETY: ptr holds src.len() bytes (checked by the front);
+                // the sources are pinned and borrowed until the single
+                // synchronize below, so every DMA reads live memory.
+                unsafe { result::memcpy_htod_async(ptr, src.as_slice(), self.stream.cu_stream()) }
+                    .map_err(fault("paging in"))?;
+            }
+            out.push(t);
+        }
+        self.synchronize()?;
+        Ok(out)
+    }
+
     fn copy_in(&self, t: &Tensor) -> Option<Result<Tensor>> {
         let src = t.storage().as_any().downcast_ref::<CudaStorage>()?;
         Some(self.copy_from_peer(t, src))
