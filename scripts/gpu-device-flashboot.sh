@@ -9,6 +9,8 @@
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | sort | uniq -c | xargs)" | tee "$OUT/summary.txt"
+echo "== paging unit tests on the GPU (pinned page-out, batched page-in)" | tee -a "$OUT/summary.txt"
+"$D/bin/tensor_unit" paging 2>&1 | grep -E "^test |test result" | tee -a "$OUT/summary.txt"
 GPU_TYPE="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oE 'H200|H100|A100|L40S' || echo any)"
 WASMPOD_BIN="$W" WASMPOD_COLDSTART_WASM="$D/wasm" \
   "$D/bin/serve_coldstart" --device cuda --gpus "$GPU_TYPE" --sizes "${SIZES:-1GiB,8GiB}" \

@@ -5,8 +5,11 @@
 # model-b, each under the tool's 64 MiB carry limit, to carry in two calls.
 #
 #   scripts/gpu-device-pack.sh            everything gpu-device-run.sh uses
-#   scripts/gpu-device-pack.sh flashboot  wasmpod, the serve_coldstart bench
-#                                         and the components that
+#   scripts/gpu-device-pack.sh flashboot  wasmpod, the serve_coldstart bench,
+#                                         the tensor crate's unit tests (cargo
+#                                         test -p wasmpod-tensor --lib
+#                                         --release --no-run) and the
+#                                         components that
 #                                         gpu-device-flashboot.sh and
 #                                         gpu-device-models.sh use
 set -euo pipefail
@@ -18,6 +21,8 @@ cp target/release/wasmpod "$D/bin/"
 if [ "${1:-}" = flashboot ]; then
   f=$(ls -t target/release/deps/serve_coldstart-* | grep -v '\.d$' | head -1)
   cp "$f" "$D/bin/serve_coldstart"
+  f=$(ls -t target/release/deps/wasmpod_tensor-* | grep -v '\.d$' | head -1)
+  cp "$f" "$D/bin/tensor_unit"
   strip "$D"/bin/*
   xz -6 -T2 "$D"/bin/*
   for e in echo bigmodel mlp; do
