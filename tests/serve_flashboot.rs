@@ -93,6 +93,18 @@ async fn flashboot_parks_at_zero_restores_and_survives_a_restart() {
     // idle_timeout_s 0: the worker scales to zero and is parked.
     let h = wait_scaled_to_zero(&s, "fb", 1).await;
     assert_eq!(workers(&h, "cold"), 1, "{h}");
+    let metrics = s
+        .req(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wasmpod_workers{endpoint=\"fb\",state=\"snapshotted\"} 1"),
+        "{metrics}"
+    );
 
     // The next cold start pages the parked worker back in.
     assert_eq!(runsync(&s, "fb", &mlp_input()).await, expected);

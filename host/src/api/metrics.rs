@@ -162,8 +162,8 @@ async fn render(state: &ApiState) -> ApiResult<String> {
         "gauge",
         "Workers of an endpoint by state.",
     );
-    for (id, pool) in &pools {
-        let c = pool.counts();
+    for (id, _) in &pools {
+        let c = app.worker_counts(id);
         for (s, n) in [
             ("initializing", c.initializing),
             ("idle", c.idle),
@@ -171,6 +171,8 @@ async fn render(state: &ApiState) -> ApiResult<String> {
             ("throttled", c.throttled),
             ("outdated", c.outdated),
             ("unhealthy", c.unhealthy),
+            // Scaled to zero with FlashBoot state parked in an executor.
+            ("snapshotted", c.snapshotted),
         ] {
             let _ = writeln!(
                 out,
