@@ -112,6 +112,26 @@ fn echo_snapshot_restores_without_init() {
     });
 }
 
+/// What an upload precompiles is what a first FlashBoot start loads: that
+/// start maps compiled code instead of compiling.
+#[test]
+fn precompiled_handler_starts_code_cached() {
+    let wasm = std::fs::read(common::example_wasm("echo")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    tokio().block_on(async {
+        FlashBoot::precompile(&runtime(dir.path()), &wasm).unwrap();
+        // A fresh runtime on the same cache, as an executor has.
+        let boot = FlashBoot::new(
+            runtime(dir.path()),
+            SnapshotStore::new(dir.path().join("s")),
+        );
+        let config = InstanceConfig::cpu(64 << 20, 1 << 20, None);
+        let (_, first) = boot.start(&wasm, &config).await.unwrap();
+        assert_eq!(first.layer, BootLayer::CodeCached, "{:?}", first.note);
+        assert!(first.snapshot_taken.is_some(), "{:?}", first.note);
+    });
+}
+
 #[test]
 fn a_snapshot_is_never_used_for_another_handler_or_configuration() {
     let echo = std::fs::read(common::example_wasm("echo")).unwrap();

@@ -93,6 +93,18 @@ pub struct FlashBoot {
 /// A checked snapshot and its compiled component.
 type ReadySnapshot = (Arc<Snapshot>, Handler);
 
+/// The handler with wizer's state-access exports and our two restore
+/// exports: what a cold start instantiates and snapshots. Deterministic, so
+/// its compiled code is found in the cache by digest.
+fn instrument(
+    wasm: &[u8],
+) -> Result<(wasmtime_wizer::ComponentContext<'_>, Vec<u8>), SnapshotError> {
+    let (cx, bytes) = Wizer::new()
+        .instrument_component(wasm)
+        .map_err(wizer_error)?;
+    Ok((cx, shim::add_restore_exports(&bytes)?))
+}
+
 fn wizer_error(e: impl std::fmt::Display) -> SnapshotError {
     SnapshotError::Wizer(format!("{e:#}"))
 }
@@ -108,6 +120,17 @@ impl FlashBoot {
 
     pub fn snapshots(&self) -> &SnapshotStore {
         &self.snapshots
+    }
+
+    /// Compiles, into `runtime`'s code cache, the component a cold start of
+    /// `wasm` runs `init` on, so the first start of a new handler version
+    /// maps it rather than compiling it. A component that cannot be
+    /// snapshotted is skipped: its starts are plain ones.
+    pub fn precompile(runtime: &Runtime, wasm: &[u8]) -> Result<(), RuntimeError> {
+        match instrument(wasm) {
+            Ok((_, bytes)) => runtime.load(&bytes).map(drop),
+            Err(_) => Ok(()),
+        }
     }
 
     /// True when a snapshot for this handler and configuration is on disk.
@@ -220,11 +243,7 @@ impl FlashBoot {
         key: &str,
         config: &InstanceConfig,
     ) -> Result<(Instance, BootReport), RuntimeError> {
-        let instrumented = Wizer::new()
-            .instrument_component(wasm)
-            .map_err(wizer_error)
-            .and_then(|(cx, bytes)| Ok((cx, shim::add_restore_exports(&bytes)?)));
-        let (cx, bytes) = match instrumented {
+        let (cx, bytes) = match instrument(wasm) {
             Ok(ok) => ok,
             Err(e) => {
                 // Not snapshottable: an ordinary start.

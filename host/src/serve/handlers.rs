@@ -1,6 +1,7 @@
 //! Handler versions on disk: uploads are received to a temporary file,
 //! validated as components of world `handler` and precompiled (the
-//! runtime's compiled-code cache, shared with the executors), then kept as
+//! runtime's compiled-code cache, shared with the executors; also, in the
+//! background, the variant a FlashBoot start snapshots), then kept as
 //! `<dir>/<sha256>.wasm`, where the slices' executors load them from.
 
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use futures_util::Stream;
 
 use super::upload::{self, UploadError};
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{FlashBoot, Runtime, RuntimeError};
 use crate::store::{HandlerRecord, Store, StoreError};
 
 /// Why a handler operation failed.
@@ -89,6 +90,7 @@ impl HandlerRepo {
         .map_err(|e| HandlerError::Runtime(format!("the validation task failed: {e}")))??;
         let size = received.size as i64;
         received.persist(&self.path_of(&digest))?;
+        self.precompile_for_flashboot(&digest);
         let created = self.store.put_handler(&digest, size).await?;
         let record = self
             .store
@@ -96,6 +98,23 @@ impl HandlerRepo {
             .await?
             .ok_or_else(|| HandlerError::NotFound(digest.clone()))?;
         Ok((record, created))
+    }
+
+    /// In the background, compile the component FlashBoot's first start of
+    /// this version runs (endpoints have FlashBoot on by default), so that
+    /// start finds it in the code cache. Best effort: a start that comes
+    /// first compiles it itself.
+    fn precompile_for_flashboot(&self, digest: &str) {
+        let runtime = self.runtime.clone();
+        let path = self.path_of(digest);
+        tokio::task::spawn_blocking(move || {
+            let compiled = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|wasm| FlashBoot::precompile(&runtime, &wasm).map_err(|e| e.to_string()));
+            if let Err(e) = compiled {
+                tracing::warn!(path = %path.display(), "precompiling for FlashBoot: {e}");
+            }
+        });
     }
 
     /// Forget a handler version (the caller checked no endpoint uses it).
