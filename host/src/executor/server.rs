@@ -214,9 +214,9 @@ pub async fn serve(
                 tokio::spawn(async move { exec.stop_worker(worker, park).await });
             }
             Request::ReleaseParked { endpoint } => {
-                let dropped = exec.parked.lock().expect("parked lock").remove(&endpoint);
-                // Paged tensors free their host memory as they drop.
-                drop(dropped);
+                if let Some(p) = exec.parked.lock().expect("parked lock").remove(&endpoint) {
+                    p.release();
+                }
             }
         }
     }
@@ -351,7 +351,15 @@ impl Executor {
             ));
         }
         let parked = self.parked.lock().expect("parked lock").remove(endpoint);
-        let parked = parked.filter(|p| p.digest == digest && &p.spec == spec && spec.flashboot);
+        let parked = match parked {
+            Some(p) if p.digest == digest && &p.spec == spec && spec.flashboot => Some(p),
+            // Another handler version or other settings: never restored.
+            Some(stale) => {
+                stale.release();
+                None
+            }
+            None => None,
+        };
         if let Some(parked) = parked {
             match self.unpark(parked) {
                 Ok((config, mut idle)) => {
@@ -494,10 +502,14 @@ impl Executor {
             config: w.config,
             instances: w.idle,
         };
-        self.parked
+        let replaced = self
+            .parked
             .lock()
             .expect("parked lock")
             .insert(w.endpoint, parked);
+        if let Some(old) = replaced {
+            old.release();
+        }
         Ok(report)
     }
 
@@ -554,6 +566,14 @@ impl Executor {
             slot.lock().await.idle.push(instance);
         }
         result
+    }
+}
+
+impl Parked {
+    /// Frees the parked state off the async threads: unpinning gigabytes of
+    /// host memory takes a while.
+    fn release(self) {
+        tokio::task::spawn_blocking(move || drop(self));
     }
 }
 

@@ -170,13 +170,12 @@ impl Pools {
         let paused = endpoint.config.max_workers == 0;
         if let Some(p) = pools.get(&endpoint.id) {
             p.shared.set_paused(paused);
-            let parked_useless =
-                p.config.borrow().as_ref().is_some_and(|old| {
-                    old.handler != endpoint.handler || !endpoint.config.flashboot
-                });
+            let parked_useless = p.config.borrow().as_ref().is_some_and(|old| {
+                WorkerSpec::of(old) != WorkerSpec::of(&endpoint) || !endpoint.config.flashboot
+            });
             if parked_useless {
-                // Parked instances of the old version (or of an endpoint
-                // that turned FlashBoot off) would never be restored.
+                // Parked instances of the old version or settings (or of an
+                // endpoint that turned FlashBoot off) would never be restored.
                 self.ctx.slices.release_parked(&endpoint.id);
             }
             let _ = p.config.send(Some(endpoint));
