@@ -5,7 +5,8 @@
 //! and says how the last worker started; after a host restart the snapshot
 //! on disk serves the start; with a zero host-memory budget the parked state
 //! lives in spill files and still restores; a new handler version never
-//! uses the old version's state; `flashboot: false` runs `init` every time.
+//! uses the old version's state, and deleting it deletes its snapshots;
+//! `flashboot: false` runs `init` every time.
 
 mod common;
 #[path = "common/server.rs"]
@@ -50,6 +51,17 @@ async fn wait_scaled_to_zero(s: &Server, ep: &str, parked: u64) -> Value {
             && workers(h, "snapshotted") == parked
     })
     .await
+}
+
+/// Snapshots on disk taken of handler `digest`.
+fn snapshots_of(home: &Path, digest: &str) -> usize {
+    let Ok(dirs) = std::fs::read_dir(home.join("cache/snapshots")) else {
+        return 0;
+    };
+    dirs.flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("manifest.json")).ok())
+        .filter(|manifest| manifest.contains(digest))
+        .count()
 }
 
 fn spill_files(home: &Path) -> usize {
@@ -150,5 +162,13 @@ async fn flashboot_parks_at_zero_restores_and_survives_a_restart() {
     let boot = last_boot(&s, "fb").await;
     assert!(boot == "cold" || boot == "code-cached", "{boot}");
     wait_scaled_to_zero(&s, "fb", 1).await;
+
+    // Deleting the old version deletes its snapshots too.
+    assert!(snapshots_of(&home, &mlp) > 0);
+    let r = s.delete("/v1/endpoints/plain?force=true").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = s.delete(&format!("/v1/handlers/{mlp}")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(snapshots_of(&home, &mlp), 0);
     s.kill9();
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use futures_util::Stream;
 
 use super::upload::{self, UploadError};
-use crate::runtime::{FlashBoot, Runtime, RuntimeError};
+use crate::runtime::{FlashBoot, Runtime, RuntimeError, SnapshotStore};
 use crate::store::{HandlerRecord, Store, StoreError};
 
 /// Why a handler operation failed.
@@ -34,15 +34,23 @@ pub enum HandlerError {
 pub struct HandlerRepo {
     dir: PathBuf,
     runtime: Runtime,
+    snapshots: SnapshotStore,
     store: Store,
     max_bytes: u64,
 }
 
 impl HandlerRepo {
-    pub fn new(dir: PathBuf, runtime: Runtime, store: Store, max_bytes: u64) -> Self {
+    pub fn new(
+        dir: PathBuf,
+        runtime: Runtime,
+        snapshots: SnapshotStore,
+        store: Store,
+        max_bytes: u64,
+    ) -> Self {
         Self {
             dir,
             runtime,
+            snapshots,
             store,
             max_bytes,
         }
@@ -117,13 +125,25 @@ impl HandlerRepo {
         });
     }
 
-    /// Forget a handler version (the caller checked no endpoint uses it).
+    /// Forget a handler version (the caller checked no endpoint uses it),
+    /// with its FlashBoot snapshots.
     pub async fn delete(&self, digest: &str) -> Result<bool, HandlerError> {
         let existed = self.store.delete_handler(digest).await?;
         match std::fs::remove_file(self.path_of(digest)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
+        }
+        let snapshots = self.snapshots.clone();
+        let digest = digest.to_string();
+        let removed = tokio::task::spawn_blocking(move || snapshots.remove_handler(&digest))
+            .await
+            .unwrap_or(0);
+        if removed > 0 {
+            tracing::debug!(
+                removed,
+                "FlashBoot snapshots of the deleted handler removed"
+            );
         }
         Ok(existed)
     }

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 
 use crate::gpu::Inventory;
 use crate::gpu::inventory::InventoryError;
-use crate::runtime::{Runtime, RuntimeConfig, RuntimeError};
+use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, SnapshotStore};
 use crate::store::{
     CancelOutcome, EndpointRecord, NewJob, RetryOutcome, Store, StoreError, now_ms,
 };
@@ -174,6 +174,8 @@ impl App {
         let handlers = Arc::new(HandlerRepo::new(
             config.home.join("handlers"),
             runtime,
+            // Where the executors keep FlashBoot snapshots (their cache).
+            SnapshotStore::new(config.home.join("cache").join("snapshots")),
             store.clone(),
             config.max_handler_bytes,
         ));

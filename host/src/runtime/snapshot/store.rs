@@ -209,6 +209,26 @@ impl SnapshotStore {
         })
     }
 
+    /// Removes every snapshot of `handler_digest` (whatever its settings);
+    /// returns how many. Unreadable entries are left alone.
+    pub fn remove_handler(&self, handler_digest: &str) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for dir in entries.flatten().map(|e| e.path()) {
+            let manifest = std::fs::read(dir.join("manifest.json"))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok());
+            if manifest.is_some_and(|m| m.handler_digest == handler_digest)
+                && std::fs::remove_dir_all(&dir).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Saves a snapshot under `key`, replacing any older one.
     pub fn save(
         &self,
