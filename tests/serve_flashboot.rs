@@ -172,3 +172,32 @@ async fn flashboot_parks_at_zero_restores_and_survives_a_restart() {
     assert_eq!(snapshots_of(&home, &mlp), 0);
     s.kill9();
 }
+
+/// An executor holding a parked worker outlives `--executor-idle` but not
+/// `--flashboot-keep`; after that the snapshot on disk serves the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_state_is_kept_for_flashboot_keep_then_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server::start(
+        &dir.path().join("home"),
+        &["--executor-idle", "1s", "--flashboot-keep", "4s"],
+    );
+    let echo = s.upload_example("echo").await;
+    s.create_endpoint("e", &echo, json!({"idle_timeout_s": 0, "max_workers": 1}))
+        .await;
+    let input = json!({"input": {"k": 1}});
+    assert_eq!(runsync(&s, "e", &input).await, json!({"k": 1}));
+    wait_scaled_to_zero(&s, "e", 1).await;
+    // Past --executor-idle, the executor and its parked worker are still there.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let h = s.get("/v2/e/health").await.body;
+    assert_eq!(
+        workers(&h, "snapshotted"),
+        1,
+        "kept past --executor-idle: {h}"
+    );
+    // Past --flashboot-keep they are gone; the start is pre-initialised.
+    wait_scaled_to_zero(&s, "e", 0).await;
+    assert_eq!(runsync(&s, "e", &input).await, json!({"k": 1}));
+    assert_eq!(last_boot(&s, "e").await, "pre-initialised");
+}

@@ -53,10 +53,16 @@ pub struct ServeArgs {
     pub metrics_public: bool,
     /// How long a slice's executor process is kept with no worker on it
     /// (warm for the next worker) before it is stopped, freeing its GPU
-    /// memory. One holding a FlashBoot endpoint's parked worker is kept
-    /// until its slice is wanted in another shape or the endpoint changes.
+    /// memory. One holding a FlashBoot endpoint's parked worker follows
+    /// --flashboot-keep instead.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub executor_idle: Duration,
+    /// How long an executor holding FlashBoot's parked workers is kept with
+    /// no worker on it. Their restore takes milliseconds; once it stops
+    /// (freeing the GPU's context and the parked host memory), the next
+    /// start comes from the snapshot on disk instead.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub flashboot_keep: Duration,
     /// Host memory each slice's executor may use for FlashBoot's parked
     /// workers (their tensors and the slice's model weights, pinned on a
     /// GPU) before the rest spills to files under the cache.
@@ -84,6 +90,7 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.metrics_public = args.metrics_public;
     config.executor_idle = args.executor_idle;
     config.flashboot_ram = args.flashboot_ram;
+    config.flashboot_keep = args.flashboot_keep;
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty());

@@ -146,19 +146,20 @@ impl Meter {
 }
 
 /// Every second: accrue held slices' time and write it to the store, and
-/// stop executors idle longer than `executor_idle`.
+/// stop executors idle longer than `executor_idle` (`flashboot_keep` for
+/// those holding parked FlashBoot workers).
 pub async fn run(
     meter: Arc<Meter>,
     slices: Arc<super::slices::Slices>,
     store: Store,
-    executor_idle: Duration,
+    (executor_idle, flashboot_keep): (Duration, Duration),
     shutdown: Arc<Notify>,
 ) {
     loop {
         let stop = shutdown.notified();
         tokio::pin!(stop);
         stop.as_mut().enable();
-        slices.reap_idle(executor_idle);
+        slices.reap_idle(executor_idle, flashboot_keep);
         slices.accrue();
         meter.flush(&store).await;
         tokio::select! {

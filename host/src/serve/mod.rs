@@ -71,9 +71,11 @@ pub struct ServeConfig {
     pub executor_exe: Option<PathBuf>,
     /// Serve `/metrics` without an API key.
     pub metrics_public: bool,
-    /// How long a slice's executor is kept with no worker on it (one
-    /// holding a parked FlashBoot worker is kept until its slice is needed).
+    /// How long a slice's executor is kept with no worker on it.
     pub executor_idle: Duration,
+    /// The same for an executor holding parked FlashBoot workers: their
+    /// state goes with it (the snapshots on disk stay).
+    pub flashboot_keep: Duration,
     /// Host memory per executor for parked workers' tensors and weights
     /// (pinned on a GPU); past it they spill to disk under the cache.
     pub flashboot_ram: u64,
@@ -105,6 +107,7 @@ impl ServeConfig {
             executor_exe: None,
             metrics_public: false,
             executor_idle: Duration::from_secs(300),
+            flashboot_keep: Duration::from_secs(3600),
             flashboot_ram: 16 << 30,
         }
     }
@@ -250,7 +253,7 @@ impl App {
             meter,
             slices,
             app.store.clone(),
-            app.config.executor_idle,
+            (app.config.executor_idle, app.config.flashboot_keep),
             Arc::clone(&app.shutdown),
         ));
         Ok((app, bootstrap))

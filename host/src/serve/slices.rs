@@ -468,16 +468,20 @@ impl Slices {
     /// zero workers a GPU executor would otherwise keep its CUDA context
     /// (hundreds of MiB of the GPU) forever. The next worker spawns a new
     /// one (milliseconds, plus the device's init).
-    pub fn reap_idle(&self, max_idle: Duration) {
+    /// One holding a parked FlashBoot worker is kept for `max_parked_idle`
+    /// instead: stopping it throws away the state the endpoint's next cold
+    /// start would restore.
+    pub fn reap_idle(&self, max_idle: Duration, max_parked_idle: Duration) {
         let state = self.state.lock().expect("slices lock");
         for (id, slot) in &state.executors {
             let idle = *slot.idle_since.lock().expect("slot lock");
-            // One holding a parked worker is kept: stopping it would throw
-            // away the state the endpoint's next cold start restores.
-            if !state.held.contains_key(id)
-                && idle.is_some_and(|t| t.elapsed() >= max_idle)
-                && slot.live().is_some_and(|e| !e.holds_parked())
-            {
+            let Some(exec) = slot.live() else { continue };
+            let limit = if exec.holds_parked() {
+                max_parked_idle
+            } else {
+                max_idle
+            };
+            if !state.held.contains_key(id) && idle.is_some_and(|t| t.elapsed() >= limit) {
                 tracing::debug!(slice = %id, "stopping the idle executor");
                 slot.stop();
             }
