@@ -107,14 +107,7 @@ async fn flashboot_parks_at_zero_restores_and_survives_a_restart() {
     // idle_timeout_s 0: the worker scales to zero and is parked.
     let h = wait_scaled_to_zero(&s, "fb", 1).await;
     assert_eq!(workers(&h, "cold"), 1, "{h}");
-    let metrics = s
-        .req(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.text("/metrics").await;
     assert!(
         metrics.contains("wasmpod_workers{endpoint=\"fb\",state=\"snapshotted\"} 1"),
         "{metrics}"

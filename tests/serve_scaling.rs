@@ -399,14 +399,7 @@ async fn burst_scales_up_throttles_then_back_to_zero_and_is_metered() {
             "{path} not in /openapi.json"
         );
     }
-    let text = s
-        .req(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.text("/metrics").await;
     for needle in [
         "# TYPE wasmpod_worker_seconds_total counter",
         "wasmpod_worker_seconds_total{endpoint=\"burst\",slice_type=\"H100\"}",

@@ -200,6 +200,17 @@ impl Server {
         }
     }
 
+    /// GET `path` (with the key) and return the body as text (/metrics).
+    pub async fn text(&self, path: &str) -> String {
+        self.req(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     /// Poll /v2/{ep}/health until `pred` holds; returns that answer.
     pub async fn wait_health(
         &self,
