@@ -467,11 +467,7 @@ async fn restore_handles(
         let state = instance.store.data_mut();
         let got = match slot {
             Slot::Model { name } => {
-                let store = state.models.clone().ok_or_else(|| {
-                    SnapshotError::Restore(format!(
-                        "the snapshot holds model {name:?} but this instance has no model store"
-                    ))
-                })?;
+                let store = model_store(state, || format!("model {name:?}"))?;
                 let model = store
                     .open(name)
                     .map_err(|e| SnapshotError::Restore(e.to_string()))?;
@@ -483,11 +479,7 @@ async fn restore_handles(
                 weight,
                 device,
             } => {
-                let store = state.models.clone().ok_or_else(|| {
-                    SnapshotError::Restore(format!(
-                        "the snapshot holds weight {weight:?} of model {model:?} but this instance has no model store"
-                    ))
-                })?;
+                let store = model_store(state, || format!("weight {weight:?} of model {model:?}"))?;
                 let opened = store
                     .open(model)
                     .map_err(|e| SnapshotError::Restore(e.to_string()))?;
@@ -540,6 +532,19 @@ async fn restore_handles(
     Ok(())
 }
 
+/// The instance's model store, which a slot holding `what()` needs.
+fn model_store(
+    state: &WorkerState,
+    what: impl FnOnce() -> String,
+) -> Result<Arc<crate::gpu::ModelStore>, SnapshotError> {
+    state.models.clone().ok_or_else(|| {
+        SnapshotError::Restore(format!(
+            "the snapshot holds {} but this instance has no model store",
+            what()
+        ))
+    })
+}
+
 fn push<T: Send + 'static>(
     state: &mut WorkerState,
     entry: T,
@@ -559,15 +564,6 @@ fn push<T: Send + 'static>(
 }
 
 fn parse_dtype(name: &str) -> Result<DType, SnapshotError> {
-    [
-        DType::F32,
-        DType::F16,
-        DType::BF16,
-        DType::I32,
-        DType::I64,
-        DType::U8,
-    ]
-    .into_iter()
-    .find(|d| d.name() == name)
-    .ok_or_else(|| SnapshotError::Restore(format!("unknown dtype {name:?} in the manifest")))
+    DType::from_name(name)
+        .ok_or_else(|| SnapshotError::Restore(format!("unknown dtype {name:?} in the manifest")))
 }

@@ -22,14 +22,7 @@ type Op = Box<dyn Fn(&Device, &[Tensor]) -> OpResult>;
 
 const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 const INTS: [DType; 3] = [DType::I32, DType::I64, DType::U8];
-const ALL: [DType; 6] = [
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::I32,
-    DType::I64,
-    DType::U8,
-];
+const ALL: [DType; 6] = DType::ALL;
 
 /// Largest allowed |gpu - cpu| relative to the output's largest magnitude
 /// (at least 1): a few units in the last place of the storage type.

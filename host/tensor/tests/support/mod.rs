@@ -7,14 +7,7 @@
 use half::{bf16, f16};
 use wasmpod_tensor::{DType, Device, Tensor};
 
-pub const ALL: [DType; 6] = [
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::I32,
-    DType::I64,
-    DType::U8,
-];
+pub const ALL: [DType; 6] = DType::ALL;
 pub const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 pub const INTS: [DType; 3] = [DType::I32, DType::I64, DType::U8];
 
