@@ -56,6 +56,9 @@ struct Worker {
 struct Parked {
     digest: String,
     spec: WorkerSpec,
+    /// The worker's starter (holding the handler it checked), so a restore
+    /// neither reads nor hashes the handler file again.
+    starter: Starter,
     /// The stopped worker's config: the restored instances hold its
     /// devices and tensor account, so the next worker takes it over whole.
     config: InstanceConfig,
@@ -341,15 +344,6 @@ impl Executor {
         digest: &str,
         spec: &WorkerSpec,
     ) -> Result<(Worker, BootLayer, Option<String>), String> {
-        let wasm = tokio::fs::read(wasm_path)
-            .await
-            .map_err(|e| format!("reading handler {}: {e}", wasm_path.display()))?;
-        if crate::runtime::digest(&wasm) != digest {
-            return Err(format!(
-                "handler file {} does not have digest {digest}",
-                wasm_path.display()
-            ));
-        }
         let parked = self.parked.lock().expect("parked lock").remove(endpoint);
         let parked = match parked {
             Some(p) if p.digest == digest && &p.spec == spec && spec.flashboot => Some(p),
@@ -362,12 +356,12 @@ impl Executor {
         };
         if let Some(parked) = parked {
             match self.unpark(parked) {
-                Ok((config, mut idle)) => {
+                Ok((starter, config, mut idle)) => {
                     let mut worker = Worker {
                         endpoint: endpoint.to_string(),
                         digest: digest.to_string(),
                         spec: spec.clone(),
-                        starter: Starter::FlashBoot(Arc::new(wasm)),
+                        starter,
                         config,
                         idle: Vec::new(),
                     };
@@ -380,6 +374,15 @@ impl Executor {
                 }
                 Err(e) => tracing::warn!(endpoint, "parked instances lost, starting anew: {e}"),
             }
+        }
+        let wasm = tokio::fs::read(wasm_path)
+            .await
+            .map_err(|e| format!("reading handler {}: {e}", wasm_path.display()))?;
+        if crate::runtime::digest(&wasm) != digest {
+            return Err(format!(
+                "handler file {} does not have digest {digest}",
+                wasm_path.display()
+            ));
         }
         let devices = self.devices(spec.tensor_quota)?;
         let models = match &spec.models_dir {
@@ -420,7 +423,7 @@ impl Executor {
 
     /// Pages a parked worker's instances back in: the slice's weights in
     /// bulk first, then each instance's own tensors.
-    fn unpark(&self, parked: Parked) -> Result<(InstanceConfig, Vec<Instance>), String> {
+    fn unpark(&self, parked: Parked) -> Result<(Starter, InstanceConfig, Vec<Instance>), String> {
         tokio::task::block_in_place(|| {
             if let Some(models) = &parked.config.models {
                 models.page_in().map_err(|e| e.to_string())?;
@@ -430,7 +433,7 @@ impl Executor {
                 instance.page_in().map_err(|e| e.to_string())?;
                 idle.push(instance);
             }
-            Ok((parked.config, idle))
+            Ok((parked.starter, parked.config, idle))
         })
     }
 
@@ -499,6 +502,7 @@ impl Executor {
         let parked = Parked {
             digest: w.digest,
             spec: w.spec,
+            starter: w.starter,
             config: w.config,
             instances: w.idle,
         };
