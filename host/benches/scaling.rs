@@ -16,13 +16,13 @@
 //! `SCALING_BENCH_MS` (default 50) and `SCALING_BENCH_RESTARTS` (default 5)
 //! size the run.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
-use common::{Killed, env_usize, example_wasm, free_port, root};
+use common::{Killed, env_usize, example_wasm, root, start_serve, upload_handler};
 
 const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
 
@@ -77,41 +77,20 @@ async fn start_host(wasm: &[u8]) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("inventory.toml");
     std::fs::write(&inventory, INVENTORY).unwrap();
-    let port = free_port();
-    let child = Command::new(&bin)
-        .arg("--home")
-        .arg(dir.path().join("home"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--inventory")
-        .arg(&inventory)
-        .env("WASMPOD_ADMIN_KEY", ADMIN_KEY)
-        .env("WASMPOD_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = Killed(child);
-    let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let started = Instant::now();
-    while client.get(format!("{base}/ping")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(60), "host not up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let r: Value = client
-        .post(format!("{base}/v1/handlers"))
-        .bearer_auth(ADMIN_KEY)
-        .header("content-type", "application/wasm")
-        .body(wasm.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let handler = r["digest"].as_str().expect("uploaded").to_string();
+    let (child, base) = start_serve(
+        &bin,
+        &dir.path().join("home"),
+        &["--inventory", inventory.to_str().expect("a UTF-8 path")],
+        (ADMIN_KEY, "error"),
+        &client,
+        Duration::from_secs(60),
+    )
+    .await;
+    let handler = upload_handler(&client, &base, ADMIN_KEY, wasm.to_vec()).await;
     Host {
         _child: child,
         _dir: dir,

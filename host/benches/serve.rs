@@ -22,20 +22,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 mod common;
-use common::{Killed, env_usize, example_wasm, free_port, root};
+use common::{
+    Killed, env_usize, example_wasm, free_port, root, start_serve, upload_handler, wait_up,
+};
 
 const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
-
-async fn wait_up(client: &reqwest::Client, url: &str) {
-    let started = Instant::now();
-    while client.get(url).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{url} did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// One server under test: where its routes are and how to authenticate.
 struct Target {
@@ -76,33 +67,17 @@ async fn start_wasmpod(client: &reqwest::Client, home: &Path) -> (Killed, Target
         bin.exists(),
         "build it first: cargo build --release -p wasmpod"
     );
-    let port = free_port();
-    let child = Command::new(&bin)
-        .arg("--home")
-        .arg(home)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("WASMPOD_ADMIN_KEY", ADMIN_KEY)
-        .env("WASMPOD_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = Killed(child);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_up(client, &format!("{base}/ping")).await;
-
+    let (child, base) = start_serve(
+        &bin,
+        home,
+        &[],
+        (ADMIN_KEY, "warn"),
+        client,
+        Duration::from_secs(60),
+    )
+    .await;
     let wasm = std::fs::read(example_wasm("echo")).unwrap();
-    let r: Value = client
-        .post(format!("{base}/v1/handlers"))
-        .bearer_auth(ADMIN_KEY)
-        .header("content-type", "application/wasm")
-        .body(wasm)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let digest = r["digest"].as_str().expect("handler digest").to_string();
+    let digest = upload_handler(client, &base, ADMIN_KEY, wasm).await;
     let r = client
         .post(format!("{base}/v1/endpoints"))
         .bearer_auth(ADMIN_KEY)
@@ -269,8 +244,14 @@ async fn main() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (_wasmpod, wasmpod) = start_wasmpod(&client, tmp.path()).await;
-    let (_runpod, runpod) = start_runpod(&client, tmp.path());
-    wait_up(&client, &format!("{}/docs", runpod.base)).await;
+    let (mut runpod_child, runpod) = start_runpod(&client, tmp.path());
+    wait_up(
+        &client,
+        &format!("{}/docs", runpod.base),
+        Some(&mut runpod_child),
+        Duration::from_secs(60),
+    )
+    .await;
 
     println!(
         "serve bench: echo on loopback, {n} requests, {concurrency} concurrent clients for /run, {} cores",

@@ -40,7 +40,7 @@
 //! bench) and reused.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -53,7 +53,7 @@ use common::coldstart::{
     Row, bigmodel_row_name, cold_args, device_bandwidth, example_component, generate_model,
     model_bytes, p50_min, print_table,
 };
-use common::{Killed, free_port};
+use common::{Killed, start_serve, upload_handler};
 
 const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
 
@@ -146,34 +146,22 @@ struct Server {
 impl Server {
     async fn start(flashboot_ram_mib: u64, gpus: Vec<String>) -> Server {
         let home = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new(wasmpod_bin())
-            .arg("--home")
-            .arg(home.path())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            // Idle executors stay, so only the bench's kills replace them.
-            .args(["--executor-idle", "24h"])
-            .args(["--flashboot-ram", &format!("{flashboot_ram_mib}MiB")])
-            .env("WASMPOD_ADMIN_KEY", ADMIN_KEY)
-            // Not warn: every executor the bench kills is a warning.
-            .env("WASMPOD_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting wasmpod serve");
-        let mut child = Killed(child);
-        let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(900))
             .build()
             .unwrap();
-        let started = Instant::now();
-        while client.get(format!("{base}/ping")).send().await.is_err() {
-            if let Some(status) = child.0.try_wait().unwrap() {
-                panic!("wasmpod serve exited ({status}) before listening");
-            }
-            assert!(started.elapsed() < SETTLE, "wasmpod serve did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let ram = format!("{flashboot_ram_mib}MiB");
+        let (child, base) = start_serve(
+            &wasmpod_bin(),
+            home.path(),
+            // Idle executors stay, so only the bench's kills replace them.
+            &["--executor-idle", "24h", "--flashboot-ram", &ram],
+            // Not warn: every executor the bench kills is a warning.
+            (ADMIN_KEY, "error"),
+            &client,
+            SETTLE,
+        )
+        .await;
         Server {
             _child: child,
             home,
@@ -214,22 +202,7 @@ impl Server {
 
     /// Upload a handler component; returns its digest.
     async fn upload(&self, wasm: Vec<u8>) -> String {
-        let resp = self
-            .client
-            .post(format!("{}/v1/handlers", self.base))
-            .bearer_auth(ADMIN_KEY)
-            .header("content-type", "application/wasm")
-            .body(wasm)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let reply: Value = resp.json().await.unwrap_or(Value::Null);
-        assert!(
-            status == 200 || status == 201,
-            "upload answered {status}: {reply}"
-        );
-        reply["digest"].as_str().expect("a digest").to_string()
+        upload_handler(&self.client, &self.base, ADMIN_KEY, wasm).await
     }
 
     /// Remove the compiled artifact of `digest` that the upload left in

@@ -1,13 +1,14 @@
 //! What the benchmark programs share: the workspace root, example components
-//! built for wasm32-wasip2, child processes killed on drop, free ports, and
-//! sizes read from the environment; the cold-start benches' own shared part
-//! is in [`coldstart`].
+//! built for wasm32-wasip2, child processes killed on drop, free ports,
+//! sizes read from the environment, and a `wasmpod serve` to drive over
+//! HTTP; the cold-start benches' own shared part is in [`coldstart`].
 #![allow(dead_code)]
 
 pub mod coldstart;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -60,4 +61,77 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("its address")
         .port()
+}
+
+/// Poll `url` until it answers; panics after `limit`, or at once if `child`
+/// (the server behind it, when we started it) has exited.
+pub async fn wait_up(
+    client: &reqwest::Client,
+    url: &str,
+    child: Option<&mut Killed>,
+    limit: Duration,
+) {
+    let started = Instant::now();
+    let mut child = child;
+    while client.get(url).send().await.is_err() {
+        if let Some(c) = child.as_deref_mut()
+            && let Some(status) = c.0.try_wait().expect("polling the server process")
+        {
+            panic!("the server behind {url} exited ({status}) before answering");
+        }
+        assert!(started.elapsed() < limit, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `bin serve` with its state under `home`, on a free loopback port, with
+/// `admin_key` and log level `log` in its environment and `extra` flags;
+/// returns once it answers /ping (within `limit`), with its base URL.
+pub async fn start_serve(
+    bin: &Path,
+    home: &Path,
+    extra: &[&str],
+    (admin_key, log): (&str, &str),
+    client: &reqwest::Client,
+    limit: Duration,
+) -> (Killed, String) {
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg("--home")
+        .arg(home)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .env("WASMPOD_ADMIN_KEY", admin_key)
+        .env("WASMPOD_LOG", log)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting wasmpod serve");
+    let mut child = Killed(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_up(client, &format!("{base}/ping"), Some(&mut child), limit).await;
+    (child, base)
+}
+
+/// POST a handler component to /v1/handlers; returns its digest.
+pub async fn upload_handler(
+    client: &reqwest::Client,
+    base: &str,
+    admin_key: &str,
+    wasm: Vec<u8>,
+) -> String {
+    let resp = client
+        .post(format!("{base}/v1/handlers"))
+        .bearer_auth(admin_key)
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .await
+        .expect("uploading a handler");
+    let status = resp.status().as_u16();
+    let reply: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    assert!(
+        status == 200 || status == 201,
+        "upload answered {status}: {reply}"
+    );
+    reply["digest"].as_str().expect("a digest").to_string()
 }
