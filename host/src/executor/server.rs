@@ -354,27 +354,50 @@ impl Executor {
             }
             None => None,
         };
-        if let Some(parked) = parked {
-            match self.unpark(parked) {
-                Ok((starter, config, mut idle)) => {
-                    let mut worker = Worker {
-                        endpoint: endpoint.to_string(),
-                        digest: digest.to_string(),
-                        spec: spec.clone(),
-                        starter,
-                        config,
-                        idle: Vec::new(),
-                    };
-                    let maker = worker.maker();
-                    while idle.len() < spec.concurrency.max(1) as usize {
-                        idle.push(maker.make(self).await?.0);
-                    }
-                    worker.idle = idle;
-                    return Ok((worker, BootLayer::VramRestored, None));
-                }
-                Err(e) => tracing::warn!(endpoint, "parked instances lost, starting anew: {e}"),
+        let restored = parked.and_then(|p| {
+            self.unpark(p)
+                .inspect_err(|e| {
+                    tracing::warn!(endpoint, "parked instances lost, starting anew: {e}")
+                })
+                .ok()
+        });
+        let (starter, config, mut idle, mut first) = match restored {
+            Some((starter, config, idle)) => {
+                (starter, config, idle, Some((BootLayer::VramRestored, None)))
             }
+            None => {
+                let (starter, config) = self.prepare(wasm_path, digest, spec).await?;
+                (starter, config, Vec::new(), None)
+            }
+        };
+        let mut worker = Worker {
+            endpoint: endpoint.to_string(),
+            digest: digest.to_string(),
+            spec: spec.clone(),
+            starter,
+            config,
+            idle: Vec::new(),
+        };
+        // Up to `concurrency` instances (a restore may bring fewer).
+        let maker = worker.maker();
+        while idle.len() < spec.concurrency.max(1) as usize {
+            let (instance, boot, note) = maker.make(self).await?;
+            first.get_or_insert((boot, note));
+            idle.push(instance);
         }
+        worker.idle = idle;
+        let (boot, note) = first.expect("at least one instance");
+        Ok((worker, boot, note))
+    }
+
+    /// A new worker's starter and config: the handler file checked against
+    /// its digest, the slice's devices on the worker's quota, its models.
+    async fn prepare(
+        &self,
+        wasm_path: &Path,
+        digest: &str,
+        spec: &WorkerSpec,
+    ) -> Result<(Starter, InstanceConfig), String> {
         let wasm = tokio::fs::read(wasm_path)
             .await
             .map_err(|e| format!("reading handler {}: {e}", wasm_path.display()))?;
@@ -402,23 +425,7 @@ impl Executor {
         } else {
             Starter::Plain(self.runtime.load(&wasm).map_err(|e| e.to_string())?)
         };
-        let mut worker = Worker {
-            endpoint: endpoint.to_string(),
-            digest: digest.to_string(),
-            spec: spec.clone(),
-            starter,
-            config,
-            idle: Vec::new(),
-        };
-        let mut first = None;
-        let maker = worker.maker();
-        for _ in 0..spec.concurrency.max(1) {
-            let (instance, boot, note) = maker.make(self).await?;
-            first.get_or_insert((boot, note));
-            worker.idle.push(instance);
-        }
-        let (boot, note) = first.expect("at least one instance");
-        Ok((worker, boot, note))
+        Ok((starter, config))
     }
 
     /// Pages a parked worker's instances back in: the slice's weights in
