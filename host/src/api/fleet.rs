@@ -91,7 +91,7 @@ pub async fn usage(
     ctx.slices.accrue();
     ctx.meter.flush(&state.app.store).await;
     let endpoint = q.get("endpoint").map(|e| e.as_str());
-    let usage = state.app.store.usage(endpoint, since, until).await?;
+    let usage = state.app.usage(endpoint, since, until).await?;
     let total_worker_seconds = usage.iter().map(|u| u.worker_seconds).sum();
     Ok(Json(UsageBody {
         since,
