@@ -28,8 +28,8 @@ use super::events::{FinishedListener, Waiters};
 use super::pool::Retention;
 use crate::executor::ExecutorProcess;
 use crate::store::{
-    Accept, CancelOutcome, ClaimBy, ClaimedJob, FinalJob, Finish, JobRecord, JobStatus,
-    LostJobOutcome, NewJob, RetryOutcome, Store, StoreError, now_ms,
+    Batch, BatchOutcome, CancelOutcome, ClaimBy, ClaimRequest, ClaimedJob, FinalJob, Finish,
+    JobRecord, JobStatus, LostJobOutcome, NewJob, RetryOutcome, Store, StoreError, now_ms,
 };
 
 /// Most operations one group commit takes.
@@ -55,6 +55,7 @@ enum Op {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Finish {
+        endpoint: String,
         done: Finish,
     },
     /// A worker can take `free` more jobs.
@@ -413,9 +414,12 @@ impl Jobs {
         });
     }
 
-    /// A claimed job ended; its worker's slot is free again.
-    pub fn finish(&self, done: Finish) {
-        self.send(Op::Finish { done });
+    /// A claimed job of `link`'s worker ended; its slot is free again.
+    pub fn finish(&self, link: &WorkerLink, done: Finish) {
+        self.send(Op::Finish {
+            endpoint: link.endpoint.clone(),
+            done,
+        });
     }
 
     /// A job handed to a worker that no longer takes jobs goes back to the
@@ -445,15 +449,34 @@ async fn commit_loop(jobs: std::sync::Weak<Jobs>, mut rx: mpsc::UnboundedReceive
 }
 
 impl Jobs {
-    /// One group commit: every accept in one write, every finish in one,
-    /// then claims for idle workers of endpoints that may have queued jobs.
+    /// One group commit: every finish and accept that arrived meanwhile, and
+    /// claims for the idle workers of endpoints that may have queued jobs,
+    /// in one write.
     async fn commit(&self, d: &mut Dispatch, ops: Vec<Op>) {
-        let mut accepts: Vec<(NewJob, oneshot::Sender<Result<(), StoreError>>)> = Vec::new();
+        let mut accepts: Vec<(NewJob, Option<ClaimBy>)> = Vec::new();
+        let mut replies: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
+        let mut handed: Vec<Option<Arc<WorkerLink>>> = Vec::new();
         let mut finishes: Vec<Finish> = Vec::new();
+        let mut queued_for: HashSet<String> = HashSet::new();
         for op in ops {
             match op {
-                Op::Accept { job, reply } => accepts.push((job, reply)),
-                Op::Finish { done } => finishes.push(done),
+                Op::Accept { job, reply } => {
+                    // Straight to an idle worker when the endpoint's queue is
+                    // known to be empty; else behind what is queued.
+                    let to = d.take_slot(&job.endpoint_id);
+                    if to.is_none() {
+                        queued_for.insert(job.endpoint_id.clone());
+                    }
+                    accepts.push((job, to.as_ref().map(|l| l.claim.clone())));
+                    handed.push(to);
+                    replies.push(reply);
+                }
+                Op::Finish { endpoint, done } => {
+                    // The slot is free from now on (in op order: a later
+                    // Gone/Ready of the same worker accounts for it).
+                    d.free(&endpoint, &done.worker_id, 1);
+                    finishes.push(done);
+                }
                 Op::Ready { link, free } => {
                     let endpoint = link.endpoint.clone();
                     let idle = d.idle.entry(endpoint.clone()).or_default();
@@ -484,147 +507,115 @@ impl Jobs {
                 }
             }
         }
-
-        // Finishes first: they free slots the accepts below can use.
-        if !finishes.is_empty() {
-            self.commit_finishes(d, &finishes).await;
+        for endpoint in &queued_for {
+            d.drained.remove(endpoint);
         }
-
-        if !accepts.is_empty() {
-            let mut handed: Vec<Option<Arc<WorkerLink>>> = Vec::with_capacity(accepts.len());
-            let mut queued_for: HashSet<String> = HashSet::new();
-            for (job, _) in &accepts {
-                let to = d.take_slot(&job.endpoint_id);
-                if to.is_none() {
-                    queued_for.insert(job.endpoint_id.clone());
-                }
-                handed.push(to);
-            }
-            let batch: Vec<Accept<'_>> = accepts
-                .iter()
-                .zip(&handed)
-                .map(|((job, _), to)| Accept {
-                    job,
-                    claim: to.as_ref().map(|l| &l.claim),
-                })
-                .collect();
-            let result = self.store.accept(&batch, now_ms()).await;
-            drop(batch);
-            match result {
-                Ok(()) => {
-                    for ((job, reply), to) in accepts.into_iter().zip(handed) {
-                        let _ = reply.send(Ok(()));
-                        if let Some(link) = to {
-                            let claimed = ClaimedJob {
-                                id: job.id,
-                                input: job.input,
-                                execution_timeout_ms: job.execution_timeout_ms,
-                                attempt: 0,
-                                sync: job.sync,
-                            };
-                            if let Err(mpsc::error::SendError(job)) = link.jobs.send(claimed) {
-                                // The worker went away meanwhile.
-                                self.give_back(&link.endpoint, &link.claim.worker_id, &job)
-                                    .await;
-                            }
-                        }
-                    }
-                    for endpoint in &queued_for {
-                        d.drained.remove(endpoint);
-                        self.wake_supervisor(endpoint);
-                    }
-                }
-                Err(e) => {
-                    for ((_, reply), to) in accepts.into_iter().zip(handed) {
-                        let _ = reply.send(Err(e.clone()));
-                        if let Some(link) = to {
-                            d.free(&link.endpoint, &link.claim.worker_id, 1);
-                        }
-                    }
-                }
-            }
-        }
-
-        self.claim_for_idle(d).await;
-    }
-
-    async fn commit_finishes(&self, d: &mut Dispatch, finishes: &[Finish]) {
-        let mut backoff = Duration::from_millis(20);
-        for attempt in 0.. {
-            match self.store.finish(finishes, now_ms()).await {
-                Ok(done) => {
-                    self.announce(done);
-                    break;
-                }
-                Err(e) if attempt < 10 => {
-                    tracing::warn!("recording {} job results: {e}; retrying", finishes.len());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                Err(e) => {
-                    // Left IN_PROGRESS: the next start of the host re-queues them.
-                    tracing::error!("giving up recording {} job results: {e}", finishes.len());
-                    break;
-                }
-            }
-        }
-        // Every finished job frees a slot of its worker (by worker id;
-        // endpoints are few per batch, so a scan is cheap).
-        for f in finishes {
-            for idle in d.idle.values_mut() {
-                if let Some(w) = idle
-                    .iter_mut()
-                    .find(|w| w.link.claim.worker_id == f.worker_id)
-                {
-                    w.free += 1;
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Idle workers of endpoints not known to be drained claim queued jobs.
-    async fn claim_for_idle(&self, d: &mut Dispatch) {
-        let endpoints: Vec<String> = d
-            .idle
-            .iter()
-            .filter(|(e, idle)| !d.drained.contains(*e) && idle.iter().any(|w| w.free > 0))
-            .map(|(e, _)| e.clone())
-            .collect();
-        for endpoint in endpoints {
-            let Some(idle) = d.idle.get_mut(&endpoint) else {
+        // Idle workers of endpoints not known to be drained claim, after
+        // the accepts of this same write.
+        let mut claim_links: Vec<Arc<WorkerLink>> = Vec::new();
+        let mut claims: Vec<ClaimRequest> = Vec::new();
+        for (endpoint, idle) in d.idle.iter_mut() {
+            if d.drained.contains(endpoint) {
                 continue;
-            };
-            let mut drained = false;
-            for w in idle.iter_mut().filter(|w| w.free > 0) {
-                let claimed = match self
-                    .store
-                    .claim(&endpoint, &w.link.claim, w.free, now_ms())
-                    .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(endpoint, "claiming jobs: {e}");
-                        break;
-                    }
-                };
-                let n = claimed.len();
-                let asked = w.free;
-                w.free -= n;
-                for job in claimed {
-                    if let Err(mpsc::error::SendError(job)) = w.link.jobs.send(job) {
-                        self.give_back(&endpoint, &w.link.claim.worker_id, &job)
-                            .await;
-                    }
-                }
-                if n < asked {
-                    drained = true;
-                    break;
-                }
             }
-            if drained {
-                d.drained.insert(endpoint);
+            for w in idle.iter_mut().filter(|w| w.free > 0) {
+                claims.push(ClaimRequest {
+                    endpoint_id: endpoint.clone(),
+                    by: w.link.claim.clone(),
+                    limit: w.free,
+                });
+                // Taken now; what the claim does not fill is given back.
+                w.free = 0;
+                claim_links.push(Arc::clone(&w.link));
             }
         }
+        if accepts.is_empty() && finishes.is_empty() && claims.is_empty() {
+            return;
+        }
+        let n_finishes = finishes.len();
+        let batch = Batch {
+            finishes,
+            accepts,
+            claims,
+        };
+        let requests: Vec<(String, usize)> = batch
+            .claims
+            .iter()
+            .map(|c| (c.endpoint_id.clone(), c.limit))
+            .collect();
+        let outcome = self.commit_batch(batch).await;
+        let (finished, accepts, accepted, claimed) = match outcome {
+            Ok(o) => (o.finished, o.accepts, o.accepted, o.claimed),
+            Err(e) => {
+                // Nothing was written: the accepts fail (the clients are
+                // told), claims give their slots back, finishes stay
+                // IN_PROGRESS (the next start re-queues them).
+                tracing::error!("a group commit failed: {e}");
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                for to in handed.into_iter().flatten() {
+                    d.free(&to.endpoint, &to.claim.worker_id, 1);
+                }
+                for (link, (_, limit)) in claim_links.iter().zip(&requests) {
+                    d.free(&link.endpoint, &link.claim.worker_id, *limit);
+                }
+                return;
+            }
+        };
+        match finished {
+            Ok(done) => self.announce(done),
+            Err(e) => tracing::error!("recording {n_finishes} job results failed: {e}"),
+        }
+        match accepted {
+            Ok(()) => {
+                for (((job, _), reply), to) in accepts.into_iter().zip(replies).zip(handed) {
+                    let _ = reply.send(Ok(()));
+                    if let Some(link) = to {
+                        let claimed = ClaimedJob {
+                            id: job.id,
+                            input: job.input,
+                            execution_timeout_ms: job.execution_timeout_ms,
+                            attempt: 0,
+                            sync: job.sync,
+                        };
+                        if let Err(mpsc::error::SendError(job)) = link.jobs.send(claimed) {
+                            // The worker went away meanwhile.
+                            self.give_back(&link.endpoint, &link.claim.worker_id, &job)
+                                .await;
+                        }
+                    }
+                }
+                for endpoint in &queued_for {
+                    self.wake_supervisor(endpoint);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                for to in handed.into_iter().flatten() {
+                    d.free(&to.endpoint, &to.claim.worker_id, 1);
+                }
+            }
+        }
+        for ((link, (endpoint, limit)), jobs) in claim_links.iter().zip(requests).zip(claimed) {
+            let n = jobs.len();
+            if n < limit {
+                d.drained.insert(endpoint);
+                d.free(&link.endpoint, &link.claim.worker_id, limit - n);
+            }
+            for job in jobs {
+                if let Err(mpsc::error::SendError(job)) = link.jobs.send(job) {
+                    self.give_back(&link.endpoint, &link.claim.worker_id, &job)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// The store's group commit.
+    async fn commit_batch(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
+        self.store.commit(batch, now_ms()).await
     }
 }

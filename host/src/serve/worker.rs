@@ -194,7 +194,7 @@ async fn serve_jobs(
             }
             Some((id, reply)) = done_rx.recv() => {
                 let Some(r) = running.remove(&id) else { continue };
-                end(ctx, &me.id, r, reply).await;
+                end(ctx, &link, r, reply).await;
                 me.job_ended();
             }
             _ = exec.died() => break Err(died()),
@@ -290,7 +290,7 @@ async fn start(
 
 /// A job's end: its reports stored first (so `/stream` never misses a
 /// chunk), then its outcome handed to the lifecycle owner.
-async fn end(ctx: &Arc<WorkerContext>, worker_id: &str, r: Running, reply: JobReply) {
+async fn end(ctx: &Arc<WorkerContext>, link: &WorkerLink, r: Running, reply: JobReply) {
     ctx.jobs.running.remove(&r.job.id);
     r.sink.close().await;
     let outcome = match reply {
@@ -315,12 +315,15 @@ async fn end(ctx: &Arc<WorkerContext>, worker_id: &str, r: Running, reply: JobRe
             error: Some(e.to_string()),
         },
     };
-    ctx.jobs.finish(Finish {
-        id: r.job.id,
-        worker_id: worker_id.to_string(),
-        outcome,
-        retention_ms: ctx.jobs.retention().for_job_ms(r.job.sync),
-    });
+    ctx.jobs.finish(
+        link,
+        Finish {
+            id: r.job.id,
+            worker_id: link.claim.worker_id.clone(),
+            outcome,
+            retention_ms: ctx.jobs.retention().for_job_ms(r.job.sync),
+        },
+    );
 }
 
 enum SinkEvent {

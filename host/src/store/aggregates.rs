@@ -72,6 +72,8 @@ pub trait ModelFileStore {
 
 /// The durable job queue.
 pub trait JobStore {
+    /// One group commit (see [`Batch`]): the hot path's single write.
+    fn commit(&self, batch: Batch, now: i64) -> impl Future<Output = Result<BatchOutcome>> + Send;
     /// Store new jobs, all or none: IN_QUEUE, or IN_PROGRESS when the accept
     /// hands the job to a worker (`claim`).
     fn accept(&self, jobs: &[Accept<'_>], now: i64) -> impl Future<Output = Result<()>> + Send;

@@ -155,6 +155,9 @@ impl Store {
 
     // --- jobs -----------------------------------------------------------
 
+    pub async fn commit(&self, batch: Batch, now: i64) -> Result<BatchOutcome> {
+        dispatch!(self, s => s.commit(batch, now).await)
+    }
     pub async fn accept(&self, jobs: &[Accept<'_>], now: i64) -> Result<()> {
         dispatch!(self, s => s.accept(jobs, now).await)
     }

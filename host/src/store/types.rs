@@ -124,6 +124,38 @@ pub struct Accept<'a> {
     pub claim: Option<&'a ClaimBy>,
 }
 
+/// A claim to make in a group commit: up to `limit` queued jobs of an
+/// endpoint for one worker.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub endpoint_id: String,
+    pub by: ClaimBy,
+    pub limit: usize,
+}
+
+/// One group commit of the queue: finishes, then accepts (each optionally
+/// handed to a worker), then claims, in one transaction. Claims of one
+/// endpoint stop at the first that comes back short (its queue is empty).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub finishes: Vec<Finish>,
+    pub accepts: Vec<(NewJob, Option<ClaimBy>)>,
+    pub claims: Vec<ClaimRequest>,
+}
+
+/// What a group commit did. A failure of one part (say, the accepts) does
+/// not undo the others.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// The finishes that made jobs final (their worker still held them).
+    pub finished: Result<Vec<FinalJob>, crate::store::StoreError>,
+    /// The accepts, given back, and whether they were stored.
+    pub accepts: Vec<(NewJob, Option<ClaimBy>)>,
+    pub accepted: Result<(), crate::store::StoreError>,
+    /// Per claim request, in order: the jobs it took.
+    pub claimed: Vec<Vec<ClaimedJob>>,
+}
+
 /// How one claimed job ended, as its worker reports it.
 #[derive(Debug, Clone)]
 pub struct Finish {

@@ -18,6 +18,7 @@
 //! at the price of an fsync per commit.
 
 mod queue;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -37,9 +38,11 @@ use super::{Result, StoreError};
 pub struct SqliteStore {
     /// Reads (WAL: never blocked by the writer).
     read: SqlitePool,
-    /// Every write: one connection, so our writes never contend for
-    /// SQLite's lock.
+    /// The other writes: one connection, so they queue on the pool
+    /// instead of racing each other for SQLite's lock.
     write: SqlitePool,
+    /// The queue's group commits, on their own thread and connection.
+    writer: writer::Writer,
 }
 
 const JOB_COLUMNS: &str = "id, endpoint_id, status, input, output, error, progress, webhook, \
@@ -116,6 +119,28 @@ fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord> {
     })
 }
 
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copy the WAL back into the database (and sync both) off the write path,
+/// so no commit waits for an fsync. PASSIVE never blocks the writer or the
+/// readers; once readers move on, a later pass (or the writer) restarts the
+/// WAL from its beginning. Ends when the store is dropped.
+async fn checkpoint(read: SqlitePool) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if read.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&read)
+            .await
+        {
+            tracing::debug!("checkpointing the WAL: {e}");
+        }
+    }
+}
+
 fn config_json(c: &EndpointConfig) -> Result<String> {
     serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -135,13 +160,19 @@ impl SqliteStore {
             // loss can drop the last few.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Reads map the file instead of copying pages in with a system
+            // call each (the writer keeps changing them under the readers).
+            .pragma("mmap_size", "268435456")
+            .pragma("cache_size", "-16384");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             // A write waits for the one connection rather than failing.
             .acquire_timeout(Duration::from_secs(60))
-            .connect_with(options.clone())
+            // Checkpoints (which fsync) run beside the writer, from a reader
+            // connection (see `checkpoint`), not inside a commit.
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations")
             .run(&write)
@@ -150,9 +181,16 @@ impl SqliteStore {
         let read = SqlitePoolOptions::new()
             .max_connections(6)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { read, write })
+        let writer = writer::Writer::open(options.get_filename())?;
+        let store = Self {
+            read,
+            write,
+            writer,
+        };
+        tokio::spawn(checkpoint(store.read.clone()));
+        Ok(store)
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {

@@ -1,9 +1,8 @@
-//! The job queue on SQLite ([`JobStore`], [`WebhookStore`]). Batches are one
-//! statement over a JSON array bound as a single parameter (`json_each`), so
-//! one prepared statement serves any batch size and a batch commits (or
-//! fails) whole.
+//! The job queue on SQLite ([`JobStore`], [`WebhookStore`]). Accepts,
+//! finishes and claims are the hot path: they go to the writer thread
+//! ([`super::writer`]) as one group commit; the rest runs on the async
+//! driver.
 
-use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
@@ -12,9 +11,7 @@ use crate::store::aggregates::{JobStore, WebhookStore};
 use crate::store::types::*;
 use crate::store::{Result, StoreError};
 
-/// Columns a final job is read back with (no input: see [`FinalJob`]).
-const FINAL_COLUMNS: &str = "id, endpoint_id, status, output, error, delay_ms, execution_ms, \
-    worker_id, retries, webhook_state";
+use super::writer::FINAL_COLUMNS;
 
 fn final_from_row(r: &SqliteRow) -> Result<FinalJob> {
     let status: String = r.try_get("status")?;
@@ -38,37 +35,6 @@ fn finals(rows: &[SqliteRow]) -> Result<Vec<FinalJob>> {
     rows.iter().map(final_from_row).collect()
 }
 
-/// One accepted job as the batch insert reads it.
-#[derive(Serialize)]
-struct AcceptRow<'a> {
-    id: &'a str,
-    e: &'a str,
-    i: &'a str,
-    h: Option<&'a str>,
-    t: Option<i64>,
-    ttl: i64,
-    lp: bool,
-    s: bool,
-    w: Option<&'a str>,
-    host: Option<&'a str>,
-    hd: Option<&'a str>,
-}
-
-/// One finished job as the batch update reads it.
-#[derive(Serialize)]
-struct FinishRow<'a> {
-    id: &'a str,
-    w: &'a str,
-    s: &'static str,
-    o: Option<&'a str>,
-    r: Option<&'a str>,
-    ret: i64,
-}
-
-fn batch_json<T: Serialize>(rows: &[T]) -> Result<String> {
-    serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(format!("encoding a batch: {e}")))
-}
-
 fn ids(rows: &[SqliteRow]) -> Result<Vec<String>> {
     Ok(rows
         .iter()
@@ -77,42 +43,19 @@ fn ids(rows: &[SqliteRow]) -> Result<Vec<String>> {
 }
 
 impl JobStore for SqliteStore {
+    async fn commit(&self, batch: Batch, now: i64) -> Result<BatchOutcome> {
+        self.writer.commit(batch, now).await
+    }
+
     async fn accept(&self, jobs: &[Accept<'_>], now: i64) -> Result<()> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<AcceptRow<'_>> = jobs
-            .iter()
-            .map(|a| AcceptRow {
-                id: &a.job.id,
-                e: &a.job.endpoint_id,
-                i: &a.job.input,
-                h: a.job.webhook.as_deref(),
-                t: a.job.execution_timeout_ms,
-                ttl: a.job.ttl_ms,
-                lp: a.job.low_priority,
-                s: a.job.sync,
-                w: a.claim.map(|c| c.worker_id.as_str()),
-                host: a.claim.map(|c| c.host_id.as_str()),
-                hd: a.claim.map(|c| c.handler.as_str()),
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO jobs (id, endpoint_id, status, input, webhook, execution_timeout_ms, ttl_ms, \
-             low_priority, sync, created_at, queued_at, started_at, delay_ms, worker_id, host_id, handler) \
-             SELECT j->>'id', j->>'e', \
-                    CASE WHEN j->>'w' IS NULL THEN 'IN_QUEUE' ELSE 'IN_PROGRESS' END, \
-                    j->>'i', j->>'h', j->>'t', j->>'ttl', j->>'lp', j->>'s', ?1, ?1, \
-                    CASE WHEN j->>'w' IS NULL THEN NULL ELSE ?1 END, \
-                    CASE WHEN j->>'w' IS NULL THEN NULL ELSE 0 END, \
-                    j->>'w', j->>'host', j->>'hd' \
-             FROM (SELECT value AS j FROM json_each(?2))",
-        )
-        .bind(now)
-        .bind(batch_json(&rows)?)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        let batch = Batch {
+            accepts: jobs
+                .iter()
+                .map(|a| (a.job.clone(), a.claim.cloned()))
+                .collect(),
+            ..Batch::default()
+        };
+        self.writer.commit(batch, now).await?.accepted
     }
 
     async fn get_job(&self, endpoint_id: &str, id: &str) -> Result<Option<JobRecord>> {
@@ -136,40 +79,16 @@ impl JobStore for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "UPDATE jobs SET status = 'IN_PROGRESS', started_at = ?1, delay_ms = ?1 - queued_at, \
-             worker_id = ?2, host_id = ?3, handler = ?4 \
-             WHERE seq IN (SELECT seq FROM jobs WHERE endpoint_id = ?5 AND status = 'IN_QUEUE' \
-                           AND queued_at + ttl_ms > ?1 ORDER BY low_priority, seq LIMIT ?6) \
-               AND status = 'IN_QUEUE' \
-               AND ?4 = (SELECT handler FROM endpoints WHERE id = ?5) \
-             RETURNING seq, id, input, execution_timeout_ms, retries, sync",
-        )
-        .bind(now)
-        .bind(&by.worker_id)
-        .bind(&by.host_id)
-        .bind(&by.handler)
-        .bind(endpoint_id)
-        .bind(limit as i64)
-        .fetch_all(&self.write)
-        .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<i64, _>("seq")?,
-                    ClaimedJob {
-                        id: r.try_get("id")?,
-                        input: r.try_get("input")?,
-                        execution_timeout_ms: r.try_get("execution_timeout_ms")?,
-                        attempt: r.try_get("retries")?,
-                        sync: r.try_get("sync")?,
-                    },
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        claimed.sort_by_key(|(seq, _)| *seq);
-        Ok(claimed.into_iter().map(|(_, j)| j).collect())
+        let batch = Batch {
+            claims: vec![ClaimRequest {
+                endpoint_id: endpoint_id.to_string(),
+                by: by.clone(),
+                limit,
+            }],
+            ..Batch::default()
+        };
+        let mut outcome = self.writer.commit(batch, now).await?;
+        Ok(outcome.claimed.pop().unwrap_or_default())
     }
 
     async fn unclaim(&self, id: &str, worker_id: &str) -> Result<bool> {
@@ -245,32 +164,11 @@ impl JobStore for SqliteStore {
         if done.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<FinishRow<'_>> = done
-            .iter()
-            .map(|f| FinishRow {
-                id: &f.id,
-                w: &f.worker_id,
-                s: f.outcome.status.as_str(),
-                o: f.outcome.output.as_deref(),
-                r: f.outcome.error.as_deref(),
-                ret: f.retention_ms,
-            })
-            .collect();
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE jobs SET status = v.value->>'s', output = v.value->>'o', error = v.value->>'r', \
-             execution_ms = ?1 - started_at, completed_at = ?1, expires_at = ?1 + (v.value->>'ret'), \
-             progress = NULL, webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END, \
-             webhook_attempts = 0, webhook_next_at = ?1 \
-             FROM json_each(?2) AS v \
-             WHERE jobs.id = v.value->>'id' AND jobs.worker_id = v.value->>'w' \
-               AND jobs.status = 'IN_PROGRESS' \
-             RETURNING {FINAL_COLUMNS}"
-        )))
-        .bind(now)
-        .bind(batch_json(&rows)?)
-        .fetch_all(&self.write)
-        .await?;
-        finals(&rows)
+        let batch = Batch {
+            finishes: done.to_vec(),
+            ..Batch::default()
+        };
+        self.writer.commit(batch, now).await?.finished
     }
 
     async fn cancel(
