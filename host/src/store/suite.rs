@@ -450,7 +450,7 @@ macro_rules! store_suite {
 store_suite!(sqlite, async {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let store = sqlite::SqliteStore::open(&url)
+    let store = crate::store::sqlite::SqliteStore::open(&url)
         .await
         .expect("opening SQLite");
     (dir, store)

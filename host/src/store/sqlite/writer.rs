@@ -162,7 +162,7 @@ const CLAIM_SQL: &str = "UPDATE jobs SET status = 'IN_PROGRESS', started_at = ?1
                   AND queued_at + ttl_ms > ?1 ORDER BY low_priority, seq LIMIT ?6) \
       AND status = 'IN_QUEUE' \
       AND ?4 = (SELECT handler FROM endpoints WHERE id = ?5) \
-    RETURNING seq, id, input, execution_timeout_ms, retries, sync";
+    RETURNING low_priority, seq, id, input, execution_timeout_ms, retries, sync";
 
 fn final_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FinalJob> {
     let status: String = r.get(2)?;
@@ -263,19 +263,20 @@ fn claim_one(conn: &Connection, req: &ClaimRequest, now: i64) -> rusqlite::Resul
     let mut rows = stmt.raw_query();
     let mut claimed = Vec::new();
     while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
+        // Queue order: normal priority first, then arrival.
+        let order: (bool, i64) = (r.get(0)?, r.get(1)?);
         claimed.push((
-            seq,
+            order,
             ClaimedJob {
-                id: r.get(1)?,
-                input: r.get(2)?,
-                execution_timeout_ms: r.get(3)?,
-                attempt: r.get(4)?,
-                sync: r.get(5)?,
+                id: r.get(2)?,
+                input: r.get(3)?,
+                execution_timeout_ms: r.get(4)?,
+                attempt: r.get(5)?,
+                sync: r.get(6)?,
             },
         ));
     }
-    claimed.sort_by_key(|(seq, _)| *seq);
+    claimed.sort_by_key(|(order, _)| *order);
     Ok(claimed.into_iter().map(|(_, j)| j).collect())
 }
 
