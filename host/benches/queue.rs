@@ -6,7 +6,8 @@
 //! Run: `cargo build --release -p wasmpod && cargo bench -p wasmpod --bench
 //! queue`. Needs `wrk` (Debian: `apt-get install wrk`) and runpod in .venv
 //! (scripts/setup.sh). `QUEUE_BENCH_SECS` (default 5) sets each load's
-//! duration.
+//! duration. `QUEUE_BENCH_BEFORE=/path/to/an/older/wasmpod` measures that
+//! binary too, the same way in the same run (a "before" column).
 //!
 //! Loads (all on loopback, wrk on the same machine, keep-alive):
 //! - `/runsync` echo with 1 client (latency) and 16 and 64 clients
@@ -259,6 +260,84 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
+/// Everything measured on one wasmpod binary.
+struct Measured {
+    runsync: Vec<(usize, Load)>,
+    run: Load,
+    run_end_to_end: f64,
+    run_done_s: f64,
+    ceiling: Load,
+}
+
+impl Measured {
+    fn at(&self, c: usize) -> &Load {
+        &self.runsync.iter().find(|(n, _)| *n == c).expect("measured").1
+    }
+}
+
+/// The loads on one wasmpod (its own server, started here and stopped
+/// after), interleaved with the peer's /runsync loads when `peer` is given.
+async fn measure(
+    client: &reqwest::Client,
+    bin: &Path,
+    dir: &Path,
+    secs: usize,
+    peer: Option<(&str, &Path, &mut Vec<(usize, Load)>)>,
+) -> Measured {
+    let (_server, base) = start_wasmpod(client, bin, &dir.join(format!("home-{}", free_port()))).await;
+    let ours = format!("{base}/v2/echo/runsync");
+    runsync_once(client, &ours, Some(ADMIN_KEY)).await;
+    let our_sync = script(dir, "ours", "POST", Some(INPUT), Some(ADMIN_KEY), "\"COMPLETED\"");
+    let our_run = script(dir, "run", "POST", Some(INPUT), Some(ADMIN_KEY), "\"IN_QUEUE\"");
+    let ping = script(dir, "ping", "GET", None, None, "pong");
+    // Warm up (connections, caches) before measuring.
+    wrk(&ours, &our_sync, 4, 1);
+    let mut peer = peer;
+    if let Some((url, script, _)) = &peer {
+        wrk(url, script, 4, 1);
+    }
+    let mut runsync = Vec::new();
+    for c in [1usize, 16, 64] {
+        let a = wrk(&ours, &our_sync, c, secs);
+        assert_eq!(a.bad, 0, "wasmpod answered {} /runsync requests wrongly", a.bad);
+        runsync.push((c, a));
+        if let Some((url, script, out)) = peer.as_mut() {
+            let b = wrk(url, script, c, secs);
+            assert_eq!(b.bad, 0, "runpod answered {} /runsync requests wrongly", b.bad);
+            out.push((c, b));
+        }
+    }
+
+    // /run: accept for `secs`, then until every accepted job is COMPLETED.
+    let before = health(client, &base, "noop").await["jobs"]["completed"].as_u64().unwrap_or(0);
+    let started = Instant::now();
+    let run = wrk(&format!("{base}/v2/noop/run"), &our_run, 16, secs);
+    assert_eq!(run.bad, 0, "wasmpod answered {} /run requests wrongly", run.bad);
+    let run_done_s = loop {
+        let h = health(client, &base, "noop").await;
+        let done = h["jobs"]["completed"].as_u64().unwrap_or(0) - before;
+        assert_eq!(h["jobs"]["failed"].as_u64(), Some(0), "{h}");
+        if done >= run.requests {
+            break started.elapsed().as_secs_f64();
+        }
+        assert!(started.elapsed() < Duration::from_secs(900), "jobs not done: {h}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let run_end_to_end = run.requests as f64 / run_done_s;
+    let ceiling = wrk(&format!("{base}/ping"), &ping, 16, secs);
+    Measured {
+        runsync,
+        run,
+        run_end_to_end,
+        run_done_s,
+        ceiling,
+    }
+}
+
+fn cell(l: &Load) -> String {
+    format!("{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", l.rps, l.p50_ms, l.p99_ms)
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -268,122 +347,58 @@ async fn main() {
     let secs = env_usize("QUEUE_BENCH_SECS", 5);
     let client = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
-    let (_wasmpod, base) = start_wasmpod(&client, &tmp.path().join("home")).await;
-    let (mut runpod_child, peer) = start_runpod(tmp.path());
-    wait_up(
-        &client,
-        &format!("{peer}/docs"),
-        Some(&mut runpod_child),
-        Duration::from_secs(60),
-    )
-    .await;
-
-    let ours = format!("{base}/v2/echo/runsync");
-    let theirs = format!("{peer}/runsync");
-    runsync_once(&client, &ours, Some(ADMIN_KEY)).await;
-    runsync_once(&client, &theirs, None).await;
-
     let dir = tmp.path();
-    let our_sync = script(
-        dir,
-        "ours",
-        "POST",
-        Some(INPUT),
-        Some(ADMIN_KEY),
-        "\"COMPLETED\"",
-    );
+    let (mut runpod_child, peer) = start_runpod(dir);
+    wait_up(&client, &format!("{peer}/docs"), Some(&mut runpod_child), Duration::from_secs(60)).await;
+    let theirs = format!("{peer}/runsync");
+    runsync_once(&client, &theirs, None).await;
     let their_sync = script(dir, "theirs", "POST", Some(INPUT), None, "\"COMPLETED\"");
-    let our_run = script(
-        dir,
-        "run",
-        "POST",
-        Some(INPUT),
-        Some(ADMIN_KEY),
-        "\"IN_QUEUE\"",
-    );
-    let ping = script(dir, "ping", "GET", None, None, "pong");
 
     println!(
         "queue bench: echo on loopback, wrk on the same machine, {secs} s per load, {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    // Warm both (connections, caches) before measuring.
-    wrk(&ours, &our_sync, 4, 1);
-    wrk(&theirs, &their_sync, 4, 1);
-
-    let mut rows = Vec::new();
-    let mut results = std::collections::HashMap::new();
-    for c in [1usize, 16, 64] {
-        let a = wrk(&ours, &our_sync, c, secs);
-        let b = wrk(&theirs, &their_sync, c, secs);
-        assert_eq!(
-            a.bad, 0,
-            "wasmpod answered {} /runsync requests wrongly",
-            a.bad
-        );
-        assert_eq!(
-            b.bad, 0,
-            "runpod answered {} /runsync requests wrongly",
-            b.bad
-        );
-        rows.push(format!(
-            "| /runsync c={c} | {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms | {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms | {} |",
-            a.rps, a.p50_ms, a.p99_ms, b.rps, b.p50_ms, b.p99_ms, ratio(a.rps, b.rps)
-        ));
-        results.insert(c, (a, b));
-    }
-
-    // /run: accept for `secs`, then until every accepted job is COMPLETED.
-    let before = health(&client, &base, "noop").await["jobs"]["completed"]
-        .as_u64()
-        .unwrap_or(0);
-    let started = Instant::now();
-    let run = wrk(&format!("{base}/v2/noop/run"), &our_run, 16, secs);
-    assert_eq!(
-        run.bad, 0,
-        "wasmpod answered {} /run requests wrongly",
-        run.bad
-    );
-    let accepted_in = started.elapsed().as_secs_f64();
-    let completed = loop {
-        let h = health(&client, &base, "noop").await;
-        let done = h["jobs"]["completed"].as_u64().unwrap_or(0) - before;
-        assert_eq!(h["jobs"]["failed"].as_u64(), Some(0), "{h}");
-        if done >= run.requests {
-            break started.elapsed().as_secs_f64();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "jobs not done: {h}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut peer_loads = Vec::new();
+    let bin = root().join("target/release/wasmpod");
+    let now = measure(&client, &bin, dir, secs, Some((&theirs, &their_sync, &mut peer_loads))).await;
+    let before = match std::env::var("QUEUE_BENCH_BEFORE") {
+        Ok(old) if !old.is_empty() => Some(measure(&client, Path::new(&old), dir, secs, None).await),
+        _ => None,
     };
-    let end_to_end = run.requests as f64 / completed;
-    rows.push(format!(
-        "| /run, 16 clients, then until all COMPLETED | {:.0} req/s accepted (p50 {:.2} ms, p99 {:.2} ms); {} jobs in {:.2} s = {:.0} jobs/s end to end (accepting took {:.2} s) | — | — |",
-        run.rps, run.p50_ms, run.p99_ms, run.requests, completed, end_to_end, accepted_in
-    ));
-
-    let ceiling = wrk(&format!("{base}/ping"), &ping, 16, secs);
-    rows.push(format!(
-        "| ceiling: wasmpod's own `GET /ping`, c=16 | {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms | — | — |",
-        ceiling.rps, ceiling.p50_ms, ceiling.p99_ms
-    ));
+    let peer_at = |c: usize| &peer_loads.iter().find(|(n, _)| *n == c).expect("measured").1;
+    let old = |f: &dyn Fn(&Measured) -> String| before.as_ref().map(f).unwrap_or_else(|| "not measured".into());
 
     println!();
-    println!("| load | wasmpod | RunPod local server | ratio |");
-    println!("|---|---|---|---|");
-    for r in &rows {
-        println!("{r}");
+    println!("| load | wasmpod (this build) | wasmpod before | RunPod local server | this / RunPod |");
+    println!("|---|---|---|---|---|");
+    for c in [1usize, 16, 64] {
+        println!(
+            "| /runsync c={c} | {} | {} | {} | {} |",
+            cell(now.at(c)),
+            old(&|m| cell(m.at(c))),
+            cell(peer_at(c)),
+            ratio(now.at(c).rps, peer_at(c).rps)
+        );
     }
-    let (c1, _) = &results[&1];
-    let (c16, p16) = &results[&16];
-    let (_, p1) = &results[&1];
-    let c64 = &results[&64].0;
-    println!();
-    println!("targets:");
+    let run_cell = |m: &Measured| {
+        format!(
+            "{:.0} req/s accepted (p50 {:.2} ms, p99 {:.2} ms); {} jobs COMPLETED in {:.2} s = {:.0} jobs/s end to end",
+            m.run.rps, m.run.p50_ms, m.run.p99_ms, m.run.requests, m.run_done_s, m.run_end_to_end
+        )
+    };
+    println!("| /run, 16 clients, then until all COMPLETED | {} | {} | — | — |", run_cell(&now), old(&run_cell));
     println!(
-        "- /runsync c=1 p50 {:.3} ms vs the peer's {:.3} ms ({}): {}",
+        "| ceiling: the server's own `GET /ping`, c=16 | {} | {} | — | — |",
+        cell(&now.ceiling),
+        old(&|m| cell(&m.ceiling))
+    );
+
+    let (c1, c16, c64) = (now.at(1), now.at(16), now.at(64));
+    let (p1, p16) = (peer_at(1), peer_at(16));
+    println!();
+    println!("targets (this build):");
+    println!(
+        "- /runsync c=1 p50 {:.3} ms vs the peer's {:.3} ms ({}; target ≤ 1×): {}",
         c1.p50_ms,
         p1.p50_ms,
         ratio(c1.p50_ms, p1.p50_ms),
@@ -397,14 +412,11 @@ async fn main() {
         verdict(c16.rps >= 3.0 * p16.rps)
     );
     println!(
-        "- /run end to end {end_to_end:.0} jobs/s (target ≥ 10,000): {}",
-        verdict(end_to_end >= 10_000.0)
+        "- /run end to end {:.0} jobs/s (target ≥ 10,000): {}",
+        now.run_end_to_end,
+        verdict(now.run_end_to_end >= 10_000.0)
     );
-    for (name, l) in [
-        ("/runsync c=16", c16),
-        ("/runsync c=64", c64),
-        ("/run c=16", &run),
-    ] {
+    for (name, l) in [("/runsync c=16", c16), ("/runsync c=64", c64), ("/run c=16", &now.run)] {
         println!(
             "- p99 under load, {name}: {:.2} ms = {} of p50 {:.2} ms (target ≤ 3×): {}",
             l.p99_ms,
@@ -415,7 +427,7 @@ async fn main() {
     }
     println!(
         "- headroom: /runsync c=16 is {} of /ping's {:.0} req/s",
-        ratio(c16.rps, ceiling.rps),
-        ceiling.rps
+        ratio(c16.rps, now.ceiling.rps),
+        now.ceiling.rps
     );
 }
