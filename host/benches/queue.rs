@@ -142,14 +142,13 @@ fn wrk(url: &str, script: &Path, connections: usize, secs: usize) -> Load {
     }
 }
 
-async fn start_wasmpod(client: &reqwest::Client, home: &Path) -> (Killed, String) {
-    let bin = root().join("target/release/wasmpod");
+async fn start_wasmpod(client: &reqwest::Client, bin: &Path, home: &Path) -> (Killed, String) {
     assert!(
         bin.exists(),
         "build it first: cargo build --release -p wasmpod"
     );
     let (child, base) = start_serve(
-        &bin,
+        bin,
         home,
         &[],
         (ADMIN_KEY, "warn"),
