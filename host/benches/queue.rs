@@ -85,7 +85,7 @@ function init(args)
   bad = 0
 end
 function response(status, headers, body)
-  if status ~= 200 or not string.find(body, "{expect}", 1, true) then
+  if status ~= 200 or not string.find(body, [[{expect}]], 1, true) then
     bad = bad + 1
   end
 end
@@ -116,6 +116,8 @@ fn wrk(url: &str, script: &Path, connections: usize, secs: usize) -> Load {
         .output()
         .expect("running wrk");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(errors.trim().is_empty(), "wrk: {errors}");
     assert!(
         out.status.success(),
         "wrk failed: {text}{}",
@@ -270,7 +272,12 @@ struct Measured {
 
 impl Measured {
     fn at(&self, c: usize) -> &Load {
-        &self.runsync.iter().find(|(n, _)| *n == c).expect("measured").1
+        &self
+            .runsync
+            .iter()
+            .find(|(n, _)| *n == c)
+            .expect("measured")
+            .1
     }
 }
 
@@ -283,11 +290,26 @@ async fn measure(
     secs: usize,
     peer: Option<(&str, &Path, &mut Vec<(usize, Load)>)>,
 ) -> Measured {
-    let (_server, base) = start_wasmpod(client, bin, &dir.join(format!("home-{}", free_port()))).await;
+    let (_server, base) =
+        start_wasmpod(client, bin, &dir.join(format!("home-{}", free_port()))).await;
     let ours = format!("{base}/v2/echo/runsync");
     runsync_once(client, &ours, Some(ADMIN_KEY)).await;
-    let our_sync = script(dir, "ours", "POST", Some(INPUT), Some(ADMIN_KEY), "\"COMPLETED\"");
-    let our_run = script(dir, "run", "POST", Some(INPUT), Some(ADMIN_KEY), "\"IN_QUEUE\"");
+    let our_sync = script(
+        dir,
+        "ours",
+        "POST",
+        Some(INPUT),
+        Some(ADMIN_KEY),
+        "\"COMPLETED\"",
+    );
+    let our_run = script(
+        dir,
+        "run",
+        "POST",
+        Some(INPUT),
+        Some(ADMIN_KEY),
+        "\"IN_QUEUE\"",
+    );
     let ping = script(dir, "ping", "GET", None, None, "pong");
     // Warm up (connections, caches) before measuring.
     wrk(&ours, &our_sync, 4, 1);
@@ -298,20 +320,34 @@ async fn measure(
     let mut runsync = Vec::new();
     for c in [1usize, 16, 64] {
         let a = wrk(&ours, &our_sync, c, secs);
-        assert_eq!(a.bad, 0, "wasmpod answered {} /runsync requests wrongly", a.bad);
+        assert_eq!(
+            a.bad, 0,
+            "wasmpod answered {} /runsync requests wrongly",
+            a.bad
+        );
         runsync.push((c, a));
         if let Some((url, script, out)) = peer.as_mut() {
             let b = wrk(url, script, c, secs);
-            assert_eq!(b.bad, 0, "runpod answered {} /runsync requests wrongly", b.bad);
+            assert_eq!(
+                b.bad, 0,
+                "runpod answered {} /runsync requests wrongly",
+                b.bad
+            );
             out.push((c, b));
         }
     }
 
     // /run: accept for `secs`, then until every accepted job is COMPLETED.
-    let before = health(client, &base, "noop").await["jobs"]["completed"].as_u64().unwrap_or(0);
+    let before = health(client, &base, "noop").await["jobs"]["completed"]
+        .as_u64()
+        .unwrap_or(0);
     let started = Instant::now();
     let run = wrk(&format!("{base}/v2/noop/run"), &our_run, 16, secs);
-    assert_eq!(run.bad, 0, "wasmpod answered {} /run requests wrongly", run.bad);
+    assert_eq!(
+        run.bad, 0,
+        "wasmpod answered {} /run requests wrongly",
+        run.bad
+    );
     let run_done_s = loop {
         let h = health(client, &base, "noop").await;
         let done = h["jobs"]["completed"].as_u64().unwrap_or(0) - before;
@@ -319,7 +355,10 @@ async fn measure(
         if done >= run.requests {
             break started.elapsed().as_secs_f64();
         }
-        assert!(started.elapsed() < Duration::from_secs(900), "jobs not done: {h}");
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "jobs not done: {h}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let run_end_to_end = run.requests as f64 / run_done_s;
@@ -334,7 +373,10 @@ async fn measure(
 }
 
 fn cell(l: &Load) -> String {
-    format!("{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", l.rps, l.p50_ms, l.p99_ms)
+    format!(
+        "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+        l.rps, l.p50_ms, l.p99_ms
+    )
 }
 
 #[tokio::main]
@@ -348,7 +390,13 @@ async fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (mut runpod_child, peer) = start_runpod(dir);
-    wait_up(&client, &format!("{peer}/docs"), Some(&mut runpod_child), Duration::from_secs(60)).await;
+    wait_up(
+        &client,
+        &format!("{peer}/docs"),
+        Some(&mut runpod_child),
+        Duration::from_secs(60),
+    )
+    .await;
     let theirs = format!("{peer}/runsync");
     runsync_once(&client, &theirs, None).await;
     let their_sync = script(dir, "theirs", "POST", Some(INPUT), None, "\"COMPLETED\"");
@@ -359,16 +407,38 @@ async fn main() {
     );
     let mut peer_loads = Vec::new();
     let bin = root().join("target/release/wasmpod");
-    let now = measure(&client, &bin, dir, secs, Some((&theirs, &their_sync, &mut peer_loads))).await;
+    let now = measure(
+        &client,
+        &bin,
+        dir,
+        secs,
+        Some((&theirs, &their_sync, &mut peer_loads)),
+    )
+    .await;
     let before = match std::env::var("QUEUE_BENCH_BEFORE") {
-        Ok(old) if !old.is_empty() => Some(measure(&client, Path::new(&old), dir, secs, None).await),
+        Ok(old) if !old.is_empty() => {
+            Some(measure(&client, Path::new(&old), dir, secs, None).await)
+        }
         _ => None,
     };
-    let peer_at = |c: usize| &peer_loads.iter().find(|(n, _)| *n == c).expect("measured").1;
-    let old = |f: &dyn Fn(&Measured) -> String| before.as_ref().map(f).unwrap_or_else(|| "not measured".into());
+    let peer_at = |c: usize| {
+        &peer_loads
+            .iter()
+            .find(|(n, _)| *n == c)
+            .expect("measured")
+            .1
+    };
+    let old = |f: &dyn Fn(&Measured) -> String| {
+        before
+            .as_ref()
+            .map(f)
+            .unwrap_or_else(|| "not measured".into())
+    };
 
     println!();
-    println!("| load | wasmpod (this build) | wasmpod before | RunPod local server | this / RunPod |");
+    println!(
+        "| load | wasmpod (this build) | wasmpod before | RunPod local server | this / RunPod |"
+    );
     println!("|---|---|---|---|---|");
     for c in [1usize, 16, 64] {
         println!(
@@ -385,7 +455,11 @@ async fn main() {
             m.run.rps, m.run.p50_ms, m.run.p99_ms, m.run.requests, m.run_done_s, m.run_end_to_end
         )
     };
-    println!("| /run, 16 clients, then until all COMPLETED | {} | {} | — | — |", run_cell(&now), old(&run_cell));
+    println!(
+        "| /run, 16 clients, then until all COMPLETED | {} | {} | — | — |",
+        run_cell(&now),
+        old(&run_cell)
+    );
     println!(
         "| ceiling: the server's own `GET /ping`, c=16 | {} | {} | — | — |",
         cell(&now.ceiling),
@@ -415,7 +489,11 @@ async fn main() {
         now.run_end_to_end,
         verdict(now.run_end_to_end >= 10_000.0)
     );
-    for (name, l) in [("/runsync c=16", c16), ("/runsync c=64", c64), ("/run c=16", &now.run)] {
+    for (name, l) in [
+        ("/runsync c=16", c16),
+        ("/runsync c=64", c64),
+        ("/run c=16", &now.run),
+    ] {
         println!(
             "- p99 under load, {name}: {:.2} ms = {} of p50 {:.2} ms (target ≤ 3×): {}",
             l.p99_ms,
