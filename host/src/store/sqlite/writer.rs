@@ -285,17 +285,23 @@ fn part<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> std::result::Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT part")?;
+    run(conn, "SAVEPOINT part")?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE part")?;
+            run(conn, "RELEASE part")?;
             Ok(v)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO part; RELEASE part")?;
+            run(conn, "ROLLBACK TO part")?;
+            run(conn, "RELEASE part")?;
             Err(e.into())
         }
     }
+}
+
+/// A statement without parameters, prepared once.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.raw_execute().map(drop)
 }
 
 fn commit(conn: &mut Connection, batch: Batch, now: i64) -> Result<BatchOutcome> {
@@ -304,7 +310,7 @@ fn commit(conn: &mut Connection, batch: Batch, now: i64) -> Result<BatchOutcome>
         accepts,
         claims,
     } = batch;
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    run(conn, "BEGIN IMMEDIATE")?;
     let finished = if finishes.is_empty() {
         Ok(Vec::new())
     } else {
@@ -336,8 +342,8 @@ fn commit(conn: &mut Connection, batch: Batch, now: i64) -> Result<BatchOutcome>
             }
         }
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
-        let _ = conn.execute_batch("ROLLBACK");
+    if let Err(e) = run(conn, "COMMIT") {
+        let _ = run(conn, "ROLLBACK");
         return Err(e.into());
     }
     Ok(BatchOutcome {
