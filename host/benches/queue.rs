@@ -261,6 +261,9 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
+/// The peer's /runsync URL, its wrk script, and where its loads go.
+type Peer<'a> = (&'a str, &'a Path, &'a mut Vec<(usize, Load)>);
+
 /// Everything measured on one wasmpod binary.
 struct Measured {
     runsync: Vec<(usize, Load)>,
@@ -288,7 +291,7 @@ async fn measure(
     bin: &Path,
     dir: &Path,
     secs: usize,
-    peer: Option<(&str, &Path, &mut Vec<(usize, Load)>)>,
+    peer: Option<Peer<'_>>,
 ) -> Measured {
     let (_server, base) =
         start_wasmpod(client, bin, &dir.join(format!("home-{}", free_port()))).await;

@@ -420,8 +420,6 @@ pub async fn reports_stream_in_order_once<S: JobStore + EndpointStore + HandlerS
 macro_rules! store_suite {
     ($name:ident, $make:expr) => {
         mod $name {
-            use super::*;
-
             macro_rules! case {
                 ($case:ident) => {
                     #[tokio::test]

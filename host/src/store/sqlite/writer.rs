@@ -13,7 +13,7 @@
 //! 1, 2, 5, ... ms ones, so the hot path never sleeps long behind a sweep.
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Statement};
@@ -60,7 +60,8 @@ impl Writer {
         // above): WAL, NORMAL; checkpoints run beside the writers.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA wal_autocheckpoint = 0; PRAGMA mmap_size = 268435456;",
+             PRAGMA wal_autocheckpoint = 0; PRAGMA mmap_size = 268435456; \
+             PRAGMA temp_store = MEMORY;",
         )?;
         conn.busy_handler(Some(busy))?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -127,6 +128,22 @@ fn placeholders(rows: usize, cols: usize, first: usize) -> String {
 }
 
 const ACCEPT_COLUMNS: usize = 16;
+
+/// The statement text for a chunk size, built once.
+fn sql_for(
+    cache: &'static [OnceLock<String>; 4],
+    rows: usize,
+    make: fn(usize) -> String,
+) -> &'static str {
+    let i = CHUNKS
+        .iter()
+        .position(|c| *c == rows)
+        .expect("a chunk size");
+    cache[i].get_or_init(|| make(rows))
+}
+
+static ACCEPT_SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
+static FINISH_SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
 
 fn accept_sql(rows: usize) -> String {
     format!(
@@ -218,7 +235,7 @@ fn accept_all(
     for size in chunk_sizes(accepts.len()) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
-        let mut stmt = conn.prepare_cached(&accept_sql(size))?;
+        let mut stmt = conn.prepare_cached(sql_for(&ACCEPT_SQL, size, accept_sql))?;
         for (r, (job, claim)) in chunk.iter().enumerate() {
             bind_accept(&mut stmt, 1 + r * ACCEPT_COLUMNS, job, claim.as_ref(), now)?;
         }
@@ -233,7 +250,7 @@ fn finish_all(conn: &Connection, done: &[Finish], now: i64) -> rusqlite::Result<
     for size in chunk_sizes(done.len()) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
-        let mut stmt = conn.prepare_cached(&finish_sql(size))?;
+        let mut stmt = conn.prepare_cached(sql_for(&FINISH_SQL, size, finish_sql))?;
         stmt.raw_bind_parameter(1, now)?;
         for (r, f) in chunk.iter().enumerate() {
             let i = 2 + r * FINISH_COLUMNS;
