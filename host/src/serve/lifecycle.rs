@@ -22,10 +22,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::events::{FinishedListener, Waiters};
-use super::pool::Retention;
+use super::pool::{PoolShared, Retention};
 use crate::executor::ExecutorProcess;
 use crate::store::{
     Batch, BatchOutcome, CancelOutcome, ClaimBy, ClaimRequest, ClaimedJob, FinalJob, Finish,
@@ -152,8 +152,8 @@ pub struct Jobs {
     listeners: Vec<Arc<dyn FinishedListener>>,
     /// Cancel signals of the jobs running on this host.
     pub running: RunningJobs,
-    /// Each endpoint's supervisor, woken when jobs queue for it.
-    supervisors: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Each endpoint's pool, whose supervisor is woken when jobs queue.
+    supervisors: Mutex<HashMap<String, Arc<PoolShared>>>,
 }
 
 impl Jobs {
@@ -200,8 +200,8 @@ impl Jobs {
         let _ = self.ops.send(op);
     }
 
-    /// The endpoint's supervisor, to wake when jobs queue for it.
-    pub fn watch_endpoint(&self, endpoint: &str, supervisor: Arc<Notify>) {
+    /// The endpoint's pool, whose supervisor to wake when jobs queue for it.
+    pub fn watch_endpoint(&self, endpoint: &str, supervisor: Arc<PoolShared>) {
         self.supervisors
             .lock()
             .expect("supervisors lock")
@@ -215,14 +215,17 @@ impl Jobs {
             .remove(endpoint);
     }
 
-    fn wake_supervisor(&self, endpoint: &str) {
-        if let Some(n) = self
+    /// Wake the endpoint's supervisor: `queued` jobs were just queued.
+    fn wake_supervisor(&self, endpoint: &str, queued: usize) {
+        if let Some(p) = self
             .supervisors
             .lock()
             .expect("supervisors lock")
             .get(endpoint)
         {
-            n.notify_waiters();
+            p.queued_hint
+                .fetch_add(queued, std::sync::atomic::Ordering::SeqCst);
+            p.wake.notify_waiters();
         }
     }
 
@@ -232,7 +235,7 @@ impl Jobs {
         self.send(Op::Wake {
             endpoint: endpoint.to_string(),
         });
-        self.wake_supervisor(endpoint);
+        self.wake_supervisor(endpoint, 0);
     }
 
     /// Let idle workers of `endpoint` look at its queue again.
@@ -457,7 +460,7 @@ impl Jobs {
         let mut replies: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
         let mut handed: Vec<Option<Arc<WorkerLink>>> = Vec::new();
         let mut finishes: Vec<Finish> = Vec::new();
-        let mut queued_for: HashSet<String> = HashSet::new();
+        let mut queued_for: HashMap<String, usize> = HashMap::new();
         for op in ops {
             match op {
                 Op::Accept { job, reply } => {
@@ -465,7 +468,7 @@ impl Jobs {
                     // known to be empty; else behind what is queued.
                     let to = d.take_slot(&job.endpoint_id);
                     if to.is_none() {
-                        queued_for.insert(job.endpoint_id.clone());
+                        *queued_for.entry(job.endpoint_id.clone()).or_default() += 1;
                     }
                     accepts.push((job, to.as_ref().map(|l| l.claim.clone())));
                     handed.push(to);
@@ -507,7 +510,7 @@ impl Jobs {
                 }
             }
         }
-        for endpoint in &queued_for {
+        for endpoint in queued_for.keys() {
             d.drained.remove(endpoint);
         }
         // Idle workers of endpoints not known to be drained claim, after
@@ -586,8 +589,8 @@ impl Jobs {
                         }
                     }
                 }
-                for endpoint in &queued_for {
-                    self.wake_supervisor(endpoint);
+                for (endpoint, n) in &queued_for {
+                    self.wake_supervisor(endpoint, *n);
                 }
             }
             Err(e) => {

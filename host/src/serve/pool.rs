@@ -162,7 +162,7 @@ impl Pools {
         let (tx, rx) = watch::channel(Some(endpoint));
         let shared = Arc::new(PoolShared::default());
         shared.set_paused(paused);
-        self.ctx.jobs.watch_endpoint(&id, Arc::clone(&shared.wake));
+        self.ctx.jobs.watch_endpoint(&id, Arc::clone(&shared));
         let task = tokio::spawn(supervise(Arc::clone(&self.ctx), Arc::clone(&shared), rx));
         pools.insert(
             id,
@@ -326,11 +326,20 @@ async fn supervise(
             }
         }
 
-        let queued = match ctx.store.queue_depth(&endpoint.id, now_ms()).await {
-            Ok(n) => n.max(0) as usize,
-            Err(e) => {
-                tracing::warn!(endpoint = %endpoint.id, "reading the queue depth: {e}");
-                0
+        let hint = shared
+            .queued_hint
+            .swap(0, std::sync::atomic::Ordering::SeqCst);
+        let queued = if entries.is_empty() && hint > 0 {
+            // Woken from zero by new jobs: start for them at once; the next
+            // evaluation reads the queue.
+            hint
+        } else {
+            match ctx.store.queue_depth(&endpoint.id, now_ms()).await {
+                Ok(n) => n.max(0) as usize,
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint.id, "reading the queue depth: {e}");
+                    0
+                }
             }
         };
         let c = &endpoint.config;
