@@ -421,14 +421,26 @@ impl App {
         keys::create(&self.store, name, scope).await
     }
 
-    /// Metered worker time in `[since, until)`, with what is not flushed
-    /// yet written first.
+    /// Metered worker time in `[since, until)` as stored.
     pub async fn usage(
         &self,
         endpoint_id: Option<&str>,
         since: i64,
         until: i64,
     ) -> Result<Vec<UsageTotal>, StoreError> {
+        self.store.usage(endpoint_id, since, until).await
+    }
+
+    /// The same, with the meter brought up to this moment first (the
+    /// workers running now included).
+    pub async fn usage_now(
+        &self,
+        endpoint_id: Option<&str>,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<UsageTotal>, StoreError> {
+        self.ctx().slices.accrue();
+        self.ctx().meter.flush(&self.store).await;
         self.store.usage(endpoint_id, since, until).await
     }
 
