@@ -48,7 +48,7 @@ pub struct ApiState {
         admin::delete_endpoint,
         models::upload_file, models::list_models, models::get_model, models::delete_model,
         keys::create_key, keys::list_keys, keys::revoke_key,
-        fleet::inventory, fleet::usage, metrics::metrics,
+        fleet::inventory, fleet::hosts, fleet::usage, metrics::metrics,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -144,6 +144,7 @@ pub fn router(app: App) -> Router {
         .route("/keys", post(keys::create_key).get(keys::list_keys))
         .route("/keys/{key_id}", axum::routing::delete(keys::revoke_key))
         .route("/inventory", get(fleet::inventory))
+        .route("/hosts", get(fleet::hosts))
         .route("/usage", get(fleet::usage));
     Router::new()
         .nest("/v2", v2)

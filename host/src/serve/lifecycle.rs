@@ -263,12 +263,21 @@ impl Jobs {
         let mut waiter = self.waiters.wait_for(&job.id);
         let (endpoint, id) = (job.endpoint_id.clone(), job.id.clone());
         self.submit(job).await?;
-        let finished = tokio::select! {
-            f = waiter.finished() => f,
-            _ = tokio::time::sleep(wait) => None,
-        };
-        if let Some(job) = finished {
-            return Ok(SyncAnswer::Finished(job));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let recheck = self.waiters.recheck.notified();
+            let finished = tokio::select! {
+                f = waiter.finished() => f,
+                _ = tokio::time::sleep_until(deadline) => None,
+                _ = recheck => match self.store.get_job(&endpoint, &id).await {
+                    Ok(Some(r)) if r.status.is_final() => Some(Arc::new(FinalJob::of(&r))),
+                    _ => continue,
+                },
+            };
+            if let Some(job) = finished {
+                return Ok(SyncAnswer::Finished(job));
+            }
+            break;
         }
         // Not final in time (or the event was lost with a dying host
         // process): the store has the truth.
@@ -399,6 +408,31 @@ impl Jobs {
                 }
             }
         }
+    }
+
+    /// A job became final on another host of the cluster: the `/runsync`
+    /// waiting for it here answers, and if it was cancelled while running
+    /// here, it stops.
+    pub async fn finished_elsewhere(&self, endpoint: &str, id: &str, status: JobStatus) {
+        if status == JobStatus::Cancelled {
+            self.running.cancel(id);
+        }
+        if !self.waiters.is_waiting(id) {
+            return;
+        }
+        match self.store.get_job(endpoint, id).await {
+            Ok(Some(r)) if r.status.is_final() => {
+                self.waiters.finished(&[Arc::new(FinalJob::of(&r))]);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(job = %id, "reading a job finished elsewhere: {e}"),
+        }
+    }
+
+    /// Wake-ups may have been missed (the database was away): the
+    /// `/runsync` requests waiting here look at their jobs again.
+    pub fn recheck_waiters(&self) {
+        self.waiters.recheck.notify_waiters();
     }
 
     /// A worker can take `free` more jobs.

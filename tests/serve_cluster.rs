@@ -1,0 +1,175 @@
+//! Cluster mode end to end: several `wasmpod serve` hosts (distinct homes
+//! and ports on this machine) on one real Postgres that the test starts
+//! itself (tests/common/postgres.rs). Heartbeats and the dead-host time
+//! are short (`--dead-host-after 1s`) to keep the tests lean.
+
+mod common;
+#[path = "common/postgres.rs"]
+mod postgres;
+#[path = "common/server.rs"]
+mod server;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use server::{Server, start};
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn host(home: &std::path::Path, url: &str) -> Server {
+    start(
+        home,
+        &[
+            "--database-url",
+            url,
+            "--dead-host-after",
+            "1s",
+            "--executor-idle",
+            "1m",
+        ],
+    )
+}
+
+/// Wait until `s` runs the endpoint (it follows the others' endpoints).
+async fn wait_endpoint(s: &Server, ep: &str) {
+    let started = Instant::now();
+    while s.get(&format!("/v2/{ep}/health")).await.status != 200 {
+        assert!(started.elapsed() < LONG, "{ep} never reached {}", s.base);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ready(h: &serde_json::Value) -> bool {
+    h["workers"]["ready"].as_i64().unwrap_or(0) >= 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_kill9_of_one_under_load_loses_nothing() {
+    let pg = tokio::task::spawn_blocking(postgres::PgServer::start)
+        .await
+        .unwrap();
+    let url = pg.create_database();
+    let homes: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut hosts: Vec<Server> = homes.iter().map(|h| host(h.path(), &url)).collect();
+    let sleep = hosts[0].upload_example("sleep").await;
+    hosts[0]
+        .create_endpoint(
+            "work",
+            &sleep,
+            json!({"min_workers": 1, "max_workers": 2, "max_retries": 3}),
+        )
+        .await;
+    for h in &hosts {
+        wait_endpoint(h, "work").await;
+        h.wait_health("work", "a ready worker", LONG, ready).await;
+    }
+    // Load on every host; each hands jobs to its own workers first.
+    let mut accepted = Vec::new();
+    for round in 0..20 {
+        for (i, h) in hosts.iter().enumerate() {
+            let id = h.run("work", &json!({"input": {"ms": 150}})).await;
+            accepted.push((i, round, id));
+        }
+    }
+    // Host 1 is running some of its jobs when it dies.
+    let started = Instant::now();
+    loop {
+        let running = hosts[1].get("/v2/work/health").await.body["workers"]["running"]
+            .as_i64()
+            .unwrap_or(0);
+        if running > 0 {
+            break;
+        }
+        assert!(started.elapsed() < LONG, "nothing ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut doomed = hosts.remove(1);
+    let victim_workers: Vec<String> = {
+        let mut ids = Vec::new();
+        for (i, _, id) in &accepted {
+            if *i == 1 {
+                let r = doomed.status("work", id).await;
+                if r.body["status"] == "IN_PROGRESS" {
+                    ids.push(id.clone());
+                }
+            }
+        }
+        ids
+    };
+    doomed.kill9();
+    drop(doomed);
+
+    // Every accepted job completes on the survivors, seen from both.
+    let mut rerun = 0;
+    for (_, _, id) in &accepted {
+        let done = hosts[0].wait_final("work", id, LONG).await;
+        assert_eq!(done["status"], "COMPLETED", "job {id}: {done}");
+        if done["retries"].as_i64().unwrap_or(0) > 0 {
+            rerun += 1;
+        }
+        let other = hosts[1].status("work", id).await;
+        assert_eq!(other.body["status"], "COMPLETED", "seen from host 2 too");
+    }
+    for id in &victim_workers {
+        let r = hosts[0].status("work", id).await;
+        assert!(
+            r.body["retries"].as_i64().unwrap_or(0) >= 1,
+            "a job running on the dead host was re-run: {r:?}"
+        );
+    }
+    assert!(rerun >= victim_workers.len(), "{rerun} re-run");
+    assert!(!victim_workers.is_empty(), "the dead host was running jobs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runsync_on_one_host_answers_for_a_job_run_on_another_and_cancel_reaches_it() {
+    let pg = tokio::task::spawn_blocking(postgres::PgServer::start)
+        .await
+        .unwrap();
+    let url = pg.create_database();
+    let (ha, hb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = host(ha.path(), &url);
+    let b = host(hb.path(), &url);
+    let sleep = a.upload_example("sleep").await;
+    a.create_endpoint(
+        "x",
+        &sleep,
+        json!({"min_workers": 1, "max_workers": 1, "concurrency": 1}),
+    )
+    .await;
+    wait_endpoint(&b, "x").await;
+    b.wait_health("x", "a ready worker", LONG, ready).await;
+    a.wait_health("x", "a ready worker", LONG, ready).await;
+    // A's only worker is busy for 4 s ...
+    let busy = a.run("x", &json!({"input": {"ms": 4000}})).await;
+    a.wait_status("x", &busy, "IN_PROGRESS", LONG).await;
+    let busy_worker = a.status("x", &busy).await.body["workerId"].clone();
+    // ... so a /runsync sent to A runs on B, and A answers as soon as it
+    // is done there (a NOTIFY, not a poll, nor the 4 s job).
+    let t = Instant::now();
+    let r = a.post("/v2/x/runsync", &json!({"input": {"ms": 50}})).await;
+    let took = t.elapsed();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["status"], "COMPLETED", "{r:?}");
+    assert_ne!(r.body["workerId"], busy_worker, "it ran on the other host");
+    assert!(took < Duration::from_millis(2500), "runsync took {took:?}");
+    let id = r.body["id"].as_str().unwrap();
+    assert_eq!(b.status("x", id).await.body["status"], "COMPLETED");
+
+    // A long job running on B, cancelled through A: B stops it, and B's
+    // worker is free for the next job long before the long one would end.
+    let long = b.run("x", &json!({"input": {"ms": 60000}})).await;
+    b.wait_status("x", &long, "IN_PROGRESS", LONG).await;
+    let c = a.post(&format!("/v2/x/cancel/{long}"), &json!({})).await;
+    assert_eq!(c.status, 200, "{c:?}");
+    assert_eq!(b.status("x", &long).await.body["status"], "CANCELLED");
+    a.wait_final("x", &busy, LONG).await;
+    let t = Instant::now();
+    let next = b.run("x", &json!({"input": {"ms": 10}})).await;
+    let done = b.wait_final("x", &next, LONG).await;
+    assert_eq!(done["status"], "COMPLETED");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "B's worker was freed"
+    );
+}
