@@ -72,8 +72,13 @@ pub fn start(app: &App) {
 
 /// Beat, and re-queue the jobs of hosts whose heartbeat stopped.
 async fn heartbeats(app: App, shutdown: Arc<Notify>) {
-    let every = heartbeat_every(app.config.dead_host_after);
+    let dead_after = app.config.dead_host_after;
+    let every = heartbeat_every(dead_after);
     let mut beats = 0u64;
+    // Since when this host's beats have gone through. After the database
+    // was away, every host's heartbeat is stale until it beats again: no
+    // host is judged until all had a dead-host time to do so.
+    let mut beating_since = tokio::time::Instant::now();
     loop {
         let stop = shutdown.notified();
         tokio::pin!(stop);
@@ -85,10 +90,11 @@ async fn heartbeats(app: App, shutdown: Arc<Notify>) {
             .await
         {
             tracing::warn!("heartbeat: {e}");
+            beating_since = tokio::time::Instant::now();
         }
         // Every other beat: a dead host's jobs come back within about
         // 1.5 dead-host times of its last beat.
-        if beats % 2 == 1 {
+        if beats % 2 == 1 && beating_since.elapsed() >= dead_after {
             match app.jobs.recover_orphans().await {
                 Ok((0, 0)) => {}
                 Ok((requeued, failed)) => tracing::warn!(

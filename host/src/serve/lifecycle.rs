@@ -58,6 +58,11 @@ enum Op {
         endpoint: String,
         done: Finish,
     },
+    /// Results whose write failed because a shared database was
+    /// unreachable, tried again (their slots were freed the first time).
+    Refinish {
+        done: Vec<Finish>,
+    },
     /// A worker can take `free` more jobs.
     Ready {
         link: Arc<WorkerLink>,
@@ -542,6 +547,7 @@ impl Jobs {
                 Op::Wake { endpoint } => {
                     d.drained.remove(&endpoint);
                 }
+                Op::Refinish { done } => finishes.extend(done),
             }
         }
         for endpoint in queued_for.keys() {
@@ -570,6 +576,10 @@ impl Jobs {
             return;
         }
         let n_finishes = finishes.len();
+        // In a cluster a result left unwritten would keep its job
+        // IN_PROGRESS under a live host's lease for good: kept to write
+        // again once the database is back.
+        let kept = (self.store.shared() && !finishes.is_empty()).then(|| finishes.clone());
         let batch = Batch {
             finishes,
             accepts,
@@ -588,6 +598,7 @@ impl Jobs {
                 // told), claims give their slots back, finishes stay
                 // IN_PROGRESS (the next start re-queues them).
                 tracing::error!("a group commit failed: {e}");
+                self.refinish_later(kept, &e);
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -602,7 +613,10 @@ impl Jobs {
         };
         match finished {
             Ok(done) => self.announce(done),
-            Err(e) => tracing::error!("recording {n_finishes} job results failed: {e}"),
+            Err(e) => {
+                tracing::error!("recording {n_finishes} job results failed: {e}");
+                self.refinish_later(kept, &e);
+            }
         }
         match accepted {
             Ok(()) => {
@@ -649,6 +663,20 @@ impl Jobs {
                 }
             }
         }
+    }
+
+    /// Write `kept` results again shortly, when their write failed only
+    /// because the database was unreachable.
+    fn refinish_later(&self, kept: Option<Vec<Finish>>, e: &StoreError) {
+        let Some(done) = kept else { return };
+        if !matches!(e, StoreError::Unavailable(_)) {
+            return;
+        }
+        let ops = self.ops.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let _ = ops.send(Op::Refinish { done });
+        });
     }
 
     /// The store's group commit.

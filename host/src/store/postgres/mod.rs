@@ -149,7 +149,7 @@ fn config_json(c: &EndpointConfig) -> Result<String> {
 }
 
 /// Serialises migrations of hosts starting at once (any fixed key).
-const MIGRATE_LOCK: i64 = 0x7761_736d_706f_64;
+const MIGRATE_LOCK: i64 = 0x7761_736d_706f_6400;
 
 impl PgStore {
     /// Connect to `url` (`postgres://user:pass@host:port/db`) and migrate.
