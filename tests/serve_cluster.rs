@@ -240,3 +240,72 @@ async fn postgres_restart_mid_load_loses_nothing_and_answers_503_meanwhile() {
     assert_eq!(done["status"], "COMPLETED");
     drop(pg);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_under_load_across_two_hosts_fails_no_job() {
+    let pg = tokio::task::spawn_blocking(postgres::PgServer::start)
+        .await
+        .unwrap();
+    let url = pg.create_database();
+    let (h0, h1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let hosts = std::sync::Arc::new([host(h0.path(), &url), host(h1.path(), &url)]);
+    let echo = hosts[0].upload_example("echo").await;
+    let sleep = hosts[0].upload_example("sleep").await;
+    hosts[0]
+        .create_endpoint("hs", &echo, json!({"min_workers": 1, "max_workers": 2}))
+        .await;
+    for h in hosts.iter() {
+        wait_endpoint(h, "hs").await;
+        h.wait_health("hs", "a ready worker", LONG, ready).await;
+    }
+    // Input both versions accept: echo returns it, sleep sleeps.
+    let input = json!({"input": {"ms": 20}});
+    let mut submitters = Vec::new();
+    for i in 0..4 {
+        let hosts = std::sync::Arc::clone(&hosts);
+        let input = input.clone();
+        submitters.push(tokio::spawn(async move {
+            let mut jobs = Vec::new();
+            let until = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < until {
+                jobs.push(hosts[i % 2].run("hs", &input).await);
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+            jobs
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The swap is made on one host; the other follows it.
+    let r = hosts[0]
+        .patch("/v1/endpoints/hs", &json!({"handler": sleep}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut jobs = Vec::new();
+    for t in submitters {
+        jobs.extend(t.await.unwrap());
+    }
+    let (mut old, mut new) = (0, 0);
+    for id in &jobs {
+        let done = hosts[1].wait_final("hs", id, LONG).await;
+        assert_eq!(done["status"], "COMPLETED", "job {id}: {done}");
+        if done["output"] == json!({"slept_ms": 20}) {
+            new += 1;
+        } else {
+            assert_eq!(done["output"], json!({"ms": 20}), "{done}");
+            old += 1;
+        }
+    }
+    assert!(old > 0 && new > 0, "old {old}, new {new}");
+    for h in hosts.iter() {
+        let health = h.get("/v2/hs/health").await;
+        assert_eq!(health.body["jobs"]["failed"], 0, "{health:?}");
+        // Both hosts run the new version now.
+        h.wait_health("hs", "only new workers", LONG, |h| {
+            h["workers"]["outdated"].as_i64().unwrap_or(0) == 0
+        })
+        .await;
+    }
+    // Every host has the new version's bytes (fetched from the store).
+    let digest_file = format!("handlers/{sleep}.wasm");
+    assert!(hosts[1].home.join(&digest_file).exists());
+}
