@@ -554,6 +554,13 @@ impl JobStore for PgStore {
                 _ => requeued.push(id),
             }
         }
+        // Hosts gone for an hour leave /v1/hosts (their jobs came back
+        // long ago; each restart of a host is a new host id).
+        sqlx::query("DELETE FROM hosts WHERE heartbeat_at < $1 AND id != $2")
+            .bind(now - 3_600_000)
+            .bind(host_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok((requeued, failed))
     }
