@@ -475,6 +475,7 @@ pub async fn delete_endpoint(
     // Workers finish (or, cancelled, abandon) what they hold and stop.
     state.app.stop_endpoint(&id).await;
     state.app.store.delete_endpoint(&id).await?;
+    state.app.endpoint_deleted(&id).await;
     state.keys.clear();
     Ok(Json(json!({ "id": id, "deleted": true })))
 }

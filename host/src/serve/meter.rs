@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::latency::Latency;
 use crate::store::{Store, UsageDelta, now_ms};
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
@@ -46,6 +47,10 @@ pub struct JobStats {
     pub execution: Histogram,
     /// Finished jobs by final status.
     pub finished: BTreeMap<String, u64>,
+    /// From placing a worker to its instances being ready.
+    pub cold_start: Histogram,
+    /// Worker starts by the FlashBoot layer that served them.
+    pub cold_starts: BTreeMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -53,6 +58,8 @@ pub struct Meter {
     /// (endpoint, slice type, minute) -> worker time not yet in the store.
     pending: Mutex<HashMap<(String, String, i64), Duration>>,
     jobs: Mutex<BTreeMap<String, JobStats>>,
+    /// Recent samples for windowed percentiles.
+    pub latency: Latency,
 }
 
 fn minute_of(ms: i64) -> i64 {
@@ -94,6 +101,8 @@ impl Meter {
         delay_ms: Option<i64>,
         execution_ms: Option<i64>,
     ) {
+        self.latency
+            .job_finished(endpoint, status == "COMPLETED", delay_ms, execution_ms);
         let mut jobs = self.jobs.lock().expect("meter lock");
         let stats = jobs.entry(endpoint.to_string()).or_default();
         if let Some(d) = delay_ms {
@@ -103,6 +112,16 @@ impl Meter {
             stats.execution.observe(e.max(0) as f64 / 1e3);
         }
         *stats.finished.entry(status.to_string()).or_default() += 1;
+    }
+
+    /// A worker of `endpoint` became ready `time` after it was placed,
+    /// started by FlashBoot layer `boot`.
+    pub fn cold_start(&self, endpoint: &str, time: Duration, boot: &str) {
+        self.latency.cold_start(endpoint, time);
+        let mut jobs = self.jobs.lock().expect("meter lock");
+        let stats = jobs.entry(endpoint.to_string()).or_default();
+        stats.cold_start.observe(time.as_secs_f64());
+        *stats.cold_starts.entry(boot.to_string()).or_default() += 1;
     }
 
     pub fn job_stats(&self) -> BTreeMap<String, JobStats> {

@@ -5,8 +5,11 @@
 
 pub mod events;
 pub mod handlers;
+pub mod history;
 pub mod housekeeping;
 pub mod keys;
+pub mod latency;
+pub mod logs;
 pub mod meter;
 pub mod models;
 pub mod pool;
@@ -30,7 +33,9 @@ use crate::store::{
 };
 pub use events::JobEvents;
 pub use handlers::{HandlerError, HandlerRepo};
+pub use history::JobDetail;
 pub use keys::Bootstrap;
+pub use logs::{LogLimits, Logs};
 pub use meter::Meter;
 pub use models::{ModelRepo, ModelRepoError};
 pub use pool::{Pools, Retention, WorkerContext, WorkerCounts, WorkerDetail};
@@ -79,6 +84,8 @@ pub struct ServeConfig {
     /// Host memory per executor for parked workers' tensors and weights
     /// (pinned on a GPU); past it they spill to disk under the cache.
     pub flashboot_ram: u64,
+    /// How much of the handlers' logs is kept.
+    pub log_limits: LogLimits,
 }
 
 impl ServeConfig {
@@ -109,6 +116,7 @@ impl ServeConfig {
             executor_idle: Duration::from_secs(300),
             flashboot_keep: Duration::from_secs(3600),
             flashboot_ram: 16 << 30,
+            log_limits: LogLimits::default(),
         }
     }
 }
@@ -218,6 +226,7 @@ impl App {
             Arc::clone(&meter),
         ));
         let ctx = Arc::new(WorkerContext {
+            logs: Logs::start(store.logs(), config.log_limits),
             store: store.clone(),
             handlers: Arc::clone(&handlers),
             events: Arc::new(JobEvents::default()),

@@ -7,16 +7,17 @@
 //! the queue (a retry counted) and the worker ends unhealthy.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::logs::{LogSink, level_of, source_of};
 use super::pool::{PoolShared, WorkerContext, WorkerShared, WorkerSpec, WorkerStage};
 use super::slices::Lease;
 use crate::executor::{ExecutorError, ExecutorProcess, WorkerSpec as ExecutorWorkerSpec};
-use crate::runtime::{CancelSignal, JobError, JobSink, LogLevel};
-use crate::store::{ClaimedJob, JobOutcome, JobStatus, LostJobOutcome, now_ms};
+use crate::runtime::{CancelSignal, JobError, JobSink, LogLevel, OutputStream};
+use crate::store::{ClaimedJob, JobOutcome, JobStatus, Level, LogSource, LostJobOutcome, now_ms};
 
 /// Why a worker ended other than by being retired.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -41,11 +42,76 @@ pub async fn run_worker(
     pool: Arc<PoolShared>,
     lease: Lease,
 ) -> Result<(), WorkerExit> {
+    let started_at = Instant::now();
+    let log = |level, message: String| {
+        ctx.logs
+            .system(&spec.endpoint_id, Some(&me.id), None, level, message)
+    };
+    log(
+        Level::Info,
+        format!(
+            "worker starting on slice {} ({}) with handler {}",
+            lease.slice().spec.id,
+            lease.slice().type_name,
+            short(&spec.handler)
+        ),
+    );
+    let result = start_and_serve(&ctx, &spec, &me, &pool, &lease, started_at).await;
+    match &result {
+        Err(e) => log(Level::Error, format!("worker unhealthy: {e}")),
+        Ok(parked) => log(
+            Level::Info,
+            match (me.is_outdated(), parked) {
+                (true, _) => "worker stopped: outdated by a new handler version or settings".into(),
+                (false, true) => {
+                    "worker retired; FlashBoot parked its instances for the endpoint's next worker"
+                        .into()
+                }
+                (false, false) => "worker retired".into(),
+            },
+        ),
+    }
+    // Dropping the lease frees the slice (and meters the worker's time).
+    drop(lease);
+    result.map(|_| ())
+}
+
+/// The first twelve characters of a digest.
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// Start the worker's instances and serve jobs until it is retired;
+/// Ok(true) when its instances were parked.
+async fn start_and_serve(
+    ctx: &Arc<WorkerContext>,
+    spec: &WorkerSpec,
+    me: &Arc<WorkerShared>,
+    pool: &Arc<PoolShared>,
+    lease: &Lease,
+    started_at: Instant,
+) -> Result<bool, WorkerExit> {
     let exec = lease
         .slot()
         .get()
         .await
         .map_err(|e| WorkerExit::StartFailed(e.to_string()))?;
+    // The guest's log calls and output in `init` and between jobs.
+    let worker_log: Arc<dyn JobSink> = ctx.logs.sink(&spec.endpoint_id, &me.id, None);
+    exec.set_worker_log(&me.id, Some(worker_log));
+    let served = serve_on(ctx, spec, me, pool, &exec, started_at).await;
+    exec.set_worker_log(&me.id, None);
+    served
+}
+
+async fn serve_on(
+    ctx: &Arc<WorkerContext>,
+    spec: &WorkerSpec,
+    me: &Arc<WorkerShared>,
+    pool: &Arc<PoolShared>,
+    exec: &Arc<ExecutorProcess>,
+    started_at: Instant,
+) -> Result<bool, WorkerExit> {
     let wasm_path = ctx.handlers.path_of(&spec.handler);
     let models_dir = spec
         .models_dir
@@ -72,6 +138,26 @@ pub async fn run_worker(
     {
         Ok(started) => {
             tracing::debug!(worker = %me.id, slice = %exec.slice().id, init_ms = started.init_ms, boot = %started.boot, note = ?started.note, "worker ready");
+            let cold_start = started_at.elapsed();
+            ctx.meter
+                .cold_start(&spec.endpoint_id, cold_start, &started.boot.to_string());
+            ctx.logs.system(
+                &spec.endpoint_id,
+                Some(&me.id),
+                None,
+                Level::Info,
+                format!(
+                    "worker ready in {:.0} ms ({}: its instances were ready {:.0} ms after the executor was asked){}",
+                    cold_start.as_secs_f64() * 1e3,
+                    started.boot,
+                    started.init_ms,
+                    started
+                        .note
+                        .as_ref()
+                        .map(|n| format!("; {n}"))
+                        .unwrap_or_default()
+                ),
+            );
             pool.set_last_boot(&me.id, &started);
             me.set_boot(started);
         }
@@ -96,11 +182,11 @@ pub async fn run_worker(
     let mut lanes = JoinSet::new();
     for _ in 0..spec.concurrency.max(1) {
         lanes.spawn(lane(
-            Arc::clone(&ctx),
+            Arc::clone(ctx),
             spec.clone(),
-            Arc::clone(&me),
-            Arc::clone(&pool),
-            Arc::clone(&exec),
+            Arc::clone(me),
+            Arc::clone(pool),
+            Arc::clone(exec),
         ));
     }
     let mut result = Ok(());
@@ -118,6 +204,7 @@ pub async fn run_worker(
             }
         }
     }
+    let mut parked = false;
     if let Err(e) = &result {
         // Shown at once, before the supervisor reaps the worker.
         me.set_error(Some(e.to_string()));
@@ -128,10 +215,9 @@ pub async fn run_worker(
         let park = (spec.flashboot && !me.is_outdated())
             .then_some((spec.endpoint_id.as_str(), spec.handler.as_str()));
         exec.stop_worker(&me.id, park).await;
+        parked = park.is_some() && exec.parked(&spec.endpoint_id).is_some();
     }
-    // Dropping the lease frees the slice (and meters the worker's time).
-    drop(lease);
-    result
+    result.map(|()| parked)
 }
 
 async fn lane(
@@ -228,9 +314,10 @@ async fn run_job(
             .map(|ms| ms as u64)
             .unwrap_or(spec.execution_timeout_ms),
     );
+    let job_log = ctx.logs.sink(&spec.endpoint_id, worker_id, Some(&job.id));
     let sink: Arc<dyn JobSink> = Arc::new(StoreSink {
-        job_id: job.id.clone(),
         tx,
+        log: Arc::clone(&job_log),
     });
     let reply = {
         let running = exec.run_job(worker_id, &job.id, &job.input, timeout, sink);
@@ -260,11 +347,14 @@ async fn run_job(
     // process died), which closes the channel: the persister ends after
     // writing everything.
     let _ = persister.await;
+    // Its lines are stored before its final status: whoever reads the job
+    // once it is final sees all of them.
+    job_log.finish().await;
     ctx.running.remove(&job.id);
     let result = match reply {
         Ok(result) => result,
         Err(_) => {
-            requeue_lost(ctx, exec, worker_id, &job).await;
+            requeue_lost(ctx, exec, &spec.endpoint_id, worker_id, &job).await;
             return true;
         }
     };
@@ -334,6 +424,7 @@ async fn run_job(
 async fn requeue_lost(
     ctx: &Arc<WorkerContext>,
     exec: &ExecutorProcess,
+    endpoint: &str,
     worker_id: &str,
     job: &ClaimedJob,
 ) {
@@ -351,10 +442,24 @@ async fn requeue_lost(
         {
             Ok(LostJobOutcome::Requeued) => {
                 tracing::warn!(job = %job.id, "{reason}; re-queued");
+                ctx.logs.system(
+                    endpoint,
+                    Some(worker_id),
+                    Some(&job.id),
+                    Level::Warn,
+                    format!("{reason}; the job is back in the queue (a retry counted)"),
+                );
                 return;
             }
             Ok(LostJobOutcome::Failed) => {
                 tracing::warn!(job = %job.id, "{reason}; its retries are spent: failed");
+                ctx.logs.system(
+                    endpoint,
+                    Some(worker_id),
+                    Some(&job.id),
+                    Level::Error,
+                    format!("{reason}; its retries are spent: the job failed"),
+                );
                 ctx.events.finished(&job.id);
                 ctx.webhooks.notify_one();
                 return;
@@ -378,10 +483,11 @@ enum SinkEvent {
     Stream(String),
 }
 
-/// Queues what the handler reports; [`persist`] writes it.
+/// Queues what the handler reports; [`persist`] writes progress and
+/// chunks, the log service its lines.
 struct StoreSink {
-    job_id: String,
     tx: mpsc::UnboundedSender<SinkEvent>,
+    log: Arc<LogSink>,
 }
 
 impl JobSink for StoreSink {
@@ -394,20 +500,11 @@ impl JobSink for StoreSink {
     }
 
     fn log(&self, level: LogLevel, message: &str) {
-        match level {
-            LogLevel::Debug => {
-                tracing::debug!(target: "wasmpod::guest", job = %self.job_id, "{message}")
-            }
-            LogLevel::Info => {
-                tracing::info!(target: "wasmpod::guest", job = %self.job_id, "{message}")
-            }
-            LogLevel::Warn => {
-                tracing::warn!(target: "wasmpod::guest", job = %self.job_id, "{message}")
-            }
-            LogLevel::Error => {
-                tracing::error!(target: "wasmpod::guest", job = %self.job_id, "{message}")
-            }
-        }
+        self.log.line(LogSource::Log, level_of(level), message);
+    }
+
+    fn output(&self, stream: OutputStream, line: &str) {
+        self.log.line(source_of(stream), Level::Info, line);
     }
 }
 

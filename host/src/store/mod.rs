@@ -4,9 +4,11 @@
 //! backend is one more variant of [`Backend`], and nothing above this module
 //! changes).
 
+pub mod logs;
 pub mod sqlite;
 pub mod types;
 
+pub use logs::{Level, LogFilter, LogLine, LogSource, LogStore, NewLogLine};
 pub use types::*;
 
 /// Why a store operation failed.
@@ -70,6 +72,11 @@ impl Store {
         }
         let backend = Backend::Sqlite(sqlite::SqliteStore::open(url).await?);
         Ok(Self { backend })
+    }
+
+    /// The log table (its own module: lines outlive the jobs they are of).
+    pub fn logs(&self) -> LogStore {
+        dispatch!(self, s => LogStore::new(s.pool().clone()))
     }
 
     // --- handlers -------------------------------------------------------
@@ -155,6 +162,20 @@ impl Store {
     }
     pub async fn get_job(&self, endpoint_id: &str, id: &str) -> Result<Option<JobRecord>> {
         dispatch!(self, s => s.get_job(endpoint_id, id).await)
+    }
+    /// An endpoint's retained jobs, newest first, optionally in one state.
+    pub async fn list_jobs(
+        &self,
+        endpoint_id: &str,
+        status: Option<JobStatus>,
+        limit: i64,
+    ) -> Result<Vec<JobSummary>> {
+        dispatch!(self, s => s.list_jobs(endpoint_id, status, limit).await)
+    }
+    /// Every stream chunk of a job's latest attempt, in order, read or not
+    /// (a look that does not consume them, unlike [`Store::take_stream`]).
+    pub async fn stream_chunks(&self, id: &str) -> Result<Vec<String>> {
+        dispatch!(self, s => s.stream_chunks(id).await)
     }
     /// Take the next runnable job of an endpoint for a worker.
     pub async fn claim(

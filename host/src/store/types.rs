@@ -77,6 +77,26 @@ pub struct JobRecord {
     pub webhook_attempts: i64,
 }
 
+/// A job as listed: its state and times, not its input or output.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobSummary {
+    pub id: String,
+    pub status: JobStatus,
+    /// ms since the Unix epoch.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    /// ms it waited in the queue before it started.
+    pub delay_ms: Option<i64>,
+    /// ms it ran.
+    pub execution_ms: Option<i64>,
+    pub worker_id: Option<String>,
+    pub retries: i64,
+    pub sync: bool,
+    /// Why it failed (the first 300 characters).
+    pub error: Option<String>,
+}
+
 /// What a submission asks for.
 #[derive(Debug, Clone)]
 pub struct NewJob {
