@@ -164,6 +164,10 @@ function lineChart(title, series, t0, t1, fmt) {
       points: pts.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' '),
       fill: 'none', stroke: se.color, 'stroke-width': 2, 'vector-effect': 'non-scaling-stroke',
     }));
+    // Dots, so that a step with the only samples still shows.
+    for (const [t, v] of pts) {
+      if (v > 0) svg.append(s('circle', { cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: se.color }));
+    }
   }
   const legend = h('div', { class: 'legend' }, series.map((se) =>
     h('span', {}, h('i', { style: null, 'data-color': se.color }), se.name)));
@@ -271,20 +275,23 @@ function overviewPage() {
   }, 3000);
 }
 
-/** Every device of the inventory with its memory, who holds it, and the
- * tensor quota that worker's endpoint reserves on it. */
+/** Every device of the inventory with its memory, who holds it, and how
+ * much of it is in use: the driver's figure on a GPU host (NVML), else the
+ * tensor quota the holding worker's endpoint reserves. */
 function slicesTable(inv, endpoints) {
   const quota = Object.fromEntries(endpoints.map((e) => [e.id, e.tensor_quota_mib * 1048576]));
+  const used = Object.fromEntries((inv.memory || []).map((m) => [m.device, m.used_bytes]));
   const holders = {};
   for (const u of inv.in_use) for (const d of (u.devices.length ? u.devices : [u.slice])) (holders[d] = holders[d] || []).push(u);
   const rows = [];
   const row = (key, name, total) => {
     const held = holders[key] || [];
-    const reserved = held.reduce((a, u) => a + (quota[u.endpoint] || 0), 0);
-    const frac = total ? Math.min(1, reserved / total) : 0;
-    const bar = h('div', { class: 'bar' }, h('div', {}));
+    const measured = used[key] !== undefined;
+    const amount = measured ? used[key] : held.reduce((a, u) => a + (quota[u.endpoint] || 0), 0);
+    const frac = total ? Math.min(1, amount / total) : 0;
+    const bar = h('div', { class: 'bar', title: measured ? 'in use (NVML)' : 'reserved by tensor quotas' }, h('div', {}));
     bar.firstChild.style.width = `${(frac * 100).toFixed(0)}%`;
-    rows.push([key, name, bytes(total), bar,
+    rows.push([key, name, bytes(total), h('div', {}, bar, h('span', { class: 'muted' }, `${bytes(amount)} ${measured ? 'used' : 'reserved'}`)),
       held.length ? held.map((u) => `${u.endpoint} (${u.worker})`).join(', ') : h('span', { class: 'muted' }, 'free')]);
   };
   for (const g of inv.inventory.gpus) {
@@ -294,7 +301,7 @@ function slicesTable(inv, endpoints) {
   const cpuHeld = inv.in_use.filter((u) => u.slice_type === 'cpu');
   rows.push(['cpu', 'CPU', bytes(inv.inventory.cpu.memory_bytes), '',
     cpuHeld.length ? cpuHeld.map((u) => `${u.endpoint} (${u.worker})`).join(', ') : h('span', { class: 'muted' }, 'free')]);
-  return table(['slice', 'device', 'memory', 'reserved by quotas', 'held by'], rows, 'No devices.');
+  return table(['slice', 'device', 'memory', 'in use', 'held by'], rows, 'No devices.');
 }
 
 function percentileTable(st) {
@@ -320,7 +327,7 @@ function endpointPage(id) {
     type: 'button', class: w === window ? 'on' : null,
     onclick: (ev) => { window = w; for (const b of tabs.children) b.classList.toggle('on', b === ev.target); refresh(); },
   }, w)));
-  const input = h('textarea', { id: 'job-input', spellcheck: 'false' }, '{"name": "wasmpod"}');
+  const input = h('textarea', { id: 'job-input', spellcheck: 'false' }, '{}');
   const runError = h('div', { class: 'error', id: 'run-error' });
   const runForm = h('form', { class: 'panel', id: 'run-form' },
     h('h2', {}, 'Run a job'),

@@ -97,10 +97,11 @@ async fn start_and_serve(
         .await
         .map_err(|e| WorkerExit::StartFailed(e.to_string()))?;
     // The guest's log calls and output in `init` and between jobs.
-    let worker_log: Arc<dyn JobSink> = ctx.logs.sink(&spec.endpoint_id, &me.id, None);
-    exec.set_worker_log(&me.id, Some(worker_log));
+    let worker_log = ctx.logs.sink(&spec.endpoint_id, &me.id, None);
+    exec.set_worker_log(&me.id, Some(Arc::clone(&worker_log) as Arc<dyn JobSink>));
     let served = serve_on(ctx, spec, me, pool, &exec, started_at).await;
     exec.set_worker_log(&me.id, None);
+    worker_log.finish().await;
     served
 }
 
