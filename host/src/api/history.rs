@@ -14,6 +14,7 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::params::Params;
+use super::view::json_or_text;
 use crate::store::{JobStatus, JobSummary, LogLine};
 
 /// Answer of the jobs list.
@@ -25,40 +26,29 @@ pub struct JobList {
 /// One job with everything it produced.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
-    pub id: String,
+    /// Its state and times (the error in full).
+    #[serde(flatten)]
+    pub job: JobSummary,
     pub endpoint: String,
-    pub status: JobStatus,
     #[schema(value_type = Object)]
     pub input: Value,
     /// The handler's output once COMPLETED.
     #[schema(value_type = Option<Object>)]
     pub output: Option<Value>,
-    pub error: Option<String>,
     /// Its latest progress value while IN_PROGRESS.
     #[schema(value_type = Option<Object>)]
     pub progress: Option<Value>,
     /// Every chunk it streamed (its latest attempt), whether read or not.
     #[schema(value_type = Vec<Object>)]
     pub stream: Vec<Value>,
-    pub created_at: i64,
-    pub started_at: Option<i64>,
-    pub completed_at: Option<i64>,
-    pub delay_ms: Option<i64>,
-    pub execution_ms: Option<i64>,
-    pub worker_id: Option<String>,
     /// The handler version that ran it.
     pub handler: Option<String>,
-    pub retries: i64,
-    pub sync: bool,
     /// Its log lines (guest log calls, stdout, stderr), the first 1000.
     pub logs: Vec<LogLine>,
 }
 
-fn json_or_text(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
-}
-
-fn check_endpoint(state: &ApiState, id: &str) -> ApiResult<()> {
+/// 404 unless the endpoint exists.
+pub(super) fn check_endpoint(state: &ApiState, id: &str) -> ApiResult<()> {
     if state.app.pools.endpoint(id).is_none() {
         return Err(ApiError::not_found(format!(
             "no endpoint {id:?}; list endpoints with GET /v1/endpoints"
@@ -66,7 +56,6 @@ fn check_endpoint(state: &ApiState, id: &str) -> ApiResult<()> {
     }
     Ok(())
 }
-
 /// An endpoint's retained jobs, newest first. Query: `status` (one of
 /// RunPod's statuses), `limit` (default 100, at most 1000).
 #[utoipa::path(get, path = "/v1/endpoints/{endpoint_id}/jobs", tag = "endpoints",
@@ -119,23 +108,13 @@ pub async fn get_job(
     })?;
     let r = detail.record;
     Ok(Json(JobView {
-        id: r.id,
-        endpoint: r.endpoint_id,
-        status: r.status,
+        job: JobSummary::of(&r),
         input: json_or_text(&r.input),
         output: r.output.as_deref().map(json_or_text),
-        error: r.error,
         progress: r.progress.as_deref().map(json_or_text),
         stream: detail.stream.iter().map(|c| json_or_text(c)).collect(),
-        created_at: r.created_at,
-        started_at: r.started_at,
-        completed_at: r.completed_at,
-        delay_ms: r.delay_ms,
-        execution_ms: r.execution_ms,
-        worker_id: r.worker_id,
+        endpoint: r.endpoint_id,
         handler: r.handler,
-        retries: r.retries,
-        sync: r.sync,
         logs: detail.logs,
     }))
 }

@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::history::check_endpoint;
 use super::params::Params;
 use crate::store::{Level, LogFilter, LogLine};
 
@@ -67,11 +68,7 @@ pub async fn logs(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let p = Params::new(q, "the logs route", NAMES)?;
-    if state.app.pools.endpoint(&endpoint).is_none() {
-        return Err(ApiError::not_found(format!(
-            "no endpoint {endpoint:?}; list endpoints with GET /v1/endpoints"
-        )));
-    }
+    check_endpoint(&state, &endpoint)?;
     let min_level = match p.str("level") {
         None => None,
         Some(l) => Some(Level::parse(l).ok_or_else(|| {

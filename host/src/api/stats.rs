@@ -14,7 +14,8 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiResult, ErrorBody};
+use super::history::check_endpoint;
 use super::params::Params;
 use crate::serve::latency::{KEEP, WindowStats};
 
@@ -46,11 +47,7 @@ pub async fn endpoint_stats(
 ) -> ApiResult<Json<WindowStats>> {
     caller.require_admin()?;
     let window = window(q, "the endpoint metrics route")?;
-    if state.app.pools.endpoint(&endpoint).is_none() {
-        return Err(ApiError::not_found(format!(
-            "no endpoint {endpoint:?}; list endpoints with GET /v1/endpoints"
-        )));
-    }
+    check_endpoint(&state, &endpoint)?;
     Ok(Json(state.app.latency(&endpoint, window)))
 }
 

@@ -33,7 +33,8 @@ pub struct JobStatusBody {
     pub retries: i64,
 }
 
-fn json_or_text(s: &str) -> Value {
+/// Stored JSON text as a value (text that is not JSON as a string).
+pub fn json_or_text(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
 }
 

@@ -176,7 +176,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
             serde_json::from_str::<Value>(t)
                 .with_context(|| format!("--test-input is not JSON: {t}"))?,
         ),
-        (None, Some(p)) => read_test_input(&p.dir)?,
+        (None, Some(p)) => project::test_input(&p.dir)?,
         (None, None) => None,
     };
 
@@ -253,24 +253,6 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         println!("  logs  wasmpod logs {endpoint} --follow");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn read_test_input(dir: &Path) -> anyhow::Result<Option<Value>> {
-    let path = dir.join("test_input.json");
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let v: Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    // RunPod's test_input.json holds {"input": ...}; a bare value is the input.
-    Ok(Some(match v {
-        Value::Object(mut m) if m.len() == 1 && m.contains_key("input") => {
-            m.remove("input").unwrap_or(Value::Null)
-        }
-        other => other,
-    }))
 }
 
 /// The progress bar of one upload (drawn on stderr only when it is a

@@ -284,6 +284,25 @@ fn require_wasm_target() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A project's `test_input.json`: RunPod's `{"input": ...}` file, or a bare
+/// value; None when there is none.
+pub fn test_input(dir: &Path) -> anyhow::Result<Option<serde_json::Value>> {
+    let path = dir.join("test_input.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    Ok(Some(match v {
+        serde_json::Value::Object(mut m) if m.len() == 1 && m.contains_key("input") => {
+            m.remove("input").unwrap_or_default()
+        }
+        other => other,
+    }))
+}
+
 /// A handler argument: a project directory (built now) or a `.wasm` file.
 pub fn component(path: &Path, sdk: &SdkArgs) -> anyhow::Result<(PathBuf, Option<Project>)> {
     if path.is_dir() {

@@ -160,31 +160,21 @@ impl JobSink for ConsoleSink {
     }
 }
 
-/// The job's input: `--input`, else the project's test_input.json (RunPod's
-/// `{"input": ...}` file, or a bare value), else `{}`.
+/// The job's input: `--input`, else the project's test_input.json, else
+/// `{}`.
 fn job_input(args: &RunArgs, project: Option<&super::project::Project>) -> anyhow::Result<String> {
     if let Some(input) = &args.input {
         serde_json::from_str::<serde::de::IgnoredAny>(input)
             .with_context(|| format!("--input is not valid JSON: {input}"))?;
         return Ok(input.clone());
     }
-    let Some(file) = project
-        .map(|p| p.dir.join("test_input.json"))
-        .filter(|f| f.is_file())
-    else {
-        return Ok("{}".into());
+    let from_file = match project {
+        Some(p) => super::project::test_input(&p.dir)?,
+        None => None,
     };
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", file.display()))?;
-    let input = match value {
-        serde_json::Value::Object(mut m) if m.len() == 1 && m.contains_key("input") => {
-            m.remove("input").unwrap_or_default()
-        }
-        other => other,
-    };
-    Ok(input.to_string())
+    Ok(from_file
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "{}".into()))
 }
 
 pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {

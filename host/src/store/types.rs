@@ -93,8 +93,27 @@ pub struct JobSummary {
     pub worker_id: Option<String>,
     pub retries: i64,
     pub sync: bool,
-    /// Why it failed (the first 300 characters).
+    /// Why it failed (in a list, the first 300 characters).
     pub error: Option<String>,
+}
+
+impl JobSummary {
+    /// The summary of a whole record (its error in full).
+    pub fn of(r: &JobRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            status: r.status,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            completed_at: r.completed_at,
+            delay_ms: r.delay_ms,
+            execution_ms: r.execution_ms,
+            worker_id: r.worker_id.clone(),
+            retries: r.retries,
+            sync: r.sync,
+            error: r.error.clone(),
+        }
+    }
 }
 
 /// What a submission asks for.
