@@ -195,6 +195,20 @@ async fn a_jobs_log_calls_and_stdout_are_its_lines_and_in_its_detail() {
         assert_eq!(r.status, status, "{path}: {r:?}");
         assert!(r.error().contains(says), "{path}: {r:?}");
     }
+    // The routes are in the OpenAPI document.
+    let doc = s.get("/openapi.json").await.body;
+    for p in [
+        "/v1/endpoints/{endpoint_id}/logs",
+        "/v1/endpoints/{endpoint_id}/jobs",
+        "/v1/endpoints/{endpoint_id}/jobs/{job_id}",
+        "/v1/endpoints/{endpoint_id}/metrics",
+        "/v1/metrics",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from /openapi.json"
+        );
+    }
     // Admin only.
     let key = s
         .post(
