@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::params::Params;
-use super::view::json_or_text;
 use crate::store::{JobStatus, JobSummary, LogLine};
+use crate::wire::json_or_text;
 
 /// Answer of the jobs list.
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,16 +31,16 @@ pub struct JobView {
     pub job: JobSummary,
     pub endpoint: String,
     #[schema(value_type = Object)]
-    pub input: Value,
+    pub input: Box<RawValue>,
     /// The handler's output once COMPLETED.
     #[schema(value_type = Option<Object>)]
-    pub output: Option<Value>,
+    pub output: Option<Box<RawValue>>,
     /// Its latest progress value while IN_PROGRESS.
     #[schema(value_type = Option<Object>)]
-    pub progress: Option<Value>,
+    pub progress: Option<Box<RawValue>>,
     /// Every chunk it streamed (its latest attempt), whether read or not.
     #[schema(value_type = Vec<Object>)]
-    pub stream: Vec<Value>,
+    pub stream: Vec<Box<RawValue>>,
     /// The handler version that ran it.
     pub handler: Option<String>,
     /// Its log lines (guest log calls, stdout, stderr), the first 1000.

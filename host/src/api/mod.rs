@@ -20,7 +20,6 @@ pub mod metrics;
 pub mod models;
 pub mod params;
 pub mod stats;
-pub mod view;
 
 use std::sync::Arc;
 

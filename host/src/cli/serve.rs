@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// Longer log lines are cut.
     #[arg(long, default_value = "8KiB", value_parser = super::parse_size)]
     pub log_max_line_bytes: u64,
+    /// Executor processes the CPU workers of every endpoint share (the
+    /// wasm sandbox isolates them; a crash fails only that process's jobs,
+    /// which are re-queued, and it is restarted). Each GPU slice keeps its
+    /// own process.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub cpu_executors: u16,
 }
 
 pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -115,6 +121,7 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_bytes_per_job: args.log_max_job_bytes as usize,
         max_line_bytes: args.log_max_line_bytes as usize,
     };
+    config.cpu_executors = usize::from(args.cpu_executors);
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty());

@@ -73,12 +73,4 @@ impl App {
     pub fn latency(&self, endpoint: &str, window: Duration) -> WindowStats {
         self.ctx().meter.latency.window(endpoint, window)
     }
-
-    /// A deleted endpoint's logs and samples go with it.
-    pub async fn endpoint_deleted(&self, endpoint: &str) {
-        self.ctx().meter.latency.forget(endpoint);
-        if let Err(e) = self.ctx().logs.delete_endpoint(endpoint).await {
-            tracing::warn!(endpoint, "deleting the endpoint's logs: {e}");
-        }
-    }
 }

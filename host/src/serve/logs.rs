@@ -15,9 +15,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::runtime::{JobSink, LogLevel, OutputStream};
-use crate::store::{
-    Level, LogFilter, LogLine, LogSource, LogStore, NewLogLine, StoreError, now_ms,
-};
+use crate::store::{Level, LogFilter, LogLine, LogSource, NewLogLine, Store, StoreError, now_ms};
 
 /// How much is kept.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +50,7 @@ enum Msg {
 
 /// The log service. Cheap to share (`Arc`).
 pub struct Logs {
-    store: LogStore,
+    store: Store,
     limits: LogLimits,
     tx: mpsc::UnboundedSender<Msg>,
     live: broadcast::Sender<Arc<LogLine>>,
@@ -66,7 +64,7 @@ const BATCH: usize = 512;
 impl Logs {
     /// Start the service and its writer task (which ends when the last
     /// handle on the service is dropped).
-    pub fn start(store: LogStore, limits: LogLimits) -> Arc<Self> {
+    pub fn start(store: Store, limits: LogLimits) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         tokio::spawn(write(store.clone(), rx, live.clone()));
@@ -140,7 +138,7 @@ impl Logs {
 
     /// Stored lines matching `filter`.
     pub async fn query(&self, filter: &LogFilter) -> Result<Vec<LogLine>, StoreError> {
-        self.store.query(filter).await
+        self.store.query_logs(filter).await
     }
 
     /// Lines stored from now on, as they are.
@@ -152,13 +150,8 @@ impl Logs {
     pub async fn trim(&self) -> Result<u64, StoreError> {
         let before = now_ms() - self.limits.retention.as_millis() as i64;
         self.store
-            .trim(before, self.limits.max_lines.min(i64::MAX as u64) as i64)
+            .trim_logs(before, self.limits.max_lines.min(i64::MAX as u64) as i64)
             .await
-    }
-
-    pub async fn delete_endpoint(&self, endpoint: &str) -> Result<u64, StoreError> {
-        self.flush().await;
-        self.store.delete_endpoint(endpoint).await
     }
 }
 
@@ -166,7 +159,7 @@ impl Logs {
 /// retried a few times; lines are dropped (with a warning) rather than let
 /// a broken database grow memory without bound.
 async fn write(
-    store: LogStore,
+    store: Store,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     live: broadcast::Sender<Arc<LogLine>>,
 ) {
@@ -185,7 +178,7 @@ async fn write(
         }
         let mut backoff = Duration::from_millis(50);
         for attempt in 0.. {
-            match store.append(lines.clone()).await {
+            match store.append_logs(lines.clone()).await {
                 Ok(stored) => {
                     for l in stored {
                         let _ = live.send(Arc::new(l));
