@@ -72,6 +72,12 @@ enum Op {
     Wake {
         endpoint: String,
     },
+    /// The endpoint now runs `handler`: workers of another version take no
+    /// more handed-over jobs (a claim checks the version itself).
+    Swapped {
+        endpoint: String,
+        handler: String,
+    },
 }
 
 struct Idle {
@@ -236,6 +242,17 @@ impl Jobs {
             endpoint: endpoint.to_string(),
         });
         self.wake_supervisor(endpoint, 0);
+    }
+
+    /// `endpoint` was switched to `handler` (hot swap): from now on no job is
+    /// handed to a worker of another version, even before its supervisor
+    /// tells it to drain. Sent before the switch is answered, so every job
+    /// accepted after the answer runs the new version.
+    pub fn handler_changed(&self, endpoint: &str, handler: &str) {
+        self.send(Op::Swapped {
+            endpoint: endpoint.to_string(),
+            handler: handler.to_string(),
+        });
     }
 
     /// Let idle workers of `endpoint` look at its queue again.
@@ -516,6 +533,14 @@ impl Jobs {
                 }
                 Op::Wake { endpoint } => {
                     d.drained.remove(&endpoint);
+                }
+                Op::Swapped { endpoint, handler } => {
+                    if let Some(idle) = d.idle.get_mut(&endpoint) {
+                        idle.retain(|w| w.link.claim.handler == handler);
+                        if idle.is_empty() {
+                            d.idle.remove(&endpoint);
+                        }
+                    }
                 }
             }
         }

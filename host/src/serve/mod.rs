@@ -396,6 +396,7 @@ impl App {
     ) -> Result<Option<EndpointRecord>, StoreError> {
         let updated = self.store.update_endpoint(record).await?;
         if let Some(e) = &updated {
+            self.jobs.handler_changed(&e.id, &e.handler);
             self.pools.apply(e.clone());
         }
         Ok(updated)
