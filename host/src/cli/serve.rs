@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use wasmpod::serve::{App, Bootstrap, Retention, ServeConfig};
+use wasmpod::serve::{App, Bootstrap, LogLimits, Retention, ServeConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -69,6 +69,20 @@ pub struct ServeArgs {
     /// GPU) before the rest spills to files under the cache.
     #[arg(long, default_value = "16GiB", value_parser = super::parse_size)]
     pub flashboot_ram: u64,
+    /// How long handlers' log lines (and workers' lifecycle events) are
+    /// kept.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub log_retention: Duration,
+    /// Log lines kept in all, across endpoints (the oldest go first).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub log_max_lines: u64,
+    /// Bytes of log lines and output one job (or one worker outside jobs)
+    /// may write; past it the rest is dropped and counted in one line.
+    #[arg(long, default_value = "1MiB", value_parser = super::parse_size)]
+    pub log_max_job_bytes: u64,
+    /// Longer log lines are cut.
+    #[arg(long, default_value = "8KiB", value_parser = super::parse_size)]
+    pub log_max_line_bytes: u64,
     /// Executor processes the CPU workers of every endpoint share (the
     /// wasm sandbox isolates them; a crash fails only that process's jobs,
     /// which are re-queued, and it is restarted). Each GPU slice keeps its
@@ -104,6 +118,16 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.executor_idle = args.executor_idle;
     config.flashboot_ram = args.flashboot_ram;
     config.flashboot_keep = args.flashboot_keep;
+    anyhow::ensure!(
+        args.log_max_line_bytes >= 64,
+        "--log-max-line-bytes must be at least 64"
+    );
+    config.log_limits = LogLimits {
+        retention: args.log_retention,
+        max_lines: args.log_max_lines,
+        max_bytes_per_job: args.log_max_job_bytes as usize,
+        max_line_bytes: args.log_max_line_bytes as usize,
+    };
     config.cpu_executors = usize::from(args.cpu_executors);
     anyhow::ensure!(
         args.dead_host_after >= Duration::from_millis(500),

@@ -142,6 +142,11 @@ async fn sync_endpoints(app: &App) -> Result<(), crate::store::StoreError> {
             tracing::warn!(endpoint = %e.id, "fetching handler {}: {err}", e.handler);
             continue;
         }
+        if current.is_some() {
+            // A hot swap made on another host: no job is handed to this
+            // host's workers of the old version from now on.
+            app.jobs.handler_changed(&e.id, &e.handler);
+        }
         app.pools.apply(e);
     }
     for (id, _) in app.pools.all() {

@@ -6,9 +6,12 @@
 pub mod cluster;
 pub mod events;
 pub mod handlers;
+pub mod history;
 pub mod housekeeping;
 pub mod keys;
+pub mod latency;
 pub mod lifecycle;
+pub mod logs;
 pub mod meter;
 pub mod models;
 pub mod pool;
@@ -33,8 +36,10 @@ use crate::store::{
 };
 use events::{FinishedListener, WebhookWake};
 pub use handlers::{HandlerError, HandlerRepo};
+pub use history::JobDetail;
 pub use keys::Bootstrap;
 pub use lifecycle::{Jobs, SyncAnswer};
+pub use logs::{LogLimits, Logs};
 pub use meter::Meter;
 pub use models::{ModelRepo, ModelRepoError};
 pub use pool::{Pools, Retention, WorkerContext, WorkerCounts, WorkerDetail};
@@ -81,6 +86,8 @@ pub struct ServeConfig {
     /// Host memory per executor for parked workers' tensors and weights
     /// (pinned on a GPU); past it they spill to disk under the cache.
     pub flashboot_ram: u64,
+    /// How much of the handlers' logs is kept.
+    pub log_limits: LogLimits,
     /// Executor processes shared by every endpoint's CPU workers.
     pub cpu_executors: usize,
     /// Cluster mode (a Postgres database URL): a host whose heartbeat is
@@ -117,6 +124,7 @@ impl ServeConfig {
             executor_idle: Duration::from_secs(300),
             flashboot_keep: Duration::from_secs(3600),
             flashboot_ram: 16 << 30,
+            log_limits: LogLimits::default(),
         }
     }
 }
@@ -244,6 +252,7 @@ impl App {
             Arc::clone(&meter),
         ));
         let ctx = Arc::new(WorkerContext {
+            logs: Logs::start(store.clone(), config.log_limits),
             store: store.clone(),
             handlers: Arc::clone(&handlers),
             jobs: Arc::clone(&jobs),
@@ -416,6 +425,7 @@ impl App {
     ) -> Result<Option<EndpointRecord>, StoreError> {
         let updated = self.store.update_endpoint(record).await?;
         if let Some(e) = &updated {
+            self.jobs.handler_changed(&e.id, &e.handler);
             self.pools.apply(e.clone());
         }
         Ok(updated)
@@ -425,7 +435,11 @@ impl App {
     /// with its jobs and keys.
     pub async fn delete_endpoint(&self, endpoint_id: &str) -> Result<bool, StoreError> {
         self.pools.stop(endpoint_id).await;
-        self.store.delete_endpoint(endpoint_id).await
+        // Its workers' last lines are stored before its lines are deleted.
+        self.ctx().logs.flush().await;
+        let deleted = self.store.delete_endpoint(endpoint_id).await?;
+        self.ctx().meter.latency.forget(endpoint_id);
+        Ok(deleted)
     }
 
     /// The live key with this hash.

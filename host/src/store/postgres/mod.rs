@@ -12,6 +12,7 @@
 //! on disk before the call returns. The hot path's group commits
 //! (`JobStore::commit`) make that one WAL flush per batch of jobs.
 
+mod logs;
 mod notify;
 mod queue;
 
@@ -322,6 +323,10 @@ impl EndpointStore for PgStore {
     async fn delete_endpoint(&self, id: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM jobs WHERE endpoint_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM logs WHERE endpoint_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
