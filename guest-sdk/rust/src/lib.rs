@@ -42,6 +42,7 @@ mod entry;
 mod job;
 mod model;
 mod tensor;
+mod vision;
 
 pub use device::{DeviceInfo, DeviceKind, devices, quota_bytes, used_bytes};
 pub use job::{JobError, LogLevel, cancelled, job_id, log, progress, stream};
@@ -50,6 +51,7 @@ pub use model::{Model, ModelError, WeightInfo};
 /// a dependency of its own.
 pub use serde_json;
 pub use tensor::{DType, Tensor, TensorError};
+pub use vision::{Activation, Conv1dParams, ConvParams, Layout, PadMode, PoolParams};
 
 /// Raw bindings generated from `wit/` (world `wasmpod:serverless/handler`).
 /// Used by [`handler!`]; handlers should not need them.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::{DType, HostBuffer, MemoryAccount, Result, Tensor};
+use crate::{DType, HostBuffer, ImageBackend, MathBackend, MemoryAccount, Result, Tensor};
 
 /// Elementwise binary ops (NumPy broadcasting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,10 @@ pub enum ReduceOp {
 /// Invariants callers rely on: every returned tensor is fresh memory (never
 /// exposing bytes of an earlier allocation), charged to the account, and
 /// contiguous row-major.
-pub trait Backend: Send + Sync {
+///
+/// The op families of [`crate::image`] and [`crate::math`] are their own
+/// traits, each implemented next to its kernels.
+pub trait Backend: Send + Sync + ImageBackend + MathBackend {
     /// Short name for logs and errors ("cpu", "cuda:0").
     fn name(&self) -> &str;
     /// The account new allocations are charged to.

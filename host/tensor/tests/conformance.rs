@@ -132,6 +132,23 @@ conformance! { on_every_device:
     reduce::argmax_errors,
     reduce::top_k_rows,
     reduce::top_k_errors,
+    image::conv2d_every_geometry_and_layout,
+    image::conv2d_fused_epilogues,
+    image::conv1d_both_layouts,
+    image::conv_transpose2d_geometries,
+    image::conv_errors,
+    image::pooling_every_kind,
+    image::pooling_errors,
+    image::pad_every_mode_and_dtype,
+    image::group_norm_both_layouts,
+    image::resize_nearest_and_bilinear,
+    math::math_functions,
+    math::clamp_every_dtype,
+    math::pow_minimum_maximum_broadcast,
+    math::comparisons_and_where,
+    math::cumsum_every_axis,
+    math::ranges,
+    math::random_matches_philox,
 }
 
 conformance! { on_every_maker:

@@ -12,11 +12,18 @@
 //! shared backend and read by every worker's. Results are charged to this
 //! backend's account, reserved before the buffer is built.
 
+mod conv;
 mod data;
 mod elementwise;
+mod image;
 mod layout;
+mod math;
 mod matmul;
+mod norm2d;
+mod pool;
+mod resample;
 mod rows;
+mod unary_math;
 
 use std::any::Any;
 use std::sync::Arc;

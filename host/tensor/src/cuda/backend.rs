@@ -48,6 +48,8 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     blas: CudaBlas,
     poison_fresh: bool,
+    /// cuDNN for the convolutions (see `image`), made on first use.
+    dnn: super::dnn::DnnSlot,
 }
 
 /// Launches kernel `$name` on the backend's stream. Arguments must be
@@ -127,6 +129,7 @@ impl CudaBackend {
                 stream,
                 blas,
                 poison_fresh: false,
+                dnn: Default::default(),
             })
         })
     }
@@ -973,3 +976,8 @@ fn note_staged_peer_copies(status: sys::CUresult) {
         )
     });
 }
+
+// The op families of `crate::image` and `crate::math`, after `launch!` so
+// they can use it.
+mod image;
+mod math;

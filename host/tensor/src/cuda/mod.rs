@@ -11,11 +11,15 @@
 //! a process, [`kernels`] compiles and caches the kernels, [`storage`] the
 //! device buffers and their cross-stream bookkeeping, [`layout`] the strided
 //! index plans, [`blas`] the GEMM, [`staging`] large uploads through pinned
-//! memory, [`pinned`] page-locked buffers for paged-out tensors, and [`backend`] the ops of one worker.
+//! memory, [`pinned`] page-locked buffers for paged-out tensors, [`dnn`]
+//! cuDNN (convolutions, loaded at run time too), and [`backend`] the ops of
+//! one worker (the image and math op families in its `image` and `math`
+//! submodules, their kernels in image.cu).
 
 mod backend;
 mod blas;
 mod device;
+mod dnn;
 mod kernels;
 mod layout;
 mod pinned;
@@ -24,5 +28,6 @@ mod storage;
 
 pub use backend::CudaBackend;
 pub use device::{available, device_count};
+pub use dnn::probe as cudnn_probe;
 pub use pinned::PinnedBuffer;
 pub use storage::CudaStorage;
