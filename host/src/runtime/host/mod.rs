@@ -2,10 +2,13 @@
 //! each interface has its own context type in the store
 //! ([`WorkerState`]) and implements the generated `Host` traits on it, or
 //! on a view pairing it with the shared resource table; [`fault`] holds
-//! their error types.
+//! their error types. The tensor interface spans `tensor.rs` (the ops),
+//! `decoder.rs` (the decoder ops' glue) and `graph.rs` (capture / replay).
 
+mod decoder;
 pub mod device;
 pub mod fault;
+pub mod graph;
 pub mod job;
 pub mod model;
 pub mod tensor;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use wasmpod_tensor::{BinaryOp, DType, Device, ReduceOp, Tensor, TensorError, UnaryOp};
+use wasmpod_tensor::{BinaryOp, Capture, DType, Device, ReduceOp, Tensor, TensorError, UnaryOp};
 use wasmtime::component::{Resource, ResourceTable};
 
 use super::fault::TensorFault;
@@ -82,14 +82,19 @@ fn dims(shape: &[u32]) -> Vec<usize> {
 }
 
 /// The tensor interface's share of an instance's state: the devices of the
-/// worker's slice.
+/// worker's slice, and the graph being recorded (between `capture-begin`
+/// and `capture-end`).
 pub struct TensorCtx {
     pub(crate) devices: Arc<WorkerDevices>,
+    pub(crate) capture: Option<Capture>,
 }
 
 impl TensorCtx {
     pub(crate) fn new(devices: Arc<WorkerDevices>) -> Self {
-        Self { devices }
+        Self {
+            devices,
+            capture: None,
+        }
     }
 }
 
@@ -103,7 +108,7 @@ pub struct TensorView<'a> {
 
 impl TensorView<'_> {
     /// Put a tensor computed on device `device` into the table.
-    fn push_tensor(
+    pub(super) fn push_tensor(
         &mut self,
         tensor: Tensor,
         device: usize,
@@ -111,11 +116,16 @@ impl TensorView<'_> {
         Ok(self.table.push(TensorEntry::new(tensor, device))?)
     }
 
-    fn entry(&self, r: &Resource<TensorEntry>) -> TensorResult<&TensorEntry> {
+    pub(super) fn entry(&self, r: &Resource<TensorEntry>) -> TensorResult<&TensorEntry> {
         Ok(self.table.get(r)?)
     }
 
-    fn device_at(&self, index: usize) -> Device {
+    /// Runs device ops, recorded into the open capture if there is one.
+    pub(super) fn recorded<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        Capture::scope(&mut self.ctx.capture, f)
+    }
+
+    pub(super) fn device_at(&self, index: usize) -> Device {
         self.ctx
             .devices
             .device(index)
@@ -129,7 +139,7 @@ impl TensorView<'_> {
         f: impl FnOnce(&Device) -> Result<Tensor, TensorError>,
     ) -> TensorResult<Resource<TensorEntry>> {
         let device = self.ctx.devices.primary().clone();
-        let t = f(&device)?;
+        let t = self.recorded(|| f(&device))?;
         self.push_tensor(t, 0)
     }
 
@@ -141,12 +151,13 @@ impl TensorView<'_> {
     ) -> TensorResult<Resource<TensorEntry>> {
         let entry = self.entry(a)?;
         let (index, tensor) = (entry.device, entry.tensor.clone());
-        let t = f(&self.device_at(index), &tensor)?;
+        let device = self.device_at(index);
+        let t = self.recorded(|| f(&device, &tensor))?;
         self.push_tensor(t, index)
     }
 
     /// A binary op: both operands must be on one device.
-    fn op2(
+    pub(super) fn op2(
         &mut self,
         a: &Resource<TensorEntry>,
         b: &Resource<TensorEntry>,
@@ -161,12 +172,13 @@ impl TensorView<'_> {
             .into());
         }
         let (index, ta, tb) = (ea.device, ea.tensor.clone(), eb.tensor.clone());
-        let t = f(&self.device_at(index), &ta, &tb)?;
+        let device = self.device_at(index);
+        let t = self.recorded(|| f(&device, &ta, &tb))?;
         self.push_tensor(t, index)
     }
 
     /// Optional operands (norm weights) must sit on the operand's device.
-    fn optional(
+    pub(super) fn optional(
         &self,
         r: &Option<Resource<TensorEntry>>,
         device: usize,
@@ -227,6 +239,14 @@ impl wit::Host for TensorView<'_> {
             TensorFault::Trap(trap) => Err(trap),
         }
     }
+
+    fn capture_begin(&mut self) -> TensorResult<()> {
+        self.begin_capture()
+    }
+
+    fn capture_end(&mut self) -> TensorResult<Resource<super::graph::GraphEntry>> {
+        self.end_capture()
+    }
 }
 
 impl wit::HostTensor for TensorView<'_> {
@@ -269,7 +289,8 @@ impl wit::HostTensor for TensorView<'_> {
             .into());
         }
         let refs: Vec<&Tensor> = parts.iter().map(|(_, t)| t).collect();
-        let t = self.device_at(index).concat(&refs, axis)?;
+        let device = self.device_at(index);
+        let t = self.recorded(|| device.concat(&refs, axis))?;
         self.push_tensor(t, index)
     }
 
@@ -319,7 +340,7 @@ impl wit::HostTensor for TensorView<'_> {
         };
         let e = self.entry(&a)?;
         let (from, tensor) = (self.device_at(e.device), e.tensor.clone());
-        let t = target.copy_from(&tensor, &from)?;
+        let t = self.recorded(|| target.copy_from(&tensor, &from))?;
         self.push_tensor(t, index)
     }
 
@@ -514,7 +535,8 @@ impl wit::HostTensor for TensorView<'_> {
     ) -> TensorResult<(Resource<TensorEntry>, Resource<TensorEntry>)> {
         let e = self.entry(&a)?;
         let (index, tensor) = (e.device, e.tensor.clone());
-        let (values, indices) = self.device_at(index).top_k(&tensor, k as usize)?;
+        let device = self.device_at(index);
+        let (values, indices) = self.recorded(|| device.top_k(&tensor, k as usize))?;
         Ok((
             self.push_tensor(values, index)?,
             self.push_tensor(indices, index)?,
@@ -524,5 +546,91 @@ impl wit::HostTensor for TensorView<'_> {
     fn drop(&mut self, a: Resource<TensorEntry>) -> wasmtime::Result<()> {
         self.table.delete(a)?;
         Ok(())
+    }
+
+    // ---- Decoder ops (issue 18): see decoder.rs.
+
+    fn linear(
+        &mut self,
+        x: Resource<TensorEntry>,
+        weight: Resource<TensorEntry>,
+        bias: Option<Resource<TensorEntry>>,
+        residual: Option<Resource<TensorEntry>>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.linear_op(x, weight, bias, residual)
+    }
+
+    fn linear_many(
+        &mut self,
+        x: Resource<TensorEntry>,
+        weights: Vec<Resource<TensorEntry>>,
+        biases: Vec<Resource<TensorEntry>>,
+    ) -> TensorResult<Vec<Resource<TensorEntry>>> {
+        self.linear_many_op(x, weights, biases)
+    }
+
+    fn silu_mul(
+        &mut self,
+        gate: Resource<TensorEntry>,
+        up: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&gate, &up, |d, g, u| d.silu_mul(g, u))
+    }
+
+    fn rope(
+        &mut self,
+        x: Resource<TensorEntry>,
+        positions: Resource<TensorEntry>,
+        config: wit::RopeConfig,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let config = super::decoder::rope_config(&config);
+        self.op2(&x, &positions, |d, x, p| d.rope(x, p, &config))
+    }
+
+    fn attention(
+        &mut self,
+        q: Resource<TensorEntry>,
+        k: Resource<TensorEntry>,
+        v: Resource<TensorEntry>,
+        options: wit::AttentionOptions,
+        valid: Option<Resource<TensorEntry>>,
+        key_mask: Option<Resource<TensorEntry>>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.attention_op(q, k, v, options, valid, key_mask)
+    }
+
+    fn attention_cached(
+        &mut self,
+        q: Resource<TensorEntry>,
+        k: Resource<TensorEntry>,
+        v: Resource<TensorEntry>,
+        k_cache: Resource<TensorEntry>,
+        v_cache: Resource<TensorEntry>,
+        positions: Resource<TensorEntry>,
+        rope: Option<wit::RopeConfig>,
+        options: wit::AttentionOptions,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.attention_cached_op([q, k, v, k_cache, v_cache, positions], rope, options)
+    }
+
+    fn write(
+        &mut self,
+        target: Resource<TensorEntry>,
+        src: Resource<TensorEntry>,
+        axis: i32,
+        start: u32,
+        offset: Option<Resource<TensorEntry>>,
+    ) -> TensorResult<()> {
+        self.write_op(target, src, axis, start, offset)
+    }
+
+    fn sample(
+        &mut self,
+        logits: Resource<TensorEntry>,
+        params: wit::Sampling,
+        counter: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let params = super::decoder::sampling(&params);
+        self.op2(&logits, &counter, |d, l, c| d.sample(l, &params, c))
     }
 }
