@@ -13,8 +13,12 @@ impl ImageBackend for CpuBackend {
     fn conv2d(&self, x: &Tensor, w: &Tensor, e: &Epilogue<'_>, s: &Conv2d) -> Result<Tensor> {
         self.alloc_f32(x.dtype(), &s.output_shape(), || {
             let mut out = conv::conv2d(&self.data(x).f32s(), &self.data(w).f32s(), s);
-            let bias = e.bias.map(|b| self.data(b).f32s());
-            let residual = e.residual.map(|r| self.data(r).f32s());
+            let (db, dr) = (
+                e.bias.map(|b| self.data(b)),
+                e.residual.map(|r| self.data(r)),
+            );
+            let bias = db.as_ref().map(|d| d.f32s());
+            let residual = dr.as_ref().map(|d| d.f32s());
             conv::epilogue(
                 &mut out,
                 s.layout,
@@ -37,7 +41,8 @@ impl ImageBackend for CpuBackend {
     ) -> Result<Tensor> {
         self.alloc_f32(x.dtype(), &s.output_shape(), || {
             let mut out = conv::conv_transpose2d(&self.data(x).f32s(), &self.data(w).f32s(), s);
-            let bias = bias.map(|b| self.data(b).f32s());
+            let db = bias.map(|b| self.data(b));
+            let bias = db.as_ref().map(|d| d.f32s());
             conv::epilogue(
                 &mut out,
                 Layout::Nchw,
@@ -64,7 +69,7 @@ impl ImageBackend for CpuBackend {
         };
         let fill = CpuData::from_f32(x.dtype(), vec![value]);
         self.alloc(x.dtype(), &s.output_shape(), || {
-            match (self.data(x), &fill) {
+            match (&*self.data(x), &fill) {
                 (CpuData::F32(v), CpuData::F32(f)) => CpuData::F32(resample::pad(v, s, f[0])),
                 (CpuData::F16(v), CpuData::F16(f)) => CpuData::F16(resample::pad(v, s, f[0])),
                 (CpuData::BF16(v), CpuData::BF16(f)) => CpuData::BF16(resample::pad(v, s, f[0])),
@@ -84,8 +89,9 @@ impl ImageBackend for CpuBackend {
         s: &GroupNorm,
     ) -> Result<Tensor> {
         self.alloc_f32(x.dtype(), x.shape(), || {
-            let w = weight.map(|w| self.data(w).f32s());
-            let b = bias.map(|b| self.data(b).f32s());
+            let (dw, db) = (weight.map(|w| self.data(w)), bias.map(|b| self.data(b)));
+            let w = dw.as_ref().map(|d| d.f32s());
+            let b = db.as_ref().map(|d| d.f32s());
             norm2d::group_norm(&self.data(x).f32s(), w.as_deref(), b.as_deref(), s)
         })
     }
@@ -94,7 +100,7 @@ impl ImageBackend for CpuBackend {
         let shape = s.output_shape();
         match s.mode {
             ResizeMode::Nearest => self.alloc(x.dtype(), &shape, || {
-                map_data!(self.data(x), |v| resample::nearest(v, s))
+                map_data!(&*self.data(x), |v| resample::nearest(v, s))
             }),
             ResizeMode::Bilinear { .. } => self.alloc_f32(x.dtype(), &shape, || {
                 resample::bilinear(&self.data(x).f32s(), s)

@@ -34,7 +34,8 @@ impl MathBackend for CpuBackend {
         let dtype = a.dtype();
         if dtype.is_int() {
             return self.alloc(dtype, a.shape(), || {
-                let x = self.data(a).i64s();
+                let da = self.data(a);
+                let x = da.i64s();
                 let v = match op {
                     MathOp::Abs => elementwise::map(&x, i64::wrapping_abs),
                     _ => elementwise::map(&x, i64::wrapping_neg),
@@ -72,7 +73,8 @@ impl MathBackend for CpuBackend {
         let (sa, sb) = (a.shape(), b.shape());
         if dtype.is_int() {
             return self.alloc(dtype, out, || {
-                let (x, y) = (self.data(a).i64s(), self.data(b).i64s());
+                let (da, db) = (self.data(a), self.data(b));
+                let (x, y) = (da.i64s(), db.i64s());
                 let v = match op {
                     PairOp::Minimum => elementwise::broadcast_map(&x, sa, &y, sb, out, i64::min),
                     _ => elementwise::broadcast_map(&x, sa, &y, sb, out, i64::max),
@@ -81,7 +83,8 @@ impl MathBackend for CpuBackend {
             });
         }
         self.alloc_f32(dtype, out, || {
-            let (x, y) = (self.data(a).f32s(), self.data(b).f32s());
+            let (da, db) = (self.data(a), self.data(b));
+            let (x, y) = (da.f32s(), db.f32s());
             match op {
                 PairOp::Pow => elementwise::broadcast_map(&x, sa, &y, sb, out, f32::powf),
                 PairOp::Minimum => elementwise::broadcast_map(&x, sa, &y, sb, out, fmin),
@@ -93,11 +96,12 @@ impl MathBackend for CpuBackend {
     fn compare(&self, op: CompareOp, a: &Tensor, b: &Tensor, out: &[usize]) -> Result<Tensor> {
         let (sa, sb) = (a.shape(), b.shape());
         self.alloc(DType::U8, out, || {
+            let (da, db) = (self.data(a), self.data(b));
             CpuData::U8(if a.dtype().is_int() {
-                let (x, y) = (self.data(a).i64s(), self.data(b).i64s());
+                let (x, y) = (da.i64s(), db.i64s());
                 elementwise::broadcast_map(&x, sa, &y, sb, out, |p, q| op.holds(p, q) as u8)
             } else {
-                let (x, y) = (self.data(a).f32s(), self.data(b).f32s());
+                let (x, y) = (da.f32s(), db.f32s());
                 elementwise::broadcast_map(&x, sa, &y, sb, out, |p, q| op.holds(p, q) as u8)
             })
         })
@@ -112,8 +116,8 @@ impl MathBackend for CpuBackend {
         let c = (truth.as_slice(), cond.shape());
         macro_rules! typed {
             ($variant:ident) => {{
-                let (CpuData::$variant(x), CpuData::$variant(y)) = (self.data(a), self.data(b))
-                else {
+                let (da, db) = (self.data(a), self.data(b));
+                let (CpuData::$variant(x), CpuData::$variant(y)) = (&*da, &*db) else {
                     unreachable!("the front checks that the choices share a dtype")
                 };
                 CpuData::$variant(unary_math::broadcast3(
@@ -139,14 +143,16 @@ impl MathBackend for CpuBackend {
         let dtype = a.dtype();
         if dtype.is_int() {
             return self.alloc(dtype, a.shape(), || {
-                let x = self.data(a).i64s();
+                let da = self.data(a);
+                let x = da.i64s();
                 let v =
                     unary_math::cumsum(&x, a.shape(), axis, 0i64, |s, v| s.wrapping_add(v), |s| s);
                 CpuData::from_i64(dtype, v)
             });
         }
         self.alloc_f32(dtype, a.shape(), || {
-            let x = self.data(a).f32s();
+            let da = self.data(a);
+            let x = da.f32s();
             unary_math::cumsum(&x, a.shape(), axis, 0f64, |s, v| s + v as f64, |s| s as f32)
         })
     }

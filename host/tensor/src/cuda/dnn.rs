@@ -355,8 +355,13 @@ pub(crate) struct ForwardCall<'a> {
     pub bias: Option<u64>,
     pub residual: Option<u64>,
     pub activation: Activation,
-    /// Allocates a workspace of the given size (charged to the worker).
+    /// The stream to queue on (the worker's, or a graph capture's).
+    pub stream: u64,
+    /// Allocates a workspace of the given size (charged to the worker; a
+    /// graph's recorded buffer when replayed).
     pub workspace: &'a dyn Fn(usize) -> Result<(Tensor, u64)>,
+    /// Allocates scratch outside any graph recording (the find step's).
+    pub unrecorded: &'a dyn Fn(usize) -> Result<(Tensor, u64)>,
 }
 
 impl Dnn {
@@ -402,9 +407,15 @@ impl Dnn {
         let bias = TensorDesc::image(c.dtype, Layout::Nchw, 1, s.o, 1, 1)?;
         let conv = ConvDesc::new(c.dtype, s.padding, s.stride, s.dilation, s.groups)?;
         let h = inner.handle.0;
-        // Measure the candidates on the real buffers, within the workspace cap.
-        let (ws, ws_ptr) = (c.workspace)(MAX_WORKSPACE)
-            .or_else(|_| (c.workspace)(MAX_WORKSPACE / 8))
+        // Measure the candidates on the real buffers, within the workspace
+        // cap (scratch that a recorded graph must not see: planning happens
+        // once, not per run).
+        // SAFETY: the handle is live; the stream belongs to its context.
+        status("binding the stream", unsafe {
+            sys::cudnnSetStream(h, c.stream as _)
+        })?;
+        let (ws, ws_ptr) = (c.unrecorded)(MAX_WORKSPACE)
+            .or_else(|_| (c.unrecorded)(MAX_WORKSPACE / 8))
             .map(|(t, p)| (Some(t), p))
             .unwrap_or((None, 0));
         let ws_len = ws.as_ref().map_or(0, |t| t.numel());
@@ -515,14 +526,14 @@ impl Dnn {
 
     /// Runs the convolution into `c.y`. Returns true when the epilogue
     /// (bias, residual, ReLU) was fused in; false leaves it to the caller.
-    pub(crate) fn forward(
-        &self,
-        c: &ForwardCall<'_>,
-        zero_bias: &dyn Fn() -> Result<u64>,
-    ) -> Result<bool> {
+    pub(crate) fn forward(&self, c: &ForwardCall<'_>) -> Result<bool> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         Self::plan_forward(&mut inner, c)?;
         let h = inner.handle.0;
+        // SAFETY: the handle is live; the stream belongs to its context.
+        status("binding the stream", unsafe {
+            sys::cudnnSetStream(h, c.stream as _)
+        })?;
         let plan = &inner.forward[&(c.spec.clone(), c.dtype)];
         let (ws, ws_ptr) = if plan.workspace > 0 {
             let (t, p) = (c.workspace)(plan.workspace)?;
@@ -532,12 +543,10 @@ impl Dnn {
         };
         let (one, zero) = (1.0f32, 0.0f32);
         let alpha = (&one as *const f32).cast::<c_void>();
+        // Fused only with a bias (batch-norm folded into the convolution
+        // always has one): cuDNN's fused call needs a bias operand.
         let fuse = c.activation == Activation::Relu && plan.fused.load(Ordering::Relaxed);
-        if fuse {
-            let bias = match c.bias {
-                Some(b) => b,
-                None => zero_bias()?,
-            };
+        if let (true, Some(bias)) = (fuse, c.bias) {
             let (z, alpha2) = match c.residual {
                 Some(r) => (r, &one),
                 None => (c.y, &zero),
@@ -607,12 +616,15 @@ impl Dnn {
         &self,
         s: &ConvTranspose2d,
         dtype: DType,
-        x: u64,
-        w: u64,
-        y: u64,
+        (x, w, y): (u64, u64, u64),
+        stream: u64,
         workspace: &dyn Fn(usize) -> Result<(Tensor, u64)>,
     ) -> Result<()> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: the handle is live; the stream belongs to its context.
+        status("binding the stream", unsafe {
+            sys::cudnnSetStream(inner.handle.0, stream as _)
+        })?;
         let key = (s.clone(), dtype);
         if !inner.backward.contains_key(&key) {
             {

@@ -163,7 +163,20 @@ impl Device {
             )));
         }
         self.check_epilogue("conv2d", x, &epilogue, &spec.output_shape())?;
-        self.backend().conv2d(x, w, &epilogue, &spec)
+        // Operands in a fixed order (x, w, bias?, residual?) so a recorded
+        // step can rebuild the epilogue from them.
+        let (has_bias, act) = (epilogue.bias.is_some(), epilogue.activation);
+        let mut inputs = vec![x, w];
+        inputs.extend(epilogue.bias);
+        inputs.extend(epilogue.residual);
+        crate::graph::run1(self, &inputs, move |b, t| {
+            let e = Epilogue {
+                bias: has_bias.then(|| &t[2]),
+                residual: t.get(if has_bias { 3 } else { 2 }),
+                activation: act,
+            };
+            b.conv2d(&t[0], &t[1], &e, &spec)
+        })
     }
 
     fn conv2d_spec(&self, op: &str, x: &Tensor, w: &Tensor, p: &ConvParams) -> Result<Conv2d> {
@@ -365,7 +378,11 @@ impl Device {
                 )));
             }
         }
-        self.backend().conv_transpose2d(x, w, bias, &spec)
+        let mut inputs = vec![x, w];
+        inputs.extend(bias);
+        crate::graph::run1(self, &inputs, move |b, t| {
+            b.conv_transpose2d(&t[0], &t[1], t.get(2), &spec)
+        })
     }
 
     fn pool_spec(&self, op: &str, x: &Tensor, kind: PoolKind, p: &PoolParams) -> Result<Pool2d> {
@@ -417,7 +434,7 @@ impl Device {
     /// Max pooling over 2-D windows (PyTorch's `MaxPool2d`, dilation 1).
     pub fn max_pool2d(&self, x: &Tensor, p: &PoolParams) -> Result<Tensor> {
         let spec = self.pool_spec("max-pool2d", x, PoolKind::Max, p)?;
-        self.backend().pool2d(x, &spec)
+        crate::graph::run1(self, &[x], move |b, t| b.pool2d(&t[0], &spec))
     }
 
     /// Average pooling over 2-D windows (PyTorch's `AvgPool2d`).
@@ -426,7 +443,7 @@ impl Device {
             count_include_pad: p.count_include_pad,
         };
         let spec = self.pool_spec("avg-pool2d", x, kind, p)?;
-        self.backend().pool2d(x, &spec)
+        crate::graph::run1(self, &[x], move |b, t| b.pool2d(&t[0], &spec))
     }
 
     /// Adaptive average pooling to `size` (PyTorch's `AdaptiveAvgPool2d`).
@@ -461,7 +478,7 @@ impl Device {
             oh: size[0],
             ow: size[1],
         };
-        self.backend().pool2d(x, &spec)
+        crate::graph::run1(self, &[x], move |b, t| b.pool2d(&t[0], &spec))
     }
 
     /// Pads the last `pads.len()` axes: `pads[i]` is (before, after) for
@@ -470,6 +487,12 @@ impl Device {
     pub fn pad(&self, x: &Tensor, pads: &[(usize, usize)], mode: PadMode) -> Result<Tensor> {
         self.image_operand(x)?;
         let r = x.rank();
+        if r > 8 {
+            return Err(TensorError::InvalidArgument(format!(
+                "pad takes tensors of rank <= 8, this one is {:?}",
+                x.shape()
+            )));
+        }
         if pads.len() > r {
             return Err(TensorError::InvalidArgument(format!(
                 "pad: {} (before, after) pairs for a tensor of rank {r} ({:?}); give at most one per axis",
@@ -515,7 +538,7 @@ impl Device {
         crate::shape::checked_bytes(x.dtype(), &out).ok_or_else(|| {
             TensorError::InvalidArgument(format!("pad: the result {out:?} is too large"))
         })?;
-        self.backend().pad(x, &spec)
+        crate::graph::run1(self, &[x], move |b, t| b.pad(&t[0], &spec))
     }
 
     /// Group normalisation (PyTorch's `GroupNorm`) with an optional fused
@@ -578,7 +601,16 @@ impl Device {
             eps,
             activation,
         };
-        self.backend().group_norm(x, weight, bias, &spec)
+        let has_weight = weight.is_some();
+        let mut inputs = vec![x];
+        inputs.extend(weight);
+        inputs.extend(bias);
+        let has_bias = bias.is_some();
+        crate::graph::run1(self, &inputs, move |b, t| {
+            let w = has_weight.then(|| &t[1]);
+            let bias = has_bias.then(|| &t[t.len() - 1]);
+            b.group_norm(&t[0], w, bias, &spec)
+        })
     }
 
     /// Resamples the spatial axes to `size` (PyTorch's `interpolate` with
@@ -622,6 +654,6 @@ impl Device {
         crate::shape::checked_bytes(x.dtype(), &out).ok_or_else(|| {
             TensorError::InvalidArgument(format!("{op}: the result {out:?} is too large"))
         })?;
-        self.backend().resize(x, &spec)
+        crate::graph::run1(self, &[x], move |b, t| b.resize(&t[0], &spec))
     }
 }

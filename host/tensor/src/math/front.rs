@@ -60,7 +60,7 @@ impl Device {
             need_float(op.name(), a)?;
         }
         owned(self, a)?;
-        self.backend().math(op, a)
+        crate::graph::run1(self, &[a], move |b, t| b.math(op, &t[0]))
     }
 
     /// `min(max(a, lo), hi)`; either bound may be absent. Every dtype (an
@@ -73,7 +73,7 @@ impl Device {
                 "clamp bounds min {lo:?}, max {hi:?}: they must not be NaN and min must be <= max"
             )));
         }
-        self.backend().clamp(a, lo, hi)
+        crate::graph::run1(self, &[a], move |b, t| b.clamp(&t[0], lo, hi))
     }
 
     /// pow, minimum or maximum with NumPy broadcasting.
@@ -85,7 +85,7 @@ impl Device {
         owned(self, a)?;
         owned(self, b)?;
         let out = broadcast(a.shape(), b.shape())?;
-        self.backend().pair(op, a, b, &out)
+        crate::graph::run1(self, &[a, b], move |be, t| be.pair(op, &t[0], &t[1], &out))
     }
 
     /// An elementwise comparison with NumPy broadcasting: a u8 tensor of 0
@@ -95,7 +95,9 @@ impl Device {
         owned(self, a)?;
         owned(self, b)?;
         let out = broadcast(a.shape(), b.shape())?;
-        self.backend().compare(op, a, b, &out)
+        crate::graph::run1(self, &[a, b], move |be, t| {
+            be.compare(op, &t[0], &t[1], &out)
+        })
     }
 
     /// `cond != 0 ? on_true : on_false`, elementwise, all three broadcast
@@ -115,14 +117,16 @@ impl Device {
                     on_false.shape()
                 ))
             })?;
-        self.backend().select(cond, on_true, on_false, &out)
+        crate::graph::run1(self, &[cond, on_true, on_false], move |b, t| {
+            b.select(&t[0], &t[1], &t[2], &out)
+        })
     }
 
     /// Cumulative sum along `axis` (every dtype; integers wrap).
     pub fn cumsum(&self, a: &Tensor, axis: i32) -> Result<Tensor> {
         owned(self, a)?;
         let axis = normalize_axis(axis, a.rank())?;
-        self.backend().cumsum(a, axis)
+        crate::graph::run1(self, &[a], move |b, t| b.cumsum(&t[0], axis))
     }
 
     /// `[start, start + step, ...]` up to `end` (exclusive), as PyTorch's
@@ -141,8 +145,8 @@ impl Device {
             )));
         }
         generated("arange", dtype, &[n])?;
-        self.backend()
-            .range(dtype, &Range::Arange { start, step, n })
+        let range = Range::Arange { start, step, n };
+        crate::graph::run1(self, &[], move |b, _| b.range(dtype, &range))
     }
 
     /// `steps` values from `start` to `end` inclusive, as PyTorch's
@@ -154,14 +158,12 @@ impl Device {
             )));
         }
         generated("linspace", dtype, &[steps])?;
-        self.backend().range(
-            dtype,
-            &Range::Linspace {
-                start,
-                end,
-                n: steps,
-            },
-        )
+        let range = Range::Linspace {
+            start,
+            end,
+            n: steps,
+        };
+        crate::graph::run1(self, &[], move |b, _| b.range(dtype, &range))
     }
 
     /// A float tensor of uniform or normal samples: element `i` depends
@@ -190,7 +192,8 @@ impl Device {
             )));
         }
         generated("random", dtype, shape)?;
-        self.backend().random(dtype, shape, seed, dist)
+        let shape = shape.to_vec();
+        crate::graph::run1(self, &[], move |b, _| b.random(dtype, &shape, seed, dist))
     }
 
     pub fn exp(&self, a: &Tensor) -> Result<Tensor> {

@@ -4,13 +4,15 @@
 //! norm and resampling run as kernels of `image.cu`.
 
 use std::ffi::c_void;
+use std::sync::Arc;
 
 use cudarc::cublas::sys as cublas;
-use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg, result};
 
 use super::{CudaBackend, ELEMENTWISE_THREADS, Fill, element_width, fault, grid};
 use crate::cuda::blas;
 use crate::cuda::dnn::ForwardCall;
+use crate::cuda::storage::CudaStorage;
 use crate::image::{
     Activation, Conv2d, ConvTranspose2d, Epilogue, GroupNorm, ImageBackend, Layout, PadMode,
     PadSpec, Pool2d, PoolKind, Resize, ResizeMode,
@@ -171,9 +173,21 @@ impl CudaBackend {
     }
 
     /// A scratch buffer of `bytes` (charged, freed in stream order when
-    /// the tensor drops).
+    /// the tensor drops; a recorded graph's own buffer when replayed).
     fn scratch(&self, bytes: usize) -> Result<(Tensor, u64)> {
         self.alloc(DType::U8, &[bytes], Fill::Overwritten)
+    }
+
+    /// Scratch that a graph recording does not log (cuDNN's one-off
+    /// algorithm search), charged like any buffer.
+    fn unrecorded_scratch(&self, bytes: usize) -> Result<(Tensor, u64)> {
+        let reservation = self.account.reserve(bytes as u64)?;
+        self.bind()?;
+        // SAFETY: a plain stream-ordered allocation on the worker's stream.
+        let ptr = unsafe { result::malloc_async(self.stream.cu_stream(), bytes) }
+            .map_err(fault("allocating cuDNN's search workspace"))?;
+        let storage = CudaStorage::new(ptr, bytes, Arc::clone(&self.stream), reservation);
+        Ok((Tensor::new(DType::U8, vec![bytes], Arc::new(storage)), ptr))
     }
 
     fn gemm(&self, dtype: DType, g: Gemm) -> Result<()> {
@@ -191,7 +205,7 @@ impl CudaBackend {
         // the callers from the checked geometry).
         let status = unsafe {
             cublas::cublasGemmStridedBatchedEx(
-                *self.blas.handle(),
+                self.blas_handle(),
                 op(g.ta),
                 op(g.tb),
                 dim(g.m)?,
@@ -364,12 +378,7 @@ impl ImageBackend for CudaBackend {
                 match self.dnn.get(&self.stream) {
                     Some(dnn) => {
                         let workspace = |bytes: usize| self.scratch(bytes);
-                        let zero_bias = || -> Result<u64> {
-                            let (t, p) = self.alloc(dtype, &[s.o], Fill::Zeroed)?;
-                            // Freed in stream order after the convolution reads it.
-                            drop(t);
-                            Ok(p)
-                        };
+                        let unrecorded = |bytes: usize| self.unrecorded_scratch(bytes);
                         let call = ForwardCall {
                             spec: s,
                             dtype,
@@ -379,9 +388,11 @@ impl ImageBackend for CudaBackend {
                             bias: e.bias.map(|b| self.ptr(b)),
                             residual: e.residual.map(|r| self.ptr(r)),
                             activation: e.activation,
+                            stream: self.queue().cu_stream() as u64,
                             workspace: &workspace,
+                            unrecorded: &unrecorded,
                         };
-                        fused = dnn.forward(&call, &zero_bias)?;
+                        fused = dnn.forward(&call)?;
                     }
                     None => self.conv_gemm(x, w, s, py)?,
                 }
@@ -422,7 +433,9 @@ impl ImageBackend for CudaBackend {
                 match self.dnn.get(&self.stream) {
                     Some(dnn) => {
                         let workspace = |bytes: usize| self.scratch(bytes);
-                        dnn.transposed(s, dtype, self.ptr(x), self.ptr(w), py, &workspace)?;
+                        let buffers = (self.ptr(x), self.ptr(w), py);
+                        let stream = self.queue().cu_stream() as u64;
+                        dnn.transposed(s, dtype, buffers, stream, &workspace)?;
                     }
                     None => self.conv_transpose_gemm(x, w, s, py)?,
                 }

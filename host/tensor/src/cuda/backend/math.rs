@@ -3,7 +3,7 @@
 
 use cudarc::driver::PushKernelArg;
 
-use super::{CudaBackend, ELEMENTWISE_THREADS, Fill, element_width, fault, grid, index_width};
+use super::{CudaBackend, ELEMENTWISE_THREADS, Fill, element_width, grid, index_width};
 use crate::cuda::layout::{self, contiguous};
 use crate::math::{CompareOp, Distribution, MathBackend, MathOp, PairOp, Range};
 use crate::shape::broadcast_strides;
