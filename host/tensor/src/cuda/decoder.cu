@@ -277,9 +277,11 @@ __device__ __forceinline__ void visible(const AttnArgs& a, i64 b, i64 i, i64& po
 
 // Many queries: flash-attention's tiling on CUDA cores. A block holds
 // 128 / TPQ (query, head) pairs of one kv head (the heads of a GQA group
-// side by side, so a key tile serves all of them); TPQ threads split a
-// query's D dimensions 32 each; key/value tiles of KT rows sit in shared
-// memory as f32; the softmax is online (running max and sum).
+// side by side, so a key tile serves all of them; a group wider than a
+// block is split over several); TPQ threads split a query's D dimensions
+// 32 each; key/value tiles of KT rows sit in shared memory as f32; the
+// softmax is online (running max and sum). Grid: batch * kv_heads *
+// head_chunks * tiles blocks (attention_tiles_grid on the host).
 template <class T, int D>
 __device__ void attention_tiles_k(AttnArgs a) {
     constexpr int TPQ = D / 32;
@@ -288,15 +290,19 @@ __device__ void attention_tiles_k(AttnArgs a) {
     __shared__ float ks[KT][D];
     __shared__ float vs[KT][D];
     const i64 group = a.q_heads / a.kv_heads;
-    const i64 queries_per_block = PAIRS / group > 0 ? PAIRS / group : 1;
+    const i64 heads_per_block = group < PAIRS ? group : PAIRS;
+    const i64 head_chunks = (group + heads_per_block - 1) / heads_per_block;
+    const i64 queries_per_block = PAIRS / heads_per_block;
     const i64 tiles = (a.q_len + queries_per_block - 1) / queries_per_block;
     const i64 tile = blockIdx.x % tiles;
-    const i64 kvh = (blockIdx.x / tiles) % a.kv_heads;
-    const i64 b = blockIdx.x / (tiles * a.kv_heads);
+    const i64 chunk = (blockIdx.x / tiles) % head_chunks;
+    const i64 kvh = (blockIdx.x / (tiles * head_chunks)) % a.kv_heads;
+    const i64 b = blockIdx.x / (tiles * head_chunks * a.kv_heads);
     const int pair = threadIdx.x / TPQ, part = threadIdx.x % TPQ;
-    const i64 qi = tile * queries_per_block + pair / group;
-    const i64 h = kvh * group + pair % group;
-    const bool active = pair / group < queries_per_block && qi < a.q_len;
+    const i64 qi = tile * queries_per_block + pair / heads_per_block;
+    const i64 hh = chunk * heads_per_block + pair % heads_per_block;
+    const i64 h = kvh * group + hh;
+    const bool active = pair / heads_per_block < queries_per_block && qi < a.q_len && hh < group;
     const T* q = reinterpret_cast<const T*>(a.q);
     const T* K = reinterpret_cast<const T*>(a.k);
     const T* V = reinterpret_cast<const T*>(a.v);

@@ -483,11 +483,13 @@ impl CudaBackend {
         }
         debug_assert!(append.is_none(), "prefill appends before attending");
         let bucket = head_bucket(args.head_dim as usize);
+        // As attention_tiles_k splits the work (decoder.cu).
         let pairs = 128 / (bucket / 32);
-        let per_block = (pairs / group).max(1);
-        let tiles = (args.q_len as usize).div_ceil(per_block);
+        let heads_per_block = group.min(pairs);
+        let head_chunks = group.div_ceil(heads_per_block);
+        let tiles = (args.q_len as usize).div_ceil(pairs / heads_per_block);
         let n = blocks(
-            args.batch as usize * args.kv_heads as usize * tiles,
+            args.batch as usize * args.kv_heads as usize * head_chunks * tiles,
             "attention",
         )?;
         launch!(
