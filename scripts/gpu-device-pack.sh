@@ -17,7 +17,8 @@
 #                                         the tensor crate's conformance
 #                                         tests (cargo test -p wasmpod-tensor
 #                                         --release --no-run), the embeddings
-#                                         component and all-MiniLM-L6-v2
+#                                         and gpu-bench components and
+#                                         all-MiniLM-L6-v2
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -44,7 +45,9 @@ if [ "${1:-}" = llm-ops ]; then
   for t in cuda_decoder cuda_conformance conformance; do test_binary $t; done
   strip "$D"/bin/*
   xz -6 -T2 "$D"/bin/*
-  cp target/wasm32-wasip2/release/example_embeddings.wasm "$D/wasm/"
+  for e in embeddings gpu_bench; do
+    cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+  done
   pack_minilm
   du -sh "$D"/* "$D"/bin/*
   exit 0
