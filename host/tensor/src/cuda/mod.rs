@@ -51,5 +51,6 @@ mod storage;
 pub use backend::CudaBackend;
 pub use device::{available, device_count};
 pub use dnn::probe as cudnn_probe;
+pub use kernels::decoder_compile_time;
 pub use pinned::PinnedBuffer;
 pub use storage::CudaStorage;
