@@ -13,7 +13,6 @@ pub mod jobs;
 pub mod keys;
 pub mod metrics;
 pub mod models;
-pub mod view;
 
 use std::sync::Arc;
 
