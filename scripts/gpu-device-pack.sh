@@ -19,17 +19,38 @@
 #                                         --release --no-run), the embeddings
 #                                         and gpu-bench components and
 #                                         all-MiniLM-L6-v2
+#   scripts/gpu-device-pack.sh vision     what gpu-device-vision.sh uses,
+#                                         built here first: wasmpod, the
+#                                         tensor crate's conformance tests
+#                                         and the resnet and diffusion
+#                                         components (~25 MiB; the models
+#                                         are made there by their scripts)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 D=.devcarry
-rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
-cp target/release/wasmpod "$D/bin/"
 # The newest build of test binary $1 as $D/bin/$1.
 test_binary() {
   f=$(ls -t target/release/deps/$1-* | grep -v '\.d$' | head -1)
   cp "$f" "$D/bin/$1"
 }
+if [ "${1:-}" = vision ]; then
+  rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
+  cargo build --quiet --release -p wasmpod --bin wasmpod
+  cargo test --quiet --release -p wasmpod-tensor --test conformance --no-run
+  cargo build --quiet --release --target wasm32-wasip2 -p example-resnet -p example-diffusion
+  cp target/release/wasmpod "$D/bin/"
+  test_binary conformance
+  strip "$D"/bin/*
+  xz -6 -T2 "$D"/bin/*
+  for e in resnet diffusion; do
+    cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+  done
+  du -sh "$D"/* "$D"/bin/*
+  exit 0
+fi
+rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
+cp target/release/wasmpod "$D/bin/"
 # all-MiniLM-L6-v2 in two halves, model-a and model-b.
 pack_minilm() {
   mkdir -p "$D/model-a/files" "$D/model-b"

@@ -29,9 +29,16 @@ pub fn device_makers() -> Vec<(String, DeviceMaker)> {
 }
 
 /// A device on CUDA GPU 0 (only called when `cuda::available()`).
+/// `WASMPOD_CONFORMANCE_CUDNN=off` runs its convolutions on the im2col +
+/// cuBLAS path, as on a machine without cuDNN, so one GPU checks both.
 fn cuda_device(account: Arc<MemoryAccount>) -> Device {
     let backend = wasmpod_tensor::cuda::CudaBackend::new(0, account)
         .expect("cuda::available() said a device is usable");
+    if std::env::var("WASMPOD_CONFORMANCE_CUDNN").is_ok_and(|v| v == "off") {
+        backend.set_cudnn(false);
+    } else if let Some(why) = backend.cudnn_unavailable() {
+        println!("cuda convolutions without cuDNN: {why}");
+    }
     Device::new(Arc::new(backend))
 }
 
