@@ -14,10 +14,43 @@
 #                                         gpu-device-models.sh use
 #   scripts/gpu-device-pack.sh ops        wasmpod and the components that
 #                                         gpu-device-ops.sh deploys
+#   scripts/gpu-device-pack.sh llm-ops    what gpu-device-llm-ops.sh uses:
+#                                         wasmpod, the decode_bench example,
+#                                         the tensor crate's conformance
+#                                         tests (cargo test -p wasmpod-tensor
+#                                         --release --no-run), the embeddings
+#                                         and gpu-bench components and
+#                                         all-MiniLM-L6-v2
+#   scripts/gpu-device-pack.sh vision     what gpu-device-vision.sh uses,
+#                                         built here first: wasmpod, the
+#                                         tensor crate's conformance tests
+#                                         and the resnet and diffusion
+#                                         components (~25 MiB; the models
+#                                         are made there by their scripts)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 D=.devcarry
+# The newest build of test binary $1 as $D/bin/$1.
+test_binary() {
+  f=$(ls -t target/release/deps/$1-* | grep -v '\.d$' | head -1)
+  cp "$f" "$D/bin/$1"
+}
+if [ "${1:-}" = vision ]; then
+  rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
+  cargo build --quiet --release -p wasmpod --bin wasmpod
+  cargo test --quiet --release -p wasmpod-tensor --test conformance --no-run
+  cargo build --quiet --release --target wasm32-wasip2 -p example-resnet -p example-diffusion
+  cp target/release/wasmpod "$D/bin/"
+  test_binary conformance
+  strip "$D"/bin/*
+  xz -6 -T2 "$D"/bin/*
+  for e in resnet diffusion; do
+    cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+  done
+  du -sh "$D"/* "$D"/bin/*
+  exit 0
+fi
 rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
 cp target/release/wasmpod "$D/bin/"
 if [ "${1:-}" = ops ]; then
@@ -29,11 +62,31 @@ if [ "${1:-}" = ops ]; then
   du -sh "$D"/* "$D"/bin/*
   exit 0
 fi
+# all-MiniLM-L6-v2 in two halves, model-a and model-b.
+pack_minilm() {
+  mkdir -p "$D/model-a/files" "$D/model-b"
+  M="$(.venv/bin/python3 tests/fixtures/minilm/compare.py --print-model-dir)"
+  (cd "$M" && find . -type f ! -name model.safetensors -exec cp --parents {} "$ROOT/$D/model-a/files/" \;)
+  half=$(( ($(stat -c %s "$M/model.safetensors") + 1) / 2 ))
+  split -b "$half" -d "$M/model.safetensors" "$D/model.safetensors.part"
+  mv "$D/model.safetensors.part00" "$D/model-a/"
+  mv "$D/model.safetensors.part01" "$D/model-b/"
+}
+if [ "${1:-}" = llm-ops ]; then
+  cp target/release/examples/decode_bench "$D/bin/"
+  for t in cuda_decoder cuda_conformance conformance; do test_binary $t; done
+  strip "$D"/bin/*
+  xz -6 -T2 "$D"/bin/*
+  for e in embeddings gpu_bench; do
+    cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+  done
+  pack_minilm
+  du -sh "$D"/* "$D"/bin/*
+  exit 0
+fi
 if [ "${1:-}" = flashboot ]; then
-  f=$(ls -t target/release/deps/serve_coldstart-* | grep -v '\.d$' | head -1)
-  cp "$f" "$D/bin/serve_coldstart"
-  f=$(ls -t target/release/deps/wasmpod_tensor-* | grep -v '\.d$' | head -1)
-  cp "$f" "$D/bin/tensor_unit"
+  test_binary serve_coldstart
+  test_binary wasmpod_tensor && mv "$D/bin/wasmpod_tensor" "$D/bin/tensor_unit"
   strip "$D"/bin/*
   xz -6 -T2 "$D"/bin/*
   for e in echo bigmodel mlp; do
@@ -42,22 +95,13 @@ if [ "${1:-}" = flashboot ]; then
   du -sh "$D"/* "$D"/bin/*
   exit 0
 fi
-mkdir -p "$D/model-a/files" "$D/model-b"
 cp target/release/examples/gpu_bench "$D/bin/"
-for t in cuda_conformance conformance; do
-  f=$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)
-  cp "$f" "$D/bin/$t"
-done
+for t in cuda_conformance conformance; do test_binary $t; done
 strip "$D"/bin/*
 # xz (unpacked there with Python's lzma) keeps binaries + half a model under 64 MiB.
 xz -6 -T2 "$D"/bin/*
 for e in embeddings gpu_bench echo mlp; do
   cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
 done
-M="$(.venv/bin/python3 tests/fixtures/minilm/compare.py --print-model-dir)"
-(cd "$M" && find . -type f ! -name model.safetensors -exec cp --parents {} "$ROOT/$D/model-a/files/" \;)
-half=$(( ($(stat -c %s "$M/model.safetensors") + 1) / 2 ))
-split -b "$half" -d "$M/model.safetensors" "$D/model.safetensors.part"
-mv "$D/model.safetensors.part00" "$D/model-a/"
-mv "$D/model.safetensors.part01" "$D/model-b/"
+pack_minilm
 du -sh "$D"/* "$D"/bin/*

@@ -11,6 +11,10 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::{self, HandlerPre};
 use super::cache::LoadSource;
+use super::host::device::DeviceCtx;
+use super::host::job::JobCtx;
+use super::host::model::ModelCtx;
+use super::host::tensor::TensorCtx;
 use super::job::{CancelSignal, CurrentJob, JobSink, OutputStream};
 use super::limits::InstanceLimits;
 use super::output::GuestOutput;
@@ -170,11 +174,16 @@ impl Handler {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limits: InstanceLimits::new(config.memory_limit),
-            devices: Arc::clone(&config.devices),
-            models: config.models.clone(),
-            job: None,
             output,
-            idle_sink: config.log_sink.clone(),
+            tensor: TensorCtx::new(Arc::clone(&config.devices)),
+            model: ModelCtx::new(config.models.clone()),
+            job: JobCtx {
+                current: None,
+                idle_sink: config.log_sink.clone(),
+            },
+            device: DeviceCtx {
+                devices: Arc::clone(&config.devices),
+            },
         };
         let mut store = Store::new(self.inner.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -277,7 +286,7 @@ impl Instance {
             data.output.clear();
             data.output.set_sink(Some(Arc::clone(&sink)));
             data.limits.memory_refused = None;
-            data.job = Some(CurrentJob {
+            data.job.current = Some(CurrentJob {
                 id: id.to_string(),
                 sink,
                 cancel: cancel.clone(),
@@ -298,8 +307,8 @@ impl Instance {
         };
         {
             let data = self.store.data_mut();
-            data.job = None;
-            data.output.set_sink(data.idle_sink.clone());
+            data.job.current = None;
+            data.output.set_sink(data.job.idle_sink.clone());
         }
         let result = match outcome {
             Some(Ok(Ok(output))) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
@@ -324,7 +333,7 @@ impl Instance {
     pub fn set_log_sink(&mut self, sink: Option<Arc<dyn JobSink>>) {
         let data = self.store.data_mut();
         data.output.set_sink(sink.clone());
-        data.idle_sink = sink;
+        data.job.idle_sink = sink;
     }
 
     /// Marks the instance unusable (its state was lost outside a job).
@@ -339,7 +348,7 @@ impl Instance {
 
     /// Bytes of tensor memory this instance's worker holds.
     pub fn tensor_bytes(&self) -> u64 {
-        self.store.data().devices.account().used()
+        self.store.data().tensor.devices.account().used()
     }
 
     fn describe_trap(&mut self, trap: &wasmtime::Error) -> JobError {
