@@ -26,9 +26,9 @@ use crate::gpu::Inventory;
 use crate::gpu::inventory::InventoryError;
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, SnapshotStore};
 use crate::store::{
-    CancelOutcome, EndpointRecord, NewJob, RetryOutcome, Store, StoreError, now_ms,
+    CancelOutcome, EndpointRecord, JobRecord, NewJob, RetryOutcome, Store, StoreError, now_ms,
 };
-pub use events::JobEvents;
+pub use events::{JobEvents, Watch};
 pub use handlers::{HandlerError, HandlerRepo};
 pub use keys::Bootstrap;
 pub use meter::Meter;
@@ -278,6 +278,29 @@ impl App {
         self.store.enqueue(job, now_ms()).await?;
         self.pools.wake(&job.endpoint_id);
         Ok(())
+    }
+
+    /// Queue a job whose stream chunks the caller reads as they are
+    /// stored (the OpenAI routes' server-sent events). The watch is
+    /// registered before the job can start, so no chunk is missed.
+    pub async fn submit_watched(&self, job: &NewJob) -> Result<Watch, StoreError> {
+        let watch = self.ctx().events.watch(&job.id);
+        self.submit(job).await?;
+        Ok(watch)
+    }
+
+    /// A job of an endpoint as stored, if it exists (and is not purged).
+    pub async fn job(
+        &self,
+        endpoint_id: &str,
+        job_id: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.store.get_job(endpoint_id, job_id).await
+    }
+
+    /// The endpoint's settings, if it exists.
+    pub fn endpoint(&self, endpoint_id: &str) -> Option<EndpointRecord> {
+        self.pools.endpoint(endpoint_id)
     }
 
     pub async fn cancel(

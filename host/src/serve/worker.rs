@@ -222,7 +222,13 @@ async fn run_job(
     let cancel = CancelSignal::new();
     ctx.running.insert(&job.id, cancel.clone());
     let (tx, rx) = mpsc::unbounded_channel();
-    let persister = tokio::spawn(persist(ctx.store.clone(), job.id.clone(), job.attempt, rx));
+    let persister = tokio::spawn(persist(
+        ctx.store.clone(),
+        Arc::clone(&ctx.events),
+        job.id.clone(),
+        job.attempt,
+        rx,
+    ));
     let timeout = Duration::from_millis(
         job.execution_timeout_ms
             .map(|ms| ms as u64)
@@ -412,9 +418,10 @@ impl JobSink for StoreSink {
 }
 
 /// Write progress and stream chunks in arrival order, batching what
-/// arrived meanwhile.
+/// arrived meanwhile; stored chunks go to the job's watchers.
 async fn persist(
     store: crate::store::Store,
+    events: Arc<super::JobEvents>,
     job_id: String,
     attempt: i64,
     mut rx: mpsc::UnboundedReceiver<SinkEvent>,
@@ -438,7 +445,13 @@ async fn persist(
         }
         for _ in 0..10 {
             match store.append_stream(&job_id, attempt, &chunks).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    if !chunks.is_empty() {
+                        let texts: Vec<String> = chunks.iter().map(|(_, c)| c.clone()).collect();
+                        events.chunks_stored(&job_id, &texts);
+                    }
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(job = %job_id, "storing stream chunks: {e}; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
