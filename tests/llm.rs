@@ -279,7 +279,7 @@ fn bad_requests_say_what_to_change() {
         (json!({"prompt": "a", "messages": []}), "not both"),
         (
             json!({"prompt": "a", "max_tokens": 100000}),
-            "context is 256 tokens",
+            "context is 4096 tokens",
         ),
         (json!({"prompt": "a", "temperature": -1}), "temperature"),
         (json!({"prompt": "a", "top_p": 0}), "top_p"),
