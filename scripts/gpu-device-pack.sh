@@ -12,12 +12,24 @@
 #                                         components that
 #                                         gpu-device-flashboot.sh and
 #                                         gpu-device-models.sh use
+#   scripts/gpu-device-pack.sh llm        wasmpod and the llm component, for
+#                                         gpu-device-llm.sh (build first:
+#                                         cargo build --release -p wasmpod;
+#                                         cargo build --release --target
+#                                         wasm32-wasip2 -p example-llm)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 D=.devcarry
 rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
 cp target/release/wasmpod "$D/bin/"
+if [ "${1:-}" = llm ]; then
+  strip "$D"/bin/*
+  xz -6 -T2 "$D"/bin/*
+  cp target/wasm32-wasip2/release/example_llm.wasm "$D/wasm/"
+  du -sh "$D"/* "$D"/bin/*
+  exit 0
+fi
 if [ "${1:-}" = flashboot ]; then
   f=$(ls -t target/release/deps/serve_coldstart-* | grep -v '\.d$' | head -1)
   cp "$f" "$D/bin/serve_coldstart"
