@@ -25,7 +25,10 @@
 //! [`Tensor`] (ops on the worker's device), [`Model`] (safetensors weights and
 //! auxiliary files), the running job ([`progress`], [`stream`], [`log`] and
 //! [`info!`], [`job_id`], [`cancelled`]) and the device slice ([`devices`],
-//! [`quota_bytes`], [`used_bytes`]). Errors are Rust error types
+//! [`quota_bytes`], [`used_bytes`]); the decoder ops ([`Tensor::linear`],
+//! [`Tensor::attention_cached`], [`Tensor::sample`], ...) run a
+//! transformer decoder on the device, and [`capture`] records a decode
+//! step as a [`Graph`] replayed with one call. Errors are Rust error types
 //! ([`TensorError`], [`ModelError`], [`JobError`]), so `?` works into
 //! `Box<dyn std::error::Error>` or any error of your own.
 //!
@@ -37,12 +40,17 @@
 
 #![warn(missing_docs)]
 
+mod decoder;
 mod device;
 mod entry;
 mod job;
 mod model;
 mod tensor;
 
+pub use decoder::{
+    AttentionOptions, Graph, Llama3Scaling, RopeConfig, RopeLayout, RopeScaling, Sampling, capture,
+    capture_begin, capture_end,
+};
 pub use device::{DeviceInfo, DeviceKind, devices, quota_bytes, used_bytes};
 pub use job::{JobError, LogLevel, cancelled, job_id, log, progress, stream};
 pub use model::{Model, ModelError, WeightInfo};

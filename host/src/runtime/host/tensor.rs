@@ -1,11 +1,14 @@
 //! `wasmpod:serverless/tensor`: the guest's tensors, kept in the instance's
 //! resource table and computed by the worker's devices.
 
-use wasmpod_tensor::{BinaryOp, DType, Device, ReduceOp, Tensor, TensorError, UnaryOp};
-use wasmtime::component::Resource;
+use std::sync::Arc;
 
+use wasmpod_tensor::{BinaryOp, Capture, DType, Device, ReduceOp, Tensor, TensorError, UnaryOp};
+use wasmtime::component::{Resource, ResourceTable};
+
+use super::fault::TensorFault;
+use crate::gpu::WorkerDevices;
 use crate::runtime::bindings::tensor::{self as wit, Dtype};
-use crate::runtime::state::WorkerState;
 
 /// A tensor in an instance's resource table, with the index of the slice
 /// device that holds it.
@@ -39,8 +42,9 @@ impl TensorEntry {
     }
 }
 
-type TensorResult<T> = wasmtime::Result<Result<T, wit::TensorError>>;
+type TensorResult<T> = Result<T, TensorFault>;
 
+/// `tensor-error` as the guest sees it.
 pub(crate) fn to_wit_error(e: TensorError) -> wit::TensorError {
     match e {
         TensorError::ShapeMismatch(m) => wit::TensorError::ShapeMismatch(m),
@@ -77,22 +81,53 @@ fn dims(shape: &[u32]) -> Vec<usize> {
     shape.iter().map(|&d| d as usize).collect()
 }
 
-impl WorkerState {
+/// The tensor interface's share of an instance's state: the devices of the
+/// worker's slice, and the graph being recorded (between `capture-begin`
+/// and `capture-end`).
+pub struct TensorCtx {
+    pub(crate) devices: Arc<WorkerDevices>,
+    pub(crate) capture: Option<Capture>,
+}
+
+impl TensorCtx {
+    pub(crate) fn new(devices: Arc<WorkerDevices>) -> Self {
+        Self {
+            devices,
+            capture: None,
+        }
+    }
+}
+
+/// What the tensor interface's host functions work on: its context and the
+/// instance's resource table (shared with the other interfaces, as the
+/// guest's handle table is).
+pub struct TensorView<'a> {
+    pub(crate) ctx: &'a mut TensorCtx,
+    pub(crate) table: &'a mut ResourceTable,
+}
+
+impl TensorView<'_> {
     /// Put a tensor computed on device `device` into the table.
-    pub(crate) fn push_tensor(
+    pub(super) fn push_tensor(
         &mut self,
         tensor: Tensor,
         device: usize,
-    ) -> wasmtime::Result<Resource<TensorEntry>> {
+    ) -> TensorResult<Resource<TensorEntry>> {
         Ok(self.table.push(TensorEntry::new(tensor, device))?)
     }
 
-    fn entry(&self, r: &Resource<TensorEntry>) -> wasmtime::Result<&TensorEntry> {
+    pub(super) fn entry(&self, r: &Resource<TensorEntry>) -> TensorResult<&TensorEntry> {
         Ok(self.table.get(r)?)
     }
 
-    fn device_at(&self, index: usize) -> Device {
-        self.devices
+    /// Runs device ops, recorded into the open capture if there is one.
+    pub(super) fn recorded<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        Capture::scope(&mut self.ctx.capture, f)
+    }
+
+    pub(super) fn device_at(&self, index: usize) -> Device {
+        self.ctx
+            .devices
             .device(index)
             .expect("tensor entries hold valid device indices")
             .clone()
@@ -103,11 +138,9 @@ impl WorkerState {
         &mut self,
         f: impl FnOnce(&Device) -> Result<Tensor, TensorError>,
     ) -> TensorResult<Resource<TensorEntry>> {
-        let device = self.devices.primary().clone();
-        match f(&device) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, 0)?)),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let device = self.ctx.devices.primary().clone();
+        let t = self.recorded(|| f(&device))?;
+        self.push_tensor(t, 0)
     }
 
     /// A unary op: runs on the operand's device.
@@ -118,14 +151,13 @@ impl WorkerState {
     ) -> TensorResult<Resource<TensorEntry>> {
         let entry = self.entry(a)?;
         let (index, tensor) = (entry.device, entry.tensor.clone());
-        match f(&self.device_at(index), &tensor) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, index)?)),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let device = self.device_at(index);
+        let t = self.recorded(|| f(&device, &tensor))?;
+        self.push_tensor(t, index)
     }
 
     /// A binary op: both operands must be on one device.
-    fn op2(
+    pub(super) fn op2(
         &mut self,
         a: &Resource<TensorEntry>,
         b: &Resource<TensorEntry>,
@@ -133,33 +165,34 @@ impl WorkerState {
     ) -> TensorResult<Resource<TensorEntry>> {
         let (ea, eb) = (self.entry(a)?, self.entry(b)?);
         if ea.device != eb.device {
-            return Ok(Err(wit::TensorError::InvalidArgument(format!(
+            return Err(TensorError::InvalidArgument(format!(
                 "operands are on devices {} and {}; move one with to-device first",
                 ea.device, eb.device
-            ))));
+            ))
+            .into());
         }
         let (index, ta, tb) = (ea.device, ea.tensor.clone(), eb.tensor.clone());
-        match f(&self.device_at(index), &ta, &tb) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, index)?)),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let device = self.device_at(index);
+        let t = self.recorded(|| f(&device, &ta, &tb))?;
+        self.push_tensor(t, index)
     }
 
     /// Optional operands (norm weights) must sit on the operand's device.
-    fn optional(
+    pub(super) fn optional(
         &self,
         r: &Option<Resource<TensorEntry>>,
         device: usize,
-    ) -> wasmtime::Result<Result<Option<Tensor>, wit::TensorError>> {
-        let Some(r) = r else { return Ok(Ok(None)) };
+    ) -> TensorResult<Option<Tensor>> {
+        let Some(r) = r else { return Ok(None) };
         let e = self.entry(r)?;
         if e.device != device {
-            return Ok(Err(wit::TensorError::InvalidArgument(format!(
+            return Err(TensorError::InvalidArgument(format!(
                 "the weight is on device {} but the input on device {device}; move it with to-device",
                 e.device
-            ))));
+            ))
+            .into());
         }
-        Ok(Ok(Some(e.tensor.clone())))
+        Ok(Some(e.tensor.clone()))
     }
 
     fn binary(
@@ -195,13 +228,28 @@ impl WorkerState {
         f: impl FnOnce(&Device, &Tensor) -> Result<T, TensorError>,
     ) -> TensorResult<T> {
         let e = self.entry(a)?;
-        Ok(f(&self.device_at(e.device), &e.tensor).map_err(to_wit_error))
+        Ok(f(&self.device_at(e.device), &e.tensor)?)
     }
 }
 
-impl wit::Host for WorkerState {}
+impl wit::Host for TensorView<'_> {
+    fn convert_tensor_error(&mut self, err: TensorFault) -> wasmtime::Result<wit::TensorError> {
+        match err {
+            TensorFault::Tensor(e) => Ok(to_wit_error(e)),
+            TensorFault::Trap(trap) => Err(trap),
+        }
+    }
 
-impl wit::HostTensor for WorkerState {
+    fn capture_begin(&mut self) -> TensorResult<()> {
+        self.begin_capture()
+    }
+
+    fn capture_end(&mut self) -> TensorResult<Resource<super::graph::GraphEntry>> {
+        self.end_capture()
+    }
+}
+
+impl wit::HostTensor for TensorView<'_> {
     fn from_bytes(
         &mut self,
         dtype: Dtype,
@@ -235,24 +283,25 @@ impl wit::HostTensor for WorkerState {
         }
         let index = parts.first().map(|(d, _)| *d).unwrap_or(0);
         if let Some((other, _)) = parts.iter().find(|(d, _)| *d != index) {
-            return Ok(Err(wit::TensorError::InvalidArgument(format!(
+            return Err(TensorError::InvalidArgument(format!(
                 "concat operands are on devices {index} and {other}; move them to one device first"
-            ))));
+            ))
+            .into());
         }
         let refs: Vec<&Tensor> = parts.iter().map(|(_, t)| t).collect();
-        match self.device_at(index).concat(&refs, axis) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, index)?)),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let device = self.device_at(index);
+        let t = self.recorded(|| device.concat(&refs, axis))?;
+        self.push_tensor(t, index)
     }
 
     fn dtype(&mut self, a: Resource<TensorEntry>) -> wasmtime::Result<Dtype> {
-        Ok(to_wit_dtype(self.entry(&a)?.tensor.dtype()))
+        Ok(to_wit_dtype(self.table.get(&a)?.tensor.dtype()))
     }
 
     fn shape(&mut self, a: Resource<TensorEntry>) -> wasmtime::Result<Vec<u32>> {
         Ok(self
-            .entry(&a)?
+            .table
+            .get(&a)?
             .tensor
             .shape()
             .iter()
@@ -261,7 +310,7 @@ impl wit::HostTensor for WorkerState {
     }
 
     fn device_index(&mut self, a: Resource<TensorEntry>) -> wasmtime::Result<u32> {
-        Ok(self.entry(&a)?.device as u32)
+        Ok(self.table.get(&a)?.device as u32)
     }
 
     fn to_bytes(&mut self, a: Resource<TensorEntry>) -> TensorResult<Vec<u8>> {
@@ -282,18 +331,17 @@ impl wit::HostTensor for WorkerState {
         index: u32,
     ) -> TensorResult<Resource<TensorEntry>> {
         let index = index as usize;
-        let Some(target) = self.devices.device(index).cloned() else {
-            return Ok(Err(wit::TensorError::InvalidArgument(format!(
+        let Some(target) = self.ctx.devices.device(index).cloned() else {
+            return Err(TensorError::InvalidArgument(format!(
                 "device index {index} is outside this worker's slice of {} device(s)",
-                self.devices.len()
-            ))));
+                self.ctx.devices.len()
+            ))
+            .into());
         };
         let e = self.entry(&a)?;
         let (from, tensor) = (self.device_at(e.device), e.tensor.clone());
-        match target.copy_from(&tensor, &from) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, index)?)),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let t = self.recorded(|| target.copy_from(&tensor, &from))?;
+        self.push_tensor(t, index)
     }
 
     fn matmul(
@@ -377,14 +425,8 @@ impl wit::HostTensor for WorkerState {
         eps: f32,
     ) -> TensorResult<Resource<TensorEntry>> {
         let device = self.entry(&a)?.device;
-        let w = match self.optional(&weight, device)? {
-            Ok(w) => w,
-            Err(e) => return Ok(Err(e)),
-        };
-        let b = match self.optional(&bias, device)? {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
+        let w = self.optional(&weight, device)?;
+        let b = self.optional(&bias, device)?;
         self.op1(&a, |d, x| d.layer_norm(x, w.as_ref(), b.as_ref(), eps))
     }
 
@@ -395,10 +437,7 @@ impl wit::HostTensor for WorkerState {
         eps: f32,
     ) -> TensorResult<Resource<TensorEntry>> {
         let device = self.entry(&a)?.device;
-        let w = match self.optional(&weight, device)? {
-            Ok(w) => w,
-            Err(e) => return Ok(Err(e)),
-        };
+        let w = self.optional(&weight, device)?;
         self.op1(&a, |d, x| d.rms_norm(x, w.as_ref(), eps))
     }
 
@@ -496,17 +535,102 @@ impl wit::HostTensor for WorkerState {
     ) -> TensorResult<(Resource<TensorEntry>, Resource<TensorEntry>)> {
         let e = self.entry(&a)?;
         let (index, tensor) = (e.device, e.tensor.clone());
-        match self.device_at(index).top_k(&tensor, k as usize) {
-            Ok((values, indices)) => Ok(Ok((
-                self.push_tensor(values, index)?,
-                self.push_tensor(indices, index)?,
-            ))),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let device = self.device_at(index);
+        let (values, indices) = self.recorded(|| device.top_k(&tensor, k as usize))?;
+        Ok((
+            self.push_tensor(values, index)?,
+            self.push_tensor(indices, index)?,
+        ))
     }
 
     fn drop(&mut self, a: Resource<TensorEntry>) -> wasmtime::Result<()> {
         self.table.delete(a)?;
         Ok(())
+    }
+
+    // ---- Decoder ops (issue 18): see decoder.rs.
+
+    fn linear(
+        &mut self,
+        x: Resource<TensorEntry>,
+        weight: Resource<TensorEntry>,
+        bias: Option<Resource<TensorEntry>>,
+        residual: Option<Resource<TensorEntry>>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.linear_op(x, weight, bias, residual)
+    }
+
+    fn linear_many(
+        &mut self,
+        x: Resource<TensorEntry>,
+        weights: Vec<Resource<TensorEntry>>,
+        biases: Vec<Resource<TensorEntry>>,
+    ) -> TensorResult<Vec<Resource<TensorEntry>>> {
+        self.linear_many_op(x, weights, biases)
+    }
+
+    fn silu_mul(
+        &mut self,
+        gate: Resource<TensorEntry>,
+        up: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&gate, &up, |d, g, u| d.silu_mul(g, u))
+    }
+
+    fn rope(
+        &mut self,
+        x: Resource<TensorEntry>,
+        positions: Resource<TensorEntry>,
+        config: wit::RopeConfig,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let config = super::decoder::rope_config(&config);
+        self.op2(&x, &positions, |d, x, p| d.rope(x, p, &config))
+    }
+
+    fn attention(
+        &mut self,
+        q: Resource<TensorEntry>,
+        k: Resource<TensorEntry>,
+        v: Resource<TensorEntry>,
+        options: wit::AttentionOptions,
+        valid: Option<Resource<TensorEntry>>,
+        key_mask: Option<Resource<TensorEntry>>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.attention_op(q, k, v, options, valid, key_mask)
+    }
+
+    fn attention_cached(
+        &mut self,
+        q: Resource<TensorEntry>,
+        k: Resource<TensorEntry>,
+        v: Resource<TensorEntry>,
+        k_cache: Resource<TensorEntry>,
+        v_cache: Resource<TensorEntry>,
+        positions: Resource<TensorEntry>,
+        rope: Option<wit::RopeConfig>,
+        options: wit::AttentionOptions,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.attention_cached_op([q, k, v, k_cache, v_cache, positions], rope, options)
+    }
+
+    fn write(
+        &mut self,
+        target: Resource<TensorEntry>,
+        src: Resource<TensorEntry>,
+        axis: i32,
+        start: u32,
+        offset: Option<Resource<TensorEntry>>,
+    ) -> TensorResult<()> {
+        self.write_op(target, src, axis, start, offset)
+    }
+
+    fn sample(
+        &mut self,
+        logits: Resource<TensorEntry>,
+        params: wit::Sampling,
+        counter: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let params = super::decoder::sampling(&params);
+        self.op2(&logits, &counter, |d, l, c| d.sample(l, &params, c))
     }
 }

@@ -1,4 +1,4 @@
-//! The NVRTC-compiled kernels (kernels.cu): compiled once per process for
+//! The NVRTC-compiled kernels (kernels.cu and decoder.cu): compiled once per process for
 //! each GPU architecture, loaded once per device context, and looked up by
 //! name through a cache.
 
@@ -11,7 +11,9 @@ use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
 use super::device::fault;
 use crate::TensorError;
 
-const SOURCE: &str = include_str!("kernels.cu");
+/// kernels.cu, then decoder.cu (which uses its helpers): one NVRTC
+/// program, one module.
+const SOURCE: &str = concat!(include_str!("kernels.cu"), "\n", include_str!("decoder.cu"));
 
 /// PTX by target architecture ("compute_90"): NVRTC runs once per process
 /// and architecture, whatever the number of devices and workers.
