@@ -68,8 +68,7 @@ pub struct LlamaConfig {
     /// Tokens that end generation (config.json's, generation_config.json's).
     pub eos_token_ids: Vec<u32>,
     /// When set, attention only reaches this many tokens back (Mistral
-    /// v0.1); generation is limited to it, since within it the window
-    /// changes nothing.
+    /// v0.1's `sliding_window`).
     pub sliding_window: Option<usize>,
 }
 
@@ -245,47 +244,7 @@ impl LlamaConfig {
 
     /// The longest sequence (prompt and generated tokens) the handler runs.
     pub fn context_length(&self) -> usize {
-        match self.sliding_window {
-            Some(w) => w.min(self.max_position_embeddings),
-            None => self.max_position_embeddings,
-        }
-    }
-
-    /// Rotary inverse frequencies, one per rotated pair, computed in f32 as
-    /// `transformers` computes them (`_compute_default_rope_parameters`,
-    /// `_compute_llama3_parameters`), scaling included.
-    pub fn inv_freq(&self) -> Vec<f32> {
-        let dim = self.head_dim;
-        let base: Vec<f32> = (0..dim / 2)
-            .map(|i| 1.0 / self.rope_theta.powf((2 * i) as f32 / dim as f32))
-            .collect();
-        match self.rope_scaling {
-            RopeScaling::None => base,
-            RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings: old,
-            } => {
-                let low_freq_wavelen = old / low_freq_factor;
-                let high_freq_wavelen = old / high_freq_factor;
-                base.iter()
-                    .map(|&f| {
-                        let wavelen = 2.0 * std::f32::consts::PI / f;
-                        if wavelen < high_freq_wavelen {
-                            f
-                        } else if wavelen > low_freq_wavelen {
-                            f / factor
-                        } else {
-                            let smooth = (old / wavelen - low_freq_factor)
-                                / (high_freq_factor - low_freq_factor);
-                            (1.0 - smooth) * f / factor + smooth * f
-                        }
-                    })
-                    .collect()
-            }
-        }
+        self.max_position_embeddings
     }
 }
 
@@ -319,30 +278,6 @@ mod tests {
     }
 
     #[test]
-    fn llama3_scaling_keeps_high_frequencies_and_divides_low_ones() {
-        let c = LlamaConfig::parse(LLAMA32_1B, None).unwrap();
-        let scaled = c.inv_freq();
-        let plain = LlamaConfig {
-            rope_scaling: RopeScaling::None,
-            ..c.clone()
-        }
-        .inv_freq();
-        assert_eq!(scaled.len(), 32);
-        // Wavelength below 8192/4 tokens: unchanged.
-        assert_eq!(scaled[0], plain[0]);
-        // Wavelength above 8192 tokens: divided by the factor.
-        assert!((scaled[31] * 32.0 - plain[31]).abs() < 1e-12);
-        // In between: between the two.
-        let mid = (0..32)
-            .find(|&i| {
-                let w = 2.0 * std::f32::consts::PI / plain[i];
-                w > 2048.0 && w < 8192.0
-            })
-            .unwrap();
-        assert!(scaled[mid] < plain[mid] && scaled[mid] > plain[mid] / 32.0);
-    }
-
-    #[test]
     fn qwen2_has_qkv_biases_and_no_window_unless_asked() {
         let c = LlamaConfig::parse(
             r#"{"architectures": ["Qwen2ForCausalLM"], "vocab_size": 10, "hidden_size": 8,
@@ -354,7 +289,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.family, Family::Qwen2);
         assert!(c.qkv_bias && !c.o_bias);
-        assert_eq!(c.context_length(), 64);
+        assert_eq!((c.context_length(), c.sliding_window), (64, None));
     }
 
     #[test]

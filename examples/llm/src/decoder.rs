@@ -1,21 +1,23 @@
 //! The Llama decoder over host tensors: token embeddings, `n` blocks of
-//! RMSNorm → grouped-query attention with rotary positions and a KV cache →
-//! residual → RMSNorm → SwiGLU → residual, then the final norm and the LM
-//! head (tied to the embeddings or not). Every op runs on the worker's
-//! device; a step reads back only what sampling needs.
+//! RMSNorm → grouped-query attention with rotary positions over the KV
+//! cache → residual → RMSNorm → SwiGLU → residual, then the final norm and
+//! the LM head (tied to the embeddings or not). Every op runs on the
+//! worker's device, with the contract's decoder ops: `linear` (the
+//! checkpoint's `[out, in]` weights, shared read-only between instances,
+//! the residual add fused in), `linear-many` (q/k/v and gate/up in one
+//! call), `attention-cached` (rotary embeddings, the KV-cache write in
+//! place and causal grouped-query attention in one op) and `silu-mul`.
 //!
-//! Weights stay as the checkpoint has them, `[out, in]`, shared read-only
-//! between instances: a projection is `W · xᵀ`, so nothing is transposed
-//! or copied per instance.
+//! Token ids and positions are device tensors, so a decode step can be
+//! recorded once and replayed (see `session`).
 
-use wasmpod_sdk::{DType, Tensor, TensorError};
+use wasmpod_sdk::{
+    AttentionOptions, DType, Llama3Scaling, RopeConfig, RopeLayout, RopeScaling, Tensor,
+    TensorError,
+};
 
-use crate::config::LlamaConfig;
+use crate::config::{self, LlamaConfig};
 use crate::weights::{WeightError, Weights};
-
-/// Added to the attention scores of future keys so that softmax gives them
-/// no weight (exp underflows to exactly 0, in f32, f16 and bf16 alike).
-const MASKED: f32 = -1e9;
 
 /// Why the decoder could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +30,7 @@ pub enum DecoderError {
 
 type Result<T> = std::result::Result<T, DecoderError>;
 
-/// `x · Wᵀ + b` with `W` as stored, `[out, in]`.
+/// A projection: its checkpoint weight `[out, in]` and optional bias.
 struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
@@ -42,19 +44,27 @@ impl Linear {
         })
     }
 
-    /// `x`: `[tokens, in]` → `[tokens, out]`.
-    fn forward(&self, x: &Tensor, tokens: usize) -> Result<Tensor> {
-        let y = if tokens == 1 {
-            // A 1-D rhs is a column: W · x, no transposes.
-            self.weight.matmul(&x.reshape(&[-1])?)?.reshape(&[1, -1])?
-        } else {
-            self.weight.matmul(&x.transpose(0, 1)?)?.transpose(0, 1)?
-        };
-        Ok(match &self.bias {
-            Some(b) => y.add(b)?,
-            None => y,
-        })
+    /// `x · Wᵀ + b + residual`.
+    fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        Ok(x.linear(&self.weight, self.bias.as_ref(), residual)?)
     }
+}
+
+/// Projections of one input in one call (`linear-many`).
+fn project<const N: usize>(x: &Tensor, layers: [&Linear; N]) -> Result<[Tensor; N]> {
+    let weights: Vec<&Tensor> = layers.iter().map(|l| &l.weight).collect();
+    let biases: Vec<&Tensor> = layers.iter().filter_map(|l| l.bias.as_ref()).collect();
+    // All of them have a bias or none does (the families' configs).
+    let biases = if biases.len() == N {
+        biases
+    } else {
+        Vec::new()
+    };
+    let outputs = x.linear_many(&weights, &biases)?;
+    let outputs: [Tensor; N] = outputs.try_into().map_err(|_| {
+        TensorError::ShapeMismatch(format!("linear-many returned other than {N} results"))
+    })?;
+    Ok(outputs)
 }
 
 /// One decoder block's weights.
@@ -96,46 +106,26 @@ impl Block {
     }
 }
 
-/// One block's cached keys and values, `[kv_heads, len, head_dim]` each.
-struct LayerCache {
-    keys: Tensor,
-    values: Tensor,
-}
-
-/// The keys and values of every token so far, per block: one instance's
-/// conversation state. Each job starts from an empty one.
-#[derive(Default)]
+/// One instance's KV cache: per block, keys and values `[1, capacity,
+/// kv_heads, head_dim]`, written in place by `attention-cached`.
 pub struct KvCache {
-    layers: Vec<LayerCache>,
-    len: usize,
+    layers: Vec<(Tensor, Tensor)>,
+    capacity: usize,
 }
 
 impl KvCache {
-    /// Tokens cached so far (the position of the next token).
-    pub fn len(&self) -> usize {
-        self.len
+    /// No cache (a placeholder while a larger one is made).
+    pub fn empty() -> Self {
+        Self {
+            layers: Vec::new(),
+            capacity: 0,
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// Tokens (prompt and generated) the cache holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
-
-    /// Forget everything (a new sequence).
-    pub fn clear(&mut self) {
-        self.layers.clear();
-        self.len = 0;
-    }
-}
-
-/// Per-step inputs shared by every block: rotary tables and the causal
-/// mask for the step's positions.
-struct StepInputs {
-    tokens: usize,
-    cos: Tensor,
-    sin: Tensor,
-    /// `[group · tokens, past + tokens]`; `None` for one token (it may see
-    /// every key).
-    mask: Option<Tensor>,
 }
 
 /// A loaded decoder.
@@ -147,7 +137,31 @@ pub struct Decoder {
     norm: Tensor,
     /// `[vocab, hidden]`: the embedding table itself when tied.
     lm_head: Tensor,
-    inv_freq: Vec<f32>,
+    rope: RopeConfig,
+    attention: AttentionOptions,
+}
+
+fn rope_config(c: &LlamaConfig) -> RopeConfig {
+    RopeConfig {
+        theta: c.rope_theta,
+        rotary_dim: 0,
+        layout: RopeLayout::Half,
+        scaling: match c.rope_scaling {
+            config::RopeScaling::None => RopeScaling::None,
+            config::RopeScaling::Linear { factor } => RopeScaling::Linear(factor),
+            config::RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => RopeScaling::Llama3(Llama3Scaling {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: original_max_position_embeddings as u32,
+            }),
+        },
+    }
 }
 
 impl Decoder {
@@ -166,7 +180,12 @@ impl Decoder {
             w.get("lm_head.weight", &[v, h])?
         };
         Ok(Self {
-            inv_freq: config.inv_freq(),
+            rope: rope_config(&config),
+            attention: AttentionOptions {
+                causal: true,
+                scale: None,
+                window: config.sliding_window.map(|w| w as u32),
+            },
             dtype: w.dtype(),
             config,
             embed,
@@ -185,147 +204,76 @@ impl Decoder {
         self.dtype
     }
 
-    fn upload(&self, shape: &[u32], data: &[f32]) -> Result<Tensor> {
-        let t = Tensor::from_f32(shape, data)?;
-        Ok(if self.dtype == DType::F32 {
-            t
-        } else {
-            t.cast(self.dtype)?
-        })
-    }
-
-    /// cos and sin of every position's angles, `[tokens, head_dim]` in
-    /// the rotate-half layout (the half-width table twice, as
-    /// `transformers` builds `emb = cat(freqs, freqs)`).
-    fn step_inputs(&self, past: usize, tokens: usize) -> Result<StepInputs> {
-        let d = self.config.head_dim;
-        let mut cos = Vec::with_capacity(tokens * d);
-        let mut sin = Vec::with_capacity(tokens * d);
-        for t in 0..tokens {
-            let pos = (past + t) as f32;
-            for _ in 0..2 {
-                for &f in &self.inv_freq {
-                    let angle = pos * f;
-                    cos.push(angle.cos());
-                    sin.push(angle.sin());
-                }
-            }
-        }
-        let shape = [tokens as u32, d as u32];
-        let mask = if tokens > 1 {
-            let keys = past + tokens;
-            let group = self.config.group_size();
-            let mut m = Vec::with_capacity(group * tokens * keys);
-            for _ in 0..group {
-                for t in 0..tokens {
-                    m.extend((0..keys).map(|k| if k <= past + t { 0.0 } else { MASKED }));
-                }
-            }
-            Some(self.upload(&[(group * tokens) as u32, keys as u32], &m)?)
-        } else {
-            None
-        };
-        Ok(StepInputs {
-            tokens,
-            cos: self.upload(&shape, &cos)?,
-            sin: self.upload(&shape, &sin)?,
-            mask,
-        })
-    }
-
-    /// `x · cos + rotate_half(x) · sin` for `x` `[heads, tokens, head_dim]`.
-    fn rope(&self, x: &Tensor, s: &StepInputs) -> Result<Tensor> {
-        let d = self.config.head_dim as u32;
-        let half = d / 2;
-        let rotated = Tensor::concat(
-            &[
-                &x.slice(-1, half, d)?.scale(-1.0, 0.0)?,
-                &x.slice(-1, 0, half)?,
-            ],
-            -1,
-        )?;
-        Ok(x.mul(&s.cos)?.add(&rotated.mul(&s.sin)?)?)
-    }
-
-    /// `[tokens, heads · head_dim]` → `[heads, tokens, head_dim]`.
-    fn heads(&self, x: &Tensor, heads: usize, tokens: usize) -> Result<Tensor> {
-        let d = self.config.head_dim as i64;
-        Ok(x.reshape(&[tokens as i64, heads as i64, d])?
-            .permute(&[1, 0, 2])?)
-    }
-
-    fn attention(
-        &self,
-        block: &Block,
-        x: &Tensor,
-        s: &StepInputs,
-        cache: Option<&LayerCache>,
-    ) -> Result<(Tensor, LayerCache)> {
+    /// A KV cache for `capacity` tokens.
+    pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
         let c = &self.config;
-        let t = s.tokens;
-        let (nh, nkv, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
-        let q = self.rope(&self.heads(&block.q.forward(x, t)?, nh, t)?, s)?;
-        let k = self.rope(&self.heads(&block.k.forward(x, t)?, nkv, t)?, s)?;
-        let v = self.heads(&block.v.forward(x, t)?, nkv, t)?;
-        let (keys, values) = match cache {
-            Some(cache) => (
-                Tensor::concat(&[&cache.keys, &k], 1)?,
-                Tensor::concat(&[&cache.values, &v], 1)?,
-            ),
-            None => (k, v),
-        };
-        // Query heads sharing a key/value head are consecutive (head h reads
-        // kv head h / group, as transformers' repeat_kv lays them out): fold
-        // them into the rows of one product per kv head.
-        let grouped = q.reshape(&[nkv as i64, (c.group_size() * t) as i64, d as i64])?;
-        let mut scores = grouped
-            .matmul(&keys.transpose(-1, -2)?)?
-            .scale(1.0 / (d as f32).sqrt(), 0.0)?;
-        if let Some(mask) = &s.mask {
-            scores = scores.add(mask)?;
-        }
-        let context = scores
-            .softmax(-1)?
-            .matmul(&values)?
-            .reshape(&[nh as i64, t as i64, d as i64])?
-            .permute(&[1, 0, 2])?
-            .reshape(&[t as i64, (nh * d) as i64])?;
-        Ok((block.o.forward(&context, t)?, LayerCache { keys, values }))
+        let shape = [
+            1,
+            capacity as u32,
+            c.num_key_value_heads as u32,
+            c.head_dim as u32,
+        ];
+        let layers = (0..c.num_hidden_layers)
+            .map(|_| {
+                Ok((
+                    Tensor::zeros(self.dtype, &shape)?,
+                    Tensor::zeros(self.dtype, &shape)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache { layers, capacity })
     }
 
-    fn mlp(&self, block: &Block, x: &Tensor, tokens: usize) -> Result<Tensor> {
-        let gate = block.gate.forward(x, tokens)?.silu()?;
-        let up = block.up.forward(x, tokens)?;
-        block.down.forward(&gate.mul(&up)?, tokens)
-    }
-
-    /// Run `ids` (the next tokens of the sequence) through the model,
-    /// appending to `cache`; returns the logits after the last one, `[1,
-    /// vocab]`.
-    pub fn forward(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        let tokens = ids.len();
-        let s = self.step_inputs(cache.len, tokens)?;
-        let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+    /// Run `tokens` token ids (`ids`, i64 `[tokens]`) at `positions` (i64
+    /// `[tokens]`, consecutive, within the cache) through the model,
+    /// writing their keys and values into `cache`; returns the logits after
+    /// the last one, `[1, vocab]`.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        tokens: usize,
+        cache: &KvCache,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (t, nh, nkv, d) = (
+            tokens as i64,
+            c.num_attention_heads as i64,
+            c.num_key_value_heads as i64,
+            c.head_dim as i64,
+        );
+        let eps = c.rms_norm_eps;
         let mut x = self
             .embed
-            .gather(&Tensor::from_i64(&[tokens as u32], &ids)?)?;
-        let eps = self.config.rms_norm_eps;
-        let mut layers = Vec::with_capacity(self.blocks.len());
-        for (i, block) in self.blocks.iter().enumerate() {
+            .gather(ids)?
+            .reshape(&[1, t, c.hidden_size as i64])?;
+        for (block, (k_cache, v_cache)) in self.blocks.iter().zip(&cache.layers) {
             let normed = x.rms_norm(Some(&block.input_norm), eps)?;
-            let (attended, layer) = self.attention(block, &normed, &s, cache.layers.get(i))?;
-            x = x.add(&attended)?;
+            let [q, k, v] = project(&normed, [&block.q, &block.k, &block.v])?;
+            let attended = q.reshape(&[1, t, nh, d])?.attention_cached(
+                &k.reshape(&[1, t, nkv, d])?,
+                &v.reshape(&[1, t, nkv, d])?,
+                k_cache,
+                v_cache,
+                positions,
+                Some(&self.rope),
+                &self.attention,
+            )?;
+            x = block
+                .o
+                .forward(&attended.reshape(&[1, t, nh * d])?, Some(&x))?;
             let normed = x.rms_norm(Some(&block.post_norm), eps)?;
-            x = x.add(&self.mlp(block, &normed, tokens)?)?;
-            layers.push(layer);
+            let [gate, up] = project(&normed, [&block.gate, &block.up])?;
+            x = block.down.forward(&gate.silu_mul(&up)?, Some(&x))?;
         }
-        cache.layers = layers;
-        cache.len += tokens;
-        let last = x.slice(0, (tokens - 1) as u32, tokens as u32)?;
+        let last = if tokens > 1 {
+            x.slice(1, (tokens - 1) as u32, tokens as u32)?
+        } else {
+            x
+        };
         let normed = last.rms_norm(Some(&self.norm), eps)?;
-        Ok(self
-            .lm_head
-            .matmul(&normed.reshape(&[-1])?)?
-            .reshape(&[1, -1])?)
+        Ok(normed
+            .linear(&self.lm_head, None, None)?
+            .reshape(&[1, c.vocab_size as i64])?)
     }
 }

@@ -10,8 +10,9 @@ use std::time::Instant;
 use serde::Serialize;
 use wasmpod_sdk::Tensor;
 
-use crate::decoder::{Decoder, DecoderError, KvCache};
-use crate::sampling::{Sampler, SamplingParams};
+use crate::decoder::{Decoder, DecoderError};
+use crate::sampling::SamplingParams;
+use crate::session::Session;
 use crate::stop::StopText;
 use crate::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
 
@@ -157,16 +158,15 @@ fn logprobs(
     })
 }
 
-/// Run `request` on `decoder` with a fresh `cache`.
+/// Run `request` on `decoder` in the instance's `session`.
 pub fn generate(
     decoder: &Decoder,
     tokenizer: &Tokenizer,
-    cache: &mut KvCache,
+    session: &mut Session,
     request: &Request,
 ) -> Result<Generation, GenerateError> {
     let config = decoder.config();
-    let vocab = config.vocab_size;
-    let mut sampler = Sampler::new(request.sampling, request.seed);
+    let params = request.sampling.with_seed(request.seed);
     let mut stop = StopText::new(request.stop.clone());
     let mut stream = StreamDecoder::default();
     let mut text = String::new();
@@ -183,9 +183,10 @@ pub fn generate(
         });
     };
 
-    cache.clear();
+    session.reserve(decoder, prompt_tokens + request.max_tokens)?;
     let started = Instant::now();
-    let mut logits = decoder.forward(&request.prompt, cache)?;
+    let (first_logits, first_next) = session.prefill(decoder, &request.prompt, &params)?;
+    let (mut logits, mut next) = (&first_logits, &first_next);
     let mut first_token_at = None;
     let mut finish_reason = FinishReason::Length;
     let mut stopped_by_text = false;
@@ -193,13 +194,13 @@ pub fn generate(
         if wasmpod_sdk::cancelled() {
             return Err(GenerateError::Cancelled(token_ids.len()));
         }
-        let id = sampler.sample(&logits, vocab)?;
+        let id = next.to_vec_i64()?[0] as u32;
         if first_token_at.is_none() {
             first_token_at = Some(Instant::now());
             progress(0);
         }
         let step_logprobs = match request.logprobs {
-            Some(n) => Some(logprobs(&logits, id, n, tokenizer)?),
+            Some(n) => Some(logprobs(logits, id, n, tokenizer)?),
             None => None,
         };
         if !request.ignore_eos && config.eos_token_ids.contains(&id) {
@@ -230,7 +231,7 @@ pub fn generate(
         if token_ids.len() >= request.max_tokens {
             break;
         }
-        logits = decoder.forward(&[id], cache)?;
+        (logits, next) = session.step(decoder, prompt_tokens + token_ids.len() - 1, &params)?;
     }
     let ended = Instant::now();
     if !stopped_by_text {

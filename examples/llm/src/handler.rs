@@ -10,9 +10,10 @@ use wasmpod_sdk::{Model, ModelError};
 
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::config::{ConfigError, LlamaConfig};
-use crate::decoder::{Decoder, DecoderError, KvCache};
+use crate::decoder::{Decoder, DecoderError};
 use crate::generate::{self, GenerateError, Generation, Request};
 use crate::sampling::SamplingParams;
+use crate::session::{self, Session};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::weights::{WeightError, Weights};
 
@@ -98,8 +99,9 @@ struct Llm {
     tokenizer: Tokenizer,
     chat: ChatTemplate,
     decoder: Decoder,
-    /// This instance's conversation state; other instances have their own.
-    cache: KvCache,
+    /// This instance's KV cache and recorded decode step; other instances
+    /// have their own.
+    session: Session,
 }
 
 thread_local! {
@@ -155,6 +157,11 @@ pub fn init() -> Result<(), HandlerError> {
     let weights = Weights::open(&model).map_err(|e| HandlerError::Weights(name.clone(), e))?;
     let decoder =
         Decoder::load(&weights, config).map_err(|e| HandlerError::Decoder(name.clone(), e))?;
+    let session = Session::new(
+        &decoder,
+        session::INITIAL_CAPACITY.min(decoder.config().context_length()),
+    )
+    .map_err(|e| HandlerError::Decoder(name.clone(), e))?;
     wasmpod_sdk::info!(
         "model {name}: {} layers, hidden {}, {} heads ({} kv), vocab {}, {:?}",
         decoder.config().num_hidden_layers,
@@ -170,7 +177,7 @@ pub fn init() -> Result<(), HandlerError> {
             tokenizer,
             chat,
             decoder,
-            cache: KvCache::default(),
+            session,
         })
     });
     Ok(())
@@ -183,7 +190,7 @@ pub fn handle(input: Input) -> Result<Output, HandlerError> {
         let llm = llm.as_mut().ok_or(HandlerError::NotInitialised)?;
         let request = llm.request(input)?;
         let generation =
-            generate::generate(&llm.decoder, &llm.tokenizer, &mut llm.cache, &request)?;
+            generate::generate(&llm.decoder, &llm.tokenizer, &mut llm.session, &request)?;
         Ok(Output {
             model: llm.name.clone(),
             generation,

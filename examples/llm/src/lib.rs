@@ -21,6 +21,7 @@ pub mod decoder;
 pub mod generate;
 pub mod handler;
 pub mod sampling;
+pub mod session;
 pub mod stop;
 pub mod tokenizer;
 pub mod weights;
