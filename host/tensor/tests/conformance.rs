@@ -132,6 +132,21 @@ conformance! { on_every_device:
     reduce::argmax_errors,
     reduce::top_k_rows,
     reduce::top_k_errors,
+    decoder::linear_matches_reference,
+    decoder::linear_many_matches_linear,
+    decoder::linear_errors,
+    decoder::silu_mul_matches_reference,
+    decoder::rope_matches_reference,
+    decoder::attention_matches_reference,
+    decoder::attention_masks_everything_to_zeros,
+    decoder::attention_errors,
+    decoder::attention_cached_matches_its_parts,
+    decoder::attention_cached_errors,
+    decoder::write_in_place,
+    decoder::sample_rules,
+    decoder::graph_replays_into_the_same_tensors,
+    decoder::graph_sampling_follows_the_counter,
+    decoder::capture_records_one_device_and_no_uploads,
 }
 
 conformance! { on_every_maker:

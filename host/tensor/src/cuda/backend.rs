@@ -176,6 +176,10 @@ impl CudaBackend {
         self.enable_peer_access(src.context())?;
         let (dst_ctx, src_ctx) = (self.device.ctx.cu_ctx(), src.context().cu_ctx());
         let src_ptr = src.device_ptr();
+        self.bind()?;
+        // A guest tensor may have been written in place since an earlier
+        // copy: order after everything its stream queued, not a cached event.
+        src.before_read_fresh(&self.stream)?;
         self.reading(&[t], || {
             // SAFETY: both buffers are live (t is borrowed, out owned) and
             // `bytes` long; the source's free waits for this read (reading

@@ -1,6 +1,7 @@
 // Kernels of the decoder ops (issue 18). NVRTC compiles this file after
-// kernels.cu (see kernels.rs), so it uses that file's types and helpers
-// (to_f, from_f, block_sum, the f16s/bf16s storage types).
+// prelude.cu (its types and helpers: to_f, from_f, block_sum, the
+// f16s/bf16s storage types) as a program of its own, on the first use of a
+// decoder op (see kernels.rs).
 //
 // Every kernel stays inside its buffers whatever the data says: positions,
 // lengths and offsets read from device memory are range-checked here, and
@@ -276,9 +277,11 @@ __device__ __forceinline__ void visible(const AttnArgs& a, i64 b, i64 i, i64& po
 
 // Many queries: flash-attention's tiling on CUDA cores. A block holds
 // 128 / TPQ (query, head) pairs of one kv head (the heads of a GQA group
-// side by side, so a key tile serves all of them); TPQ threads split a
-// query's D dimensions 32 each; key/value tiles of KT rows sit in shared
-// memory as f32; the softmax is online (running max and sum).
+// side by side, so a key tile serves all of them; a group wider than a
+// block is split over several); TPQ threads split a query's D dimensions
+// 32 each; key/value tiles of KT rows sit in shared memory as f32; the
+// softmax is online (running max and sum). Grid: batch * kv_heads *
+// head_chunks * tiles blocks (attention_tiles_grid on the host).
 template <class T, int D>
 __device__ void attention_tiles_k(AttnArgs a) {
     constexpr int TPQ = D / 32;
@@ -287,15 +290,19 @@ __device__ void attention_tiles_k(AttnArgs a) {
     __shared__ float ks[KT][D];
     __shared__ float vs[KT][D];
     const i64 group = a.q_heads / a.kv_heads;
-    const i64 queries_per_block = PAIRS / group > 0 ? PAIRS / group : 1;
+    const i64 heads_per_block = group < PAIRS ? group : PAIRS;
+    const i64 head_chunks = (group + heads_per_block - 1) / heads_per_block;
+    const i64 queries_per_block = PAIRS / heads_per_block;
     const i64 tiles = (a.q_len + queries_per_block - 1) / queries_per_block;
     const i64 tile = blockIdx.x % tiles;
-    const i64 kvh = (blockIdx.x / tiles) % a.kv_heads;
-    const i64 b = blockIdx.x / (tiles * a.kv_heads);
+    const i64 chunk = (blockIdx.x / tiles) % head_chunks;
+    const i64 kvh = (blockIdx.x / (tiles * head_chunks)) % a.kv_heads;
+    const i64 b = blockIdx.x / (tiles * head_chunks * a.kv_heads);
     const int pair = threadIdx.x / TPQ, part = threadIdx.x % TPQ;
-    const i64 qi = tile * queries_per_block + pair / group;
-    const i64 h = kvh * group + pair % group;
-    const bool active = pair / group < queries_per_block && qi < a.q_len;
+    const i64 qi = tile * queries_per_block + pair / heads_per_block;
+    const i64 hh = chunk * heads_per_block + pair % heads_per_block;
+    const i64 h = kvh * group + hh;
+    const bool active = pair / heads_per_block < queries_per_block && qi < a.q_len && hh < group;
     const T* q = reinterpret_cast<const T*>(a.q);
     const T* K = reinterpret_cast<const T*>(a.k);
     const T* V = reinterpret_cast<const T*>(a.v);
@@ -837,7 +844,7 @@ __device__ void sample_k(const T* logits, i64 rows, i64 vocab, SampleArgs a, con
 // Instantiations: <kernel>_<dtype>[_<variant>]
 
 #define DECODER_FLOAT_OPS(N, T)                                                                                  \
-    GEMV(N, T, 1) GEMV(N, T, 2) GEMV(N, T, 4)                                                                    \
+    GEMV(N, T, 1) GEMV(N, T, 4)                                                                                  \
     extern "C" __global__ void linear_init_##N(T* y, const T* b, const T* r, i64 rows, i64 out) {                \
         linear_init_k<T>(y, b, r, rows, out);                                                                   \
     }                                                                                                            \
@@ -846,7 +853,6 @@ __device__ void sample_k(const T* logits, i64 rows, i64 vocab, SampleArgs a, con
     extern "C" __global__ void attention_tiles_d64_##N(AttnArgs a) { attention_tiles_k<T, 64>(a); }              \
     extern "C" __global__ void attention_tiles_d128_##N(AttnArgs a) { attention_tiles_k<T, 128>(a); }            \
     extern "C" __global__ void attention_tiles_d256_##N(AttnArgs a) { attention_tiles_k<T, 256>(a); }            \
-    DECODE_DIMS(N, T, 32)                                                                                        \
     DECODE_DIMS(N, T, 64)                                                                                        \
     DECODE_DIMS(N, T, 128)                                                                                       \
     DECODE_DIMS(N, T, 256)                                                                                       \
@@ -869,12 +875,13 @@ __device__ void sample_k(const T* logits, i64 rows, i64 vocab, SampleArgs a, con
     extern "C" __global__ void attention_decode_d##D##_r##RM##_##N(AttnArgs a, DecodeExtra x) {                 \
         attention_decode_k<T, D, RM>(a, x);                                                                      \
     }
-// Shared memory is 16 * D * RM bytes: RM = 16 stops at D = 128.
-#define DECODE_DIMS(N, T, D) DECODE_RM(N, T, D, 1) DECODE_RM(N, T, D, 4) DECODE_RM_16_##D(N, T)
-#define DECODE_RM_16_32(N, T) DECODE_RM(N, T, 32, 16)
-#define DECODE_RM_16_64(N, T) DECODE_RM(N, T, 64, 16)
-#define DECODE_RM_16_128(N, T) DECODE_RM(N, T, 128, 16)
-#define DECODE_RM_16_256(N, T)
+// Row buckets 4 and 8 (up to the GQA groups of common models; one row
+// runs in the bucket of 4); D = 256 stops at 4 (shared memory is
+// 16 * D * RM bytes, registers RM * D / 32 per thread).
+#define DECODE_DIMS(N, T, D) DECODE_RM(N, T, D, 4) DECODE_RM_8_##D(N, T)
+#define DECODE_RM_8_64(N, T) DECODE_RM(N, T, 64, 8)
+#define DECODE_RM_8_128(N, T) DECODE_RM(N, T, 128, 8)
+#define DECODE_RM_8_256(N, T)
 
 #define ROPE_POS(N, T, PN, P)                                                                                    \
     extern "C" __global__ void rope_##N##_##PN(const T* x, T* y, const P* pos, int per_batch, i64 batch, i64 seq, \
@@ -893,11 +900,18 @@ __device__ void sample_k(const T* logits, i64 rows, i64 vocab, SampleArgs a, con
         sample_k<T, C>(x, rows, vocab, a, c, out, scratch);                                                      \
     }
 
-FOR_FLOAT(DECODER_FLOAT_OPS)
+// kernels.rs compiles this file once per float dtype, on first use, with
+// DECODER_DTYPE(X) defined as X(<name>, <C type>) for that dtype, and once
+// with DECODER_WRITES for the (dtype-free) in-place writes.
+#ifdef DECODER_DTYPE
+DECODER_DTYPE(DECODER_FLOAT_OPS)
+#endif
 
+#ifdef DECODER_WRITES
 #define WRITE_WIDTH(B, W)                                                                                        \
     extern "C" __global__ void write_w##B(W* t, const W* s, i64 outer, i64 len, i64 inner, i64 dim, i64 start,   \
                                           u64 offset, int code) {                                                \
         write_k<W>(t, s, outer, len, inner, dim, start, offset, code);                                           \
     }
 BY_WIDTH(WRITE_WIDTH)
+#endif

@@ -145,8 +145,8 @@ fn mask_code(dtype: DType) -> i32 {
     }
 }
 
-/// The kernels' head-dimension bucket for `head_dim` (the front caps it at
-/// MAX_HEAD_DIM).
+/// The tiled kernel's head-dimension bucket for `head_dim` (the front caps
+/// it at MAX_HEAD_DIM).
 fn head_bucket(head_dim: usize) -> usize {
     [32, 64, 128, 256]
         .into_iter()
@@ -154,13 +154,18 @@ fn head_bucket(head_dim: usize) -> usize {
         .unwrap_or(256)
 }
 
+/// The decode kernel's head-dimension bucket (it has no 32).
+fn decode_bucket(head_dim: usize) -> usize {
+    head_bucket(head_dim).max(64)
+}
+
 /// The decode kernel's row bucket for R (query, head) rows per kv head, if
-/// the decode kernel takes them.
+/// the decode kernel takes them (decoder.cu instantiates 4 and 8; 8 not at
+/// head-dim 256).
 fn decode_rows(rows: usize, bucket: usize) -> Option<usize> {
     match rows {
-        1 => Some(1),
-        2..=4 => Some(4),
-        5..=16 if bucket <= 128 => Some(16),
+        1..=4 => Some(4),
+        5..=8 if bucket <= 128 => Some(8),
         _ => None,
     }
 }
@@ -296,11 +301,7 @@ impl CudaBackend {
         jobs.first_block[layers.len()] = total;
         let dtype = x.dtype();
         let vec = inputs.is_multiple_of(16 / dtype.size());
-        let r = match rows {
-            1 => 1,
-            2 => 2,
-            _ => 4,
-        };
+        let r = if rows == 1 { 1 } else { 4 };
         let name = format!("gemv{r}{}_{dtype}", if vec { "v" } else { "" });
         let px = self.ptr(x);
         let (rows_i, in_i) = (rows as i64, inputs as i64);
@@ -446,9 +447,9 @@ impl CudaBackend {
         args: AttnArgs,
         append: Option<(u64, u64, Option<&RopePlan>)>,
     ) -> Result<()> {
-        let bucket = head_bucket(args.head_dim as usize);
         let group = (args.q_heads / args.kv_heads) as usize;
         let rows = group * args.q_len as usize;
+        let bucket = decode_bucket(args.head_dim as usize);
         if let Some(rm) = decode_rows(rows, bucket) {
             let splits = (args.kv_len as usize).div_ceil(DECODE_CHUNK).max(1);
             let heads = (args.batch * args.kv_heads) as usize;
@@ -481,11 +482,14 @@ impl CudaBackend {
             );
         }
         debug_assert!(append.is_none(), "prefill appends before attending");
+        let bucket = head_bucket(args.head_dim as usize);
+        // As attention_tiles_k splits the work (decoder.cu).
         let pairs = 128 / (bucket / 32);
-        let per_block = (pairs / group).max(1);
-        let tiles = (args.q_len as usize).div_ceil(per_block);
+        let heads_per_block = group.min(pairs);
+        let head_chunks = group.div_ceil(heads_per_block);
+        let tiles = (args.q_len as usize).div_ceil(pairs / heads_per_block);
         let n = blocks(
-            args.batch as usize * args.kv_heads as usize * tiles,
+            args.batch as usize * args.kv_heads as usize * head_chunks * tiles,
             "attention",
         )?;
         launch!(
@@ -515,8 +519,7 @@ impl CudaBackend {
         }
         let [batch, seq, q_heads, head_dim] = dims4(q);
         let kv_heads = k.shape()[2];
-        let bucket = head_bucket(head_dim);
-        let decode = decode_rows(q_heads / kv_heads * seq, bucket).is_some();
+        let decode = decode_rows(q_heads / kv_heads * seq, decode_bucket(head_dim)).is_some();
         let inputs = [q, k, v, k_cache, v_cache, positions];
         let mut args = self.attn_args(q, k_cache, v_cache, po, plan);
         args.positions = self.ptr(positions);

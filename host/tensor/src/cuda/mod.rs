@@ -47,5 +47,6 @@ mod storage;
 
 pub use backend::CudaBackend;
 pub use device::{available, device_count};
+pub use kernels::decoder_compile_time;
 pub use pinned::PinnedBuffer;
 pub use storage::CudaStorage;

@@ -1,5 +1,6 @@
 //! The conformance cases, one module per op family.
 
+pub mod decoder;
 pub mod elementwise;
 pub mod io;
 pub mod layout;
