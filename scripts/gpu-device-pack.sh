@@ -12,29 +12,49 @@
 #                                         components that
 #                                         gpu-device-flashboot.sh and
 #                                         gpu-device-models.sh use
-#   scripts/gpu-device-pack.sh llm        wasmpod and the llm component, for
-#                                         gpu-device-llm.sh (build first:
-#                                         cargo build --release -p wasmpod;
-#                                         cargo build --release --target
-#                                         wasm32-wasip2 -p example-llm)
+#   scripts/gpu-device-pack.sh llm-ops    what gpu-device-llm-ops.sh uses:
+#                                         wasmpod, the decode_bench example,
+#                                         the tensor crate's conformance
+#                                         tests (cargo test -p wasmpod-tensor
+#                                         --release --no-run), the embeddings
+#                                         and gpu-bench components and
+#                                         all-MiniLM-L6-v2
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 D=.devcarry
 rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
 cp target/release/wasmpod "$D/bin/"
-if [ "${1:-}" = llm ]; then
+# The newest build of test binary $1 as $D/bin/$1.
+test_binary() {
+  f=$(ls -t target/release/deps/$1-* | grep -v '\.d$' | head -1)
+  cp "$f" "$D/bin/$1"
+}
+# all-MiniLM-L6-v2 in two halves, model-a and model-b.
+pack_minilm() {
+  mkdir -p "$D/model-a/files" "$D/model-b"
+  M="$(.venv/bin/python3 tests/fixtures/minilm/compare.py --print-model-dir)"
+  (cd "$M" && find . -type f ! -name model.safetensors -exec cp --parents {} "$ROOT/$D/model-a/files/" \;)
+  half=$(( ($(stat -c %s "$M/model.safetensors") + 1) / 2 ))
+  split -b "$half" -d "$M/model.safetensors" "$D/model.safetensors.part"
+  mv "$D/model.safetensors.part00" "$D/model-a/"
+  mv "$D/model.safetensors.part01" "$D/model-b/"
+}
+if [ "${1:-}" = llm-ops ]; then
+  cp target/release/examples/decode_bench "$D/bin/"
+  for t in cuda_decoder cuda_conformance conformance; do test_binary $t; done
   strip "$D"/bin/*
   xz -6 -T2 "$D"/bin/*
-  cp target/wasm32-wasip2/release/example_llm.wasm "$D/wasm/"
+  for e in embeddings gpu_bench; do
+    cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+  done
+  pack_minilm
   du -sh "$D"/* "$D"/bin/*
   exit 0
 fi
 if [ "${1:-}" = flashboot ]; then
-  f=$(ls -t target/release/deps/serve_coldstart-* | grep -v '\.d$' | head -1)
-  cp "$f" "$D/bin/serve_coldstart"
-  f=$(ls -t target/release/deps/wasmpod_tensor-* | grep -v '\.d$' | head -1)
-  cp "$f" "$D/bin/tensor_unit"
+  test_binary serve_coldstart
+  test_binary wasmpod_tensor && mv "$D/bin/wasmpod_tensor" "$D/bin/tensor_unit"
   strip "$D"/bin/*
   xz -6 -T2 "$D"/bin/*
   for e in echo bigmodel mlp; do
@@ -43,22 +63,13 @@ if [ "${1:-}" = flashboot ]; then
   du -sh "$D"/* "$D"/bin/*
   exit 0
 fi
-mkdir -p "$D/model-a/files" "$D/model-b"
 cp target/release/examples/gpu_bench "$D/bin/"
-for t in cuda_conformance conformance; do
-  f=$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)
-  cp "$f" "$D/bin/$t"
-done
+for t in cuda_conformance conformance; do test_binary $t; done
 strip "$D"/bin/*
 # xz (unpacked there with Python's lzma) keeps binaries + half a model under 64 MiB.
 xz -6 -T2 "$D"/bin/*
 for e in embeddings gpu_bench echo mlp; do
   cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
 done
-M="$(.venv/bin/python3 tests/fixtures/minilm/compare.py --print-model-dir)"
-(cd "$M" && find . -type f ! -name model.safetensors -exec cp --parents {} "$ROOT/$D/model-a/files/" \;)
-half=$(( ($(stat -c %s "$M/model.safetensors") + 1) / 2 ))
-split -b "$half" -d "$M/model.safetensors" "$D/model.safetensors.part"
-mv "$D/model.safetensors.part00" "$D/model-a/"
-mv "$D/model.safetensors.part01" "$D/model-b/"
+pack_minilm
 du -sh "$D"/* "$D"/bin/*

@@ -75,9 +75,9 @@ fn random_bf16(n: usize, seed: u64) -> Vec<u8> {
                 s ^= s << 13;
                 s ^= s >> 7;
                 s ^= s << 17;
-                // sign | exponent 2^-6 .. 2^-9 | 7 random mantissa bits
+                // sign, exponent 2^-6 .. 2^-8 (biased 121 .. 119), 7 random mantissa bits
                 let bits = ((s >> 63) << 15) as u16
-                    | ((0x3C - (s >> 40) % 3) << 7) as u16
+                    | ((0x79 - (s >> 40) % 3) << 7) as u16
                     | (s >> 20) as u16 & 0x7F;
                 pair.copy_from_slice(&bits.to_le_bytes());
             }

@@ -98,9 +98,9 @@ impl RopeConfig {
             0 => head_dim,
             d => d,
         };
-        if rotary_dim % 2 != 0 || rotary_dim > head_dim {
+        if rotary_dim % 2 != 0 || rotary_dim > head_dim || rotary_dim > MAX_HEAD_DIM {
             return Err(TensorError::InvalidArgument(format!(
-                "rope: rotary-dim {rotary_dim} must be even and at most the head dimension {head_dim}"
+                "rope: rotary-dim {rotary_dim} must be even, at most the head dimension {head_dim} and at most {MAX_HEAD_DIM}"
             )));
         }
         if !(self.theta.is_finite() && self.theta > 0.0) {

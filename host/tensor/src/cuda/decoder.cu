@@ -712,38 +712,46 @@ __device__ u64 block_max_u64(u64 v) {
 // in 8-bit digits, from the top.
 template <class T>
 __device__ u64 select_boundary(const T* x, const u64* w, i64 vocab, u64 floor_key, u64 want, bool by_weight) {
-    __shared__ u64 bins[256];
+    __shared__ u64 weights[256];
+    __shared__ u32 counts[256];
     __shared__ u64 pick_prefix;
     __shared__ u64 pick_want;
-    __shared__ int pick_single;
+    __shared__ int pick_done;
     u64 prefix = 0;
     for (int shift = 56; shift >= 0; shift -= 8) {
-        for (int i = threadIdx.x; i < 256; i += blockDim.x) bins[i] = 0;
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+            weights[i] = 0;
+            counts[i] = 0;
+        }
         __syncthreads();
         const u64 high_mask = shift == 56 ? 0ull : (~0ull << (shift + 8));
         for (i64 i = threadIdx.x; i < vocab; i += blockDim.x) {
             const u64 key = rank_key(to_f(x[i]), i);
             if (key < floor_key || (key & high_mask) != prefix) continue;
             const u32 digit = (u32)(key >> shift) & 255u;
-            atomicAdd((unsigned long long*)&bins[digit], (unsigned long long)(by_weight ? w[i] : 1ull));
+            atomicAdd(&counts[digit], 1u);
+            if (by_weight) atomicAdd((unsigned long long*)&weights[digit], (unsigned long long)w[i]);
         }
         __syncthreads();
         if (threadIdx.x == 0) {
             u64 run = 0;
             int digit = 255;
             for (; digit > 0; --digit) {
-                if (run + bins[digit] >= want) break;
-                run += bins[digit];
+                const u64 here = by_weight ? weights[digit] : (u64)counts[digit];
+                if (run + here >= want) break;
+                run += here;
             }
             pick_prefix = prefix | ((u64)digit << shift);
             pick_want = want - run;
-            pick_single = 0;
-            if (!by_weight && bins[digit] == pick_want) pick_single = 1;  // take the whole bin
+            // Done when the bin holds just the boundary element, or (by
+            // count) exactly the elements still wanted: every key from the
+            // bin's lower bound up is then kept, none below.
+            pick_done = counts[digit] == 1 || (!by_weight && (u64)counts[digit] == pick_want);
         }
         __syncthreads();
         prefix = pick_prefix;
         want = pick_want;
-        if (pick_single) return prefix;
+        if (pick_done) return prefix;
         __syncthreads();
     }
     return prefix;

@@ -198,9 +198,16 @@ impl CudaBackend {
     ) -> Result<Vec<Tensor>> {
         let dtype = x.dtype();
         let (rows, inputs) = (x.shape()[0], x.shape()[1]);
+        // With no inputs to sum over no product runs: the result is the bias
+        // and residual, else zeros.
+        let fill = if inputs == 0 {
+            Fill::Zeroed
+        } else {
+            Fill::Overwritten
+        };
         let mut outs = Vec::with_capacity(layers.len());
         for (w, _) in layers {
-            outs.push(self.alloc(dtype, &[rows, w.shape()[0]], Fill::Overwritten)?);
+            outs.push(self.alloc(dtype, &[rows, w.shape()[0]], fill)?);
         }
         if rows == 0 || layers.iter().all(|(w, _)| w.shape()[0] == 0) {
             return Ok(outs.into_iter().map(|(t, _)| t).collect());

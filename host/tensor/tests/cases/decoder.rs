@@ -239,6 +239,11 @@ pub fn rope_matches_reference(dev: &Device) {
         dev.rope(&flat, &p, &rope_cfg(RopeLayout::Half, 0)),
         ShapeMismatch
     );
+    let wide = dev.zeros(DType::F32, &[1, 2, 1, 300]).unwrap();
+    assert_err!(
+        dev.rope(&wide, &p, &rope_cfg(RopeLayout::Half, 0)),
+        InvalidArgument
+    );
 }
 
 /// What attention sees, for the reference.
