@@ -15,7 +15,6 @@ pub mod keys;
 pub mod metrics;
 pub mod models;
 pub mod openai;
-pub mod view;
 
 use std::sync::Arc;
 

@@ -18,10 +18,15 @@ pub struct ExecutorArgs {
     /// they spill to disk.
     #[arg(long, default_value_t = 16 << 30)]
     pub page_budget: u64,
+    /// Instances the process may hold at once (its engine's pool); unset,
+    /// the engine's default. Shared CPU executors hold many endpoints'.
+    #[arg(long)]
+    pub max_instances: Option<u32>,
 }
 
 pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     let slice: SliceSpec = serde_json::from_str(&args.slice)?;
-    wasmpod::executor::server::serve(slice, args.cache_dir, args.page_budget).await?;
+    wasmpod::executor::server::serve(slice, args.cache_dir, args.page_budget, args.max_instances)
+        .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,5 +11,5 @@ pub mod client;
 pub mod protocol;
 pub mod server;
 
-pub use client::{ExecutorError, ExecutorProcess, ParkedWorker};
+pub use client::{ExecutorError, ExecutorProcess, JobReply, JobRun, ParkedWorker};
 pub use protocol::{ParkReport, SliceSpec, WorkerSpec, WorkerStarted};

@@ -1,77 +1,137 @@
-//! Job notices inside one host process: a `/runsync` request waits here
-//! for its job to become final instead of polling the database, and a
-//! streaming request ([`JobEvents::watch`]) gets the job's stream chunks as
-//! soon as they are stored.
+//! The "finished" event: every job that becomes final (completed, failed,
+//! timed out, cancelled, purged, expired, lost past its retries) is
+//! announced once, by the lifecycle owner ([`super::lifecycle::Jobs`]), to
+//! the [`FinishedListener`]s registered at start: `/runsync` waiters
+//! ([`Waiters`]), the webhook sender ([`WebhookWake`]) and the metrics
+//! ([`super::meter::Meter`]). A cluster backend can forward the same
+//! events to other hosts (their waiters subscribe the same way).
+//!
+//! Also a job's stream chunks as they are stored ([`Watchers`]): a
+//! streaming request (the OpenAI routes' server-sent events) gets them as
+//! soon as the worker's persister wrote them, and its watch ends with the
+//! finished event.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
-/// A batch of stored stream chunks, shared by a job's watchers.
-type Chunks = Arc<[String]>;
+use crate::store::FinalJob;
 
-/// Waiters for jobs to finish, and watchers of their stream, by job id.
-#[derive(Default)]
-pub struct JobEvents {
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
-    watchers: Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Chunks>>>>,
+/// Subscribes to jobs becoming final. Called on the lifecycle's task: queue
+/// work, don't block.
+pub trait FinishedListener: Send + Sync {
+    fn finished(&self, jobs: &[Arc<FinalJob>]);
 }
 
-impl JobEvents {
-    /// Register before the job can possibly finish (before enqueueing it),
-    /// so the notice cannot be missed.
-    pub fn subscribe(&self, job_id: &str) -> Waiter<'_> {
+/// `/runsync` requests waiting for their job, by job id.
+#[derive(Default)]
+pub struct Waiters {
+    waiting: Mutex<HashMap<String, oneshot::Sender<Arc<FinalJob>>>>,
+}
+
+impl Waiters {
+    /// Register before the job can possibly finish (before accepting it),
+    /// so the event cannot be missed.
+    pub fn wait_for(self: &Arc<Self>, job_id: &str) -> Waiter {
         let (tx, rx) = oneshot::channel();
-        self.waiters
+        self.waiting
             .lock()
-            .expect("job events lock")
-            .entry(job_id.to_string())
-            .or_default()
-            .push(tx);
+            .expect("waiters lock")
+            .insert(job_id.to_string(), tx);
         Waiter {
-            events: self,
+            waiters: Arc::clone(self),
             job_id: job_id.to_string(),
             rx,
         }
     }
+}
 
-    /// The job became final: wake everyone waiting for it, and end its
-    /// watchers' chunk streams (every chunk was stored, and published, before
-    /// the final status).
-    pub fn finished(&self, job_id: &str) {
-        let waiters = self.waiters.lock().expect("job events lock").remove(job_id);
-        for tx in waiters.into_iter().flatten() {
-            let _ = tx.send(());
+impl FinishedListener for Waiters {
+    fn finished(&self, jobs: &[Arc<FinalJob>]) {
+        let mut waiting = self.waiting.lock().expect("waiters lock");
+        if waiting.is_empty() {
+            return;
         }
-        self.watchers
-            .lock()
-            .expect("job watchers lock")
-            .remove(job_id);
+        for job in jobs {
+            if let Some(tx) = waiting.remove(&job.id) {
+                let _ = tx.send(Arc::clone(job));
+            }
+        }
     }
+}
 
-    /// Watch a job's stream chunks. Register before the job is queued, so
+/// One registration; dropping it unregisters.
+pub struct Waiter {
+    waiters: Arc<Waiters>,
+    job_id: String,
+    rx: oneshot::Receiver<Arc<FinalJob>>,
+}
+
+impl Waiter {
+    /// The job as it became final.
+    pub async fn finished(&mut self) -> Option<Arc<FinalJob>> {
+        (&mut self.rx).await.ok()
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.waiters
+            .waiting
+            .lock()
+            .expect("waiters lock")
+            .remove(&self.job_id);
+    }
+}
+
+/// Wakes the webhook sender when a finished job has a delivery due.
+#[derive(Default)]
+pub struct WebhookWake(pub Notify);
+
+impl FinishedListener for WebhookWake {
+    fn finished(&self, jobs: &[Arc<FinalJob>]) {
+        if jobs.iter().any(|j| j.webhook_pending) {
+            self.0.notify_one();
+        }
+    }
+}
+
+/// A batch of stored stream chunks, shared by a job's watchers.
+pub type Chunks = Arc<[String]>;
+
+/// Watchers of jobs' stream chunks, by job id.
+#[derive(Default)]
+pub struct Watchers {
+    watching: Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Chunks>>>>,
+}
+
+impl Watchers {
+    /// Watch a job's stream chunks. Register before the job is accepted, so
     /// no chunk is missed.
     pub fn watch(self: &Arc<Self>, job_id: &str) -> Watch {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.watchers
+        self.watching
             .lock()
-            .expect("job watchers lock")
+            .expect("watchers lock")
             .entry(job_id.to_string())
             .or_default()
             .push(tx);
         Watch {
-            events: Arc::clone(self),
+            watchers: Arc::clone(self),
             job_id: job_id.to_string(),
             rx,
         }
     }
 
     /// Stream chunks of a job were stored: hand them to its watchers.
-    pub fn chunks_stored(&self, job_id: &str, chunks: &[String]) {
-        let mut map = self.watchers.lock().expect("job watchers lock");
+    pub fn chunks_stored(&self, job_id: &str, chunks: &[(i64, String)]) {
+        let mut map = self.watching.lock().expect("watchers lock");
+        if map.is_empty() {
+            return;
+        }
         if let Some(list) = map.get_mut(job_id) {
-            let batch: Chunks = chunks.into();
+            let batch: Chunks = chunks.iter().map(|(_, c)| c.clone()).collect();
             list.retain(|tx| tx.send(Arc::clone(&batch)).is_ok());
             if list.is_empty() {
                 map.remove(job_id);
@@ -80,9 +140,23 @@ impl JobEvents {
     }
 }
 
+impl FinishedListener for Watchers {
+    /// Every chunk of a final job was stored, and handed out, before its
+    /// final status: end its watches.
+    fn finished(&self, jobs: &[Arc<FinalJob>]) {
+        let mut map = self.watching.lock().expect("watchers lock");
+        if map.is_empty() {
+            return;
+        }
+        for job in jobs {
+            map.remove(&job.id);
+        }
+    }
+}
+
 /// A job's stream chunks as they are stored; ends when the job is final.
 pub struct Watch {
-    events: Arc<JobEvents>,
+    watchers: Arc<Watchers>,
     job_id: String,
     rx: mpsc::UnboundedReceiver<Chunks>,
 }
@@ -98,39 +172,17 @@ impl Watch {
     pub async fn next(&mut self) -> Option<Chunks> {
         self.rx.recv().await
     }
+
+    /// A batch already handed over, without waiting.
+    pub fn try_next(&mut self) -> Option<Chunks> {
+        self.rx.try_recv().ok()
+    }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         self.rx.close();
-        let mut map = self.events.watchers.lock().expect("job watchers lock");
-        if let Some(list) = map.get_mut(&self.job_id) {
-            list.retain(|tx| !tx.is_closed());
-            if list.is_empty() {
-                map.remove(&self.job_id);
-            }
-        }
-    }
-}
-
-/// One registration; dropping it unregisters.
-pub struct Waiter<'a> {
-    events: &'a JobEvents,
-    job_id: String,
-    rx: oneshot::Receiver<()>,
-}
-
-impl Waiter<'_> {
-    /// Resolves when the job finished (or immediately if it already did
-    /// after this registration).
-    pub async fn finished(&mut self) {
-        let _ = (&mut self.rx).await;
-    }
-}
-
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        let mut map = self.events.waiters.lock().expect("job events lock");
+        let mut map = self.watchers.watching.lock().expect("watchers lock");
         if let Some(list) = map.get_mut(&self.job_id) {
             list.retain(|tx| !tx.is_closed());
             if list.is_empty() {

@@ -103,8 +103,6 @@ impl IntoResponse for OpenAiError {
     }
 }
 
-type Result<T> = std::result::Result<T, OpenAiError>;
-
 /// The error a job that did not complete answers with.
 pub(super) fn job_error(record: &JobRecord) -> OpenAiError {
     let message = record.error.clone().unwrap_or_default();
@@ -138,7 +136,6 @@ pub(super) fn job_error(record: &JobRecord) -> OpenAiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn handler_refusals_are_the_clients_and_other_failures_the_servers() {

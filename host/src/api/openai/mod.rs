@@ -32,9 +32,9 @@ use super::auth::Caller;
 use super::body::read_limited;
 use super::error::ApiError;
 use crate::serve::{App, Watch};
-use crate::store::{JobRecord, JobStatus, NewJob};
-pub use error::{OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
+use crate::store::{EndpointRecord, JobRecord, JobStatus, NewJob};
 use error::job_error;
+pub use error::{OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
 use request::prepare;
 use response::{Shape, event, output_of};
 
@@ -102,6 +102,11 @@ async fn next(app: &App, endpoint: &str, watch: &mut Watch) -> Result<Next> {
             )
         })?;
         if record.status.is_final() {
+            // Every chunk was handed over before the job became final: any
+            // still queued goes first.
+            if let Some(b) = watch.try_next() {
+                return Ok(Next::Chunks(b));
+            }
             return Ok(Next::Final(Box::new(record)));
         }
         if ended {
@@ -112,23 +117,24 @@ async fn next(app: &App, endpoint: &str, watch: &mut Watch) -> Result<Next> {
     }
 }
 
-/// Check the caller, the endpoint and the model name.
-fn authorize(
+/// Check the caller and the endpoint; the endpoint's settings.
+async fn authorize(
     state: &ApiState,
     caller: std::result::Result<Caller, ApiError>,
     endpoint: &str,
-) -> Result<()> {
+) -> Result<EndpointRecord> {
     caller?.require_invoke(endpoint)?;
-    if state.app.endpoint(endpoint).is_none() {
-        return Err(OpenAiError {
+    state
+        .app
+        .endpoint(endpoint)
+        .await?
+        .ok_or_else(|| OpenAiError {
             code: Some("endpoint_not_found"),
             ..OpenAiError::new(
                 StatusCode::NOT_FOUND,
                 format!("no endpoint {endpoint:?}; list endpoints with GET /v1/endpoints"),
             )
-        });
-    }
-    Ok(())
+        })
 }
 
 async fn generate(
@@ -139,7 +145,7 @@ async fn generate(
     body: Body,
     route: Route,
 ) -> Result<Response> {
-    authorize(&state, caller, &endpoint)?;
+    authorize(&state, caller, &endpoint).await?;
     let app = state.app.clone();
     let bytes = read_limited(&headers, body, app.config.run_body_limit, "/openai/v1").await?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -162,8 +168,9 @@ async fn generate(
             )
         });
     }
+    // Time-ordered like /run's ids (see api/jobs.rs).
     let job = NewJob {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         endpoint_id: endpoint.clone(),
         input: prepared.input.to_string(),
         webhook: None,
@@ -173,16 +180,17 @@ async fn generate(
         // Kept like a /runsync job's: the answer already carries the result.
         sync: true,
     };
-    let mut watch = app.submit_watched(&job).await?;
+    let job_id = job.id.clone();
+    let mut watch = app.submit_watched(job).await?;
     let mut guard = CancelOnDrop {
         app: app.clone(),
         endpoint: endpoint.clone(),
-        job: job.id.clone(),
+        job: job_id.clone(),
         armed: true,
     };
     let shape = Shape {
         route,
-        id: job.id.clone(),
+        id: job_id.clone(),
         model: prepared.model.clone(),
         created: seconds_now(),
         logprobs: prepared.logprobs,
@@ -331,14 +339,10 @@ pub async fn models(
     caller: std::result::Result<Caller, ApiError>,
     Path(endpoint): Path<String>,
 ) -> Response {
-    if let Err(e) = authorize(&state, caller, &endpoint) {
-        return e.into_response();
-    }
-    let created = state
-        .app
-        .endpoint(&endpoint)
-        .map(|e| e.created_at / 1000)
-        .unwrap_or_else(seconds_now);
+    let created = match authorize(&state, caller, &endpoint).await {
+        Ok(e) => e.created_at / 1000,
+        Err(e) => return e.into_response(),
+    };
     Json(json!({
         "object": "list",
         "data": [{"id": endpoint, "object": "model", "created": created, "owned_by": "wasmpod"}],

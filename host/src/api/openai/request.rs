@@ -310,7 +310,6 @@ mod tests {
         prepare(Route::Chat, body)
     }
 
-
     #[test]
     fn a_chat_request_becomes_the_handlers_input() {
         let p = chat(json!({
@@ -342,7 +341,6 @@ mod tests {
         let e = prepare(Route::Completion, json!({"model": "m", "prompt": [1, 2]})).unwrap_err();
         assert_eq!(e.param, Some("prompt"));
     }
-
 
     #[test]
     fn what_cannot_be_honoured_is_refused_with_the_parameter_named() {

@@ -190,7 +190,6 @@ pub(super) fn event(value: &Value) -> Event {
 mod tests {
     use super::*;
 
-
     #[test]
     fn chunks_map_to_openai_deltas() {
         let shape = Shape {
