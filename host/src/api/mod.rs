@@ -1,7 +1,8 @@
 //! The HTTP API of `wasmpod serve` (axum): the RunPod-compatible v2 job API
-//! of every endpoint ([`jobs`]), the v1 admin API ([`admin`], [`models`],
-//! [`keys`], [`fleet`]: inventory and usage; [`history`]: jobs lists and
-//! detail; [`logs`]; [`stats`]: latency percentiles), Prometheus metrics
+//! of every endpoint ([`jobs`]) and its OpenAI-compatible routes
+//! ([`openai`]), the v1 admin API ([`admin`], [`models`], [`keys`],
+//! [`fleet`]: inventory and usage; [`history`]: jobs lists and detail;
+//! [`logs`]; [`stats`]: latency percentiles), Prometheus metrics
 //! ([`metrics`]), the dashboard at `/` ([`dashboard`]), API-key auth
 //! ([`auth`]) and the OpenAPI document at `/openapi.json`. Every error is a
 //! JSON `{"error": ...}` ([`error`]).
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod logs;
 pub mod metrics;
 pub mod models;
+pub mod openai;
 pub mod params;
 pub mod stats;
 
@@ -50,6 +52,7 @@ pub struct ApiState {
     paths(
         jobs::run, jobs::runsync, jobs::status, jobs::stream, jobs::cancel, jobs::retry,
         jobs::purge_queue, jobs::health,
+        openai::chat_completions, openai::completions, openai::models,
         admin::upload_handler, admin::list_handlers, admin::get_handler, admin::delete_handler,
         admin::create_endpoint, admin::list_endpoints, admin::get_endpoint, admin::update_endpoint,
         admin::delete_endpoint,
@@ -61,6 +64,7 @@ pub struct ApiState {
     modifiers(&BearerAuth),
     tags(
         (name = "jobs", description = "RunPod v2 job API"),
+        (name = "openai", description = "OpenAI-compatible routes of an endpoint running an LLM handler (examples/llm)"),
         (name = "handlers", description = "Handler versions (.wasm components)"),
         (name = "endpoints", description = "Endpoints and their settings"),
         (name = "models", description = "The content-addressed model store"),
@@ -123,7 +127,16 @@ pub fn router(app: App) -> Router {
         .route("/{endpoint_id}/cancel/{job_id}", post(jobs::cancel))
         .route("/{endpoint_id}/retry/{job_id}", post(jobs::retry))
         .route("/{endpoint_id}/purge-queue", post(jobs::purge_queue))
-        .route("/{endpoint_id}/health", get(jobs::health));
+        .route("/{endpoint_id}/health", get(jobs::health))
+        .route(
+            "/{endpoint_id}/openai/v1/chat/completions",
+            post(openai::chat_completions),
+        )
+        .route(
+            "/{endpoint_id}/openai/v1/completions",
+            post(openai::completions),
+        )
+        .route("/{endpoint_id}/openai/v1/models", get(openai::models));
     let v1 = Router::new()
         .route(
             "/handlers",

@@ -34,6 +34,7 @@ use crate::store::{
     ApiKeyRecord, CancelOutcome, EndpointRecord, HandlerRecord, JobCounts, JobRecord, JobStatus,
     NewJob, RetryOutcome, Store, StoreError, UsageTotal, now_ms,
 };
+pub use events::Watch;
 use events::{FinishedListener, WebhookWake};
 pub use handlers::{HandlerError, HandlerRepo};
 pub use history::JobDetail;
@@ -338,6 +339,12 @@ impl App {
         job_id: &str,
     ) -> Result<Option<JobRecord>, StoreError> {
         self.jobs.get(endpoint_id, job_id).await
+    }
+
+    /// Queue a job whose stream chunks the caller reads as they are
+    /// stored (the OpenAI routes' server-sent events).
+    pub async fn submit_watched(&self, job: NewJob) -> Result<Watch, StoreError> {
+        self.jobs.submit_watched(job).await
     }
 
     /// Stream chunks of a job not read yet, each handed out once.

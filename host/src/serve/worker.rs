@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::events::Watchers;
 use super::lifecycle::WorkerLink;
 use super::logs::{LogSink, level_of, source_of};
 use super::pool::{PoolShared, WorkerContext, WorkerShared, WorkerSpec, WorkerStage};
@@ -363,7 +364,12 @@ async fn start(
                 .unwrap_or(spec.execution_timeout_ms),
         );
         let log = ctx.logs.sink(&spec.endpoint_id, &me.id, Some(&job.id));
-        let sink = Arc::new(StoreSink::new(ctx.store.clone(), &job, log));
+        let sink = Arc::new(StoreSink::new(
+            ctx.store.clone(),
+            Arc::clone(&ctx.jobs.watchers),
+            &job,
+            log,
+        ));
         ctx.jobs.running.insert(&job.id, exec);
         started.push((
             job,
@@ -444,6 +450,7 @@ struct StoreSink {
     job_id: String,
     attempt: i64,
     store: Store,
+    watchers: Arc<Watchers>,
     persister: Mutex<Option<Persister>>,
     log: Arc<LogSink>,
 }
@@ -454,11 +461,12 @@ struct Persister {
 }
 
 impl StoreSink {
-    fn new(store: Store, job: &ClaimedJob, log: Arc<LogSink>) -> Self {
+    fn new(store: Store, watchers: Arc<Watchers>, job: &ClaimedJob, log: Arc<LogSink>) -> Self {
         Self {
             job_id: job.id.clone(),
             attempt: job.attempt,
             store,
+            watchers,
             persister: Mutex::new(None),
             log,
         }
@@ -470,6 +478,7 @@ impl StoreSink {
             let (tx, rx) = mpsc::unbounded_channel();
             let task = tokio::spawn(persist(
                 self.store.clone(),
+                Arc::clone(&self.watchers),
                 self.job_id.clone(),
                 self.attempt,
                 rx,
@@ -510,9 +519,10 @@ impl JobSink for StoreSink {
 }
 
 /// Write progress and stream chunks in arrival order, batching what
-/// arrived meanwhile.
+/// arrived meanwhile; stored chunks go to the job's watchers.
 async fn persist(
     store: Store,
+    watchers: Arc<Watchers>,
     job_id: String,
     attempt: i64,
     mut rx: mpsc::UnboundedReceiver<SinkEvent>,
@@ -539,7 +549,12 @@ async fn persist(
                 .report(&job_id, attempt, progress.as_deref(), &chunks)
                 .await
             {
-                Ok(()) => break,
+                Ok(()) => {
+                    if !chunks.is_empty() {
+                        watchers.chunks_stored(&job_id, &chunks);
+                    }
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(job = %job_id, try = attempt_no, "storing progress and stream chunks: {e}; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
