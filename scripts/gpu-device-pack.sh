@@ -5,6 +5,8 @@
 # model-b, each under the tool's 64 MiB carry limit, to carry in two calls.
 #
 #   scripts/gpu-device-pack.sh            everything gpu-device-run.sh uses
+#   scripts/gpu-device-pack.sh sandbox    wasmpod and the components that
+#                                         gpu-device-sandbox.sh uses
 #   scripts/gpu-device-pack.sh flashboot  wasmpod, the serve_coldstart bench,
 #                                         the tensor crate's unit tests (cargo
 #                                         test -p wasmpod-tensor --lib
@@ -18,6 +20,15 @@ cd "$ROOT"
 D=.devcarry
 rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
 cp target/release/wasmpod "$D/bin/"
+if [ "${1:-}" = sandbox ]; then
+  strip "$D"/bin/*
+  xz -6 -T2 "$D"/bin/*
+  for e in gpu_bench mlp; do
+    cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+  done
+  du -sh "$D"/* "$D"/bin/*
+  exit 0
+fi
 if [ "${1:-}" = flashboot ]; then
   f=$(ls -t target/release/deps/serve_coldstart-* | grep -v '\.d$' | head -1)
   cp "$f" "$D/bin/serve_coldstart"

@@ -5,20 +5,22 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::doc::Rejected;
+use super::error::{ApiError, ApiResult};
+use super::validate::{self, ApiQuery};
 use crate::serve::InventoryView;
 use crate::store::{UsageTotal, now_ms};
 
 /// The device inventory, which slices are held by which endpoint's worker,
 /// and the executor process of every slice used so far.
 #[utoipa::path(get, path = "/v1/inventory", tag = "fleet",
-    responses((status = 200, body = InventoryView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = InventoryView), Rejected),
     security(("api_key" = [])))]
 pub async fn inventory(
     State(state): State<ApiState>,
@@ -59,13 +61,12 @@ fn ms_param(q: &HashMap<String, String>, key: &str) -> ApiResult<Option<i64>> {
         ("endpoint" = Option<String>, Query, description = "Only this endpoint"),
         ("since" = Option<i64>, Query, description = "From (ms since the epoch)"),
         ("until" = Option<i64>, Query, description = "Until, exclusive (ms since the epoch)")),
-    responses((status = 200, body = UsageBody), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = UsageBody), Rejected),
     security(("api_key" = [])))]
 pub async fn usage(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<UsageBody>> {
     caller.require_admin()?;
     if let Some(k) = q
@@ -90,7 +91,11 @@ pub async fn usage(
     let ctx = state.app.ctx();
     ctx.slices.accrue();
     ctx.meter.flush(&state.app.store).await;
-    let endpoint = q.get("endpoint").map(|e| e.as_str());
+    let endpoint = q
+        .get("endpoint")
+        .map(|e| validate::endpoint_id(e))
+        .transpose()?;
+    let endpoint = endpoint.as_deref();
     let usage = state.app.store.usage(endpoint, since, until).await?;
     let total_worker_seconds = usage.iter().map(|u| u.worker_seconds).sum();
     Ok(Json(UsageBody {

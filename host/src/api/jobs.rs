@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,18 +16,24 @@ use utoipa::{IntoParams, ToSchema};
 use super::ApiState;
 use super::auth::Caller;
 use super::body::{parse_json, read_limited};
+use super::doc::Rejected;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::view::{JobStatusBody, id_status, job_status, job_status_body};
+use super::validate::{ApiQuery, EndpointPath, JobPath};
+use super::view::{JobStatusBody, job_status};
 use crate::serve::{LastBoot, WorkerCounts, WorkerDetail};
 use crate::store::{CancelOutcome, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome};
 
-/// A job submission.
+/// A job submission. Other fields are ignored (RunPod's clients send
+/// some wasmpod has no use for).
 #[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // the body is read field by field; this is its schema
 pub struct RunRequest {
     /// The handler's input (any JSON value but null).
-    #[schema(value_type = Object)]
     pub input: Value,
-    /// URL POSTed the status object when the job finishes.
+    /// http(s) URL POSTed the status object when the job finishes. Only
+    /// public addresses unless the operator allows others
+    /// (`--webhook-allow`); a refused one shows in /status `webhook`.
+    #[schema(max_length = 2048)]
     pub webhook: Option<String>,
     pub policy: Option<Policy>,
 }
@@ -35,10 +41,13 @@ pub struct RunRequest {
 /// Per-job execution policy.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // read field by field; this is its schema
 pub struct Policy {
     /// Milliseconds the job may run (default: the endpoint's execution_timeout_ms).
+    #[schema(minimum = 1000, maximum = 604800000)]
     pub execution_timeout: Option<u64>,
     /// Milliseconds the job may wait in the queue before it is TIMED_OUT (default 24 h).
+    #[schema(minimum = 1000, maximum = 604800000)]
     pub ttl: Option<u64>,
     /// Run after every normal-priority job of the queue.
     pub low_priority: Option<bool>,
@@ -64,7 +73,7 @@ pub struct StreamBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StreamChunk {
-    #[schema(value_type = Object)]
+    /// One chunk the handler streamed (any JSON value).
     pub output: Value,
 }
 
@@ -91,15 +100,24 @@ pub struct HealthBody {
     pub queue_delay_ms: i64,
     /// How the endpoint's latest worker started (FlashBoot layer and time).
     pub last_boot: Option<LastBoot>,
+    /// Why its jobs may not run: `gpus` entries this host has no device
+    /// for (empty when every entry can be placed).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
-    /// Milliseconds /runsync waits for the job before answering with its id.
+    /// Milliseconds /runsync waits for the job before answering with its
+    /// id (capped by the host's --runsync-max-wait).
+    #[param(value_type = Option<u64>)]
     pub wait: Option<String>,
 }
 
 const EXAMPLE: &str = r#"{"input": {"prompt": "hello"}}"#;
+
+/// The longest webhook URL accepted.
+const MAX_WEBHOOK_LEN: usize = 2048;
 
 fn not_found_endpoint(id: &str) -> ApiError {
     ApiError::not_found(format!(
@@ -161,16 +179,17 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
     let webhook = match body.get("webhook") {
         None | Some(Value::Null) => None,
         Some(Value::String(url)) => {
-            let parsed = reqwest::Url::parse(url).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "webhook {url:?} is not a URL ({e}); give an http(s) URL"
-                ))
-            })?;
-            if !matches!(parsed.scheme(), "http" | "https") {
+            if url.len() > MAX_WEBHOOK_LEN {
                 return Err(ApiError::bad_request(format!(
-                    "webhook {url:?} must be an http:// or https:// URL"
+                    "webhook is {} bytes long; a webhook URL may be at most {MAX_WEBHOOK_LEN}",
+                    url.len()
                 )));
             }
+            state
+                .app
+                .egress
+                .check_url(url)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
             Some(url.clone())
         }
         Some(other) => {
@@ -222,44 +241,45 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
     request_body = RunRequest,
     responses(
         (status = 200, description = "Queued", body = JobIdStatus),
-        (status = 400, description = "Malformed body", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown endpoint", body = ErrorBody),
-        (status = 413, description = "Body over 10 MB", body = ErrorBody)),
+        (status = 413, description = "Body over 10 MB", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn run(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
+    EndpointPath { endpoint }: EndpointPath,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobIdStatus>> {
     authorize(&state, &caller, &endpoint)?;
     let bytes = read_limited(&headers, body, state.app.config.run_body_limit, "/run").await?;
     let job = new_job(&state, &endpoint, &bytes, false)?;
     state.app.submit(&job).await?;
-    Ok(Json(id_status(&job.id, JobStatus::InQueue)))
+    Ok(Json(JobIdStatus {
+        id: job.id,
+        status: JobStatus::InQueue,
+    }))
 }
 
 /// Run a job and wait for it (`?wait=` ms, default 90 s); if it is not done
-/// in time the answer is its id and status, and the client polls /status.
+/// in time the answer is its status object without output (IN_QUEUE or
+/// IN_PROGRESS), and the client polls /status.
 #[utoipa::path(post, path = "/v2/{endpoint_id}/runsync", tag = "jobs",
     params(("endpoint_id" = String, Path), WaitQuery),
     request_body = RunRequest,
     responses(
         (status = 200, description = "The job's status object (with output when done)", body = JobStatusBody),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 413, description = "Body over 20 MB", body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint", body = ErrorBody),
+        (status = 413, description = "Body over 20 MB", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn runsync(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
-    Query(query): Query<WaitQuery>,
+    EndpointPath { endpoint }: EndpointPath,
+    ApiQuery(query): ApiQuery<WaitQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobStatusBody>> {
     authorize(&state, &caller, &endpoint)?;
     let config = &state.app.config;
     let wait = match query.wait.as_deref() {
@@ -291,26 +311,28 @@ pub async fn runsync(
         let Some(record) = record else {
             return Err(not_found_job(&state, &endpoint, &job.id));
         };
-        if record.status.is_final() {
-            return Ok(Json(job_status_body(&record)));
-        }
-        if finished || Instant::now() >= deadline {
-            return Ok(Json(id_status(&record.id, record.status)));
+        if record.status.is_final() || finished || Instant::now() >= deadline {
+            let mut answer = job_status(&record);
+            if !record.status.is_final() {
+                // Progress is for /status; /runsync's output is the result.
+                answer.output = None;
+            }
+            return Ok(Json(answer));
         }
     }
 }
 
 /// A job's status (and output once COMPLETED).
-#[utoipa::path(get, path = "/v2/{endpoint_id}/status/{job_id}", tag = "jobs",
+#[utoipa::path(method(get, post), path = "/v2/{endpoint_id}/status/{job_id}", tag = "jobs",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = JobStatusBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, description = "Unknown endpoint or job (or purged after retention)", body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint or job (or purged after retention)", body = ErrorBody),
+        Rejected),
     security(("api_key" = [])))]
 pub async fn status(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((endpoint, job)): Path<(String, String)>,
+    JobPath { endpoint, job }: JobPath,
 ) -> ApiResult<Json<JobStatusBody>> {
     authorize(&state, &caller, &endpoint)?;
     let record = state
@@ -324,15 +346,15 @@ pub async fn status(
 
 /// Stream chunks produced since the last read; keep reading until a final
 /// status comes with an empty `stream`.
-#[utoipa::path(get, path = "/v2/{endpoint_id}/stream/{job_id}", tag = "jobs",
+#[utoipa::path(method(get, post), path = "/v2/{endpoint_id}/stream/{job_id}", tag = "jobs",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = StreamBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint or job", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn stream(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((endpoint, job)): Path<(String, String)>,
+    JobPath { endpoint, job }: JobPath,
 ) -> ApiResult<Json<StreamBody>> {
     authorize(&state, &caller, &endpoint)?;
     // Status first: a job is final only after all its chunks are stored,
@@ -362,36 +384,40 @@ pub async fn stream(
 #[utoipa::path(post, path = "/v2/{endpoint_id}/cancel/{job_id}", tag = "jobs",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = JobIdStatus),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint or job", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn cancel(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((endpoint, job)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+    JobPath { endpoint, job }: JobPath,
+) -> ApiResult<Json<JobIdStatus>> {
     authorize(&state, &caller, &endpoint)?;
-    match state.app.cancel(&endpoint, &job).await? {
-        CancelOutcome::Cancelled { .. } => Ok(Json(id_status(&job, JobStatus::Cancelled))),
-        CancelOutcome::AlreadyFinal(s) => Ok(Json(id_status(&job, s))),
-        CancelOutcome::NotFound => Err(not_found_job(&state, &endpoint, &job)),
-    }
+    let status = match state.app.cancel(&endpoint, &job).await? {
+        CancelOutcome::Cancelled { .. } => JobStatus::Cancelled,
+        CancelOutcome::AlreadyFinal(s) => s,
+        CancelOutcome::NotFound => return Err(not_found_job(&state, &endpoint, &job)),
+    };
+    Ok(Json(JobIdStatus { id: job, status }))
 }
 
 /// Re-queue a FAILED or TIMED_OUT job (its `retries` goes up by one).
 #[utoipa::path(post, path = "/v2/{endpoint_id}/retry/{job_id}", tag = "jobs",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = JobIdStatus),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "The job is not FAILED or TIMED_OUT", body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint or job", body = ErrorBody),
+        (status = 409, description = "The job is not FAILED or TIMED_OUT", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn retry(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((endpoint, job)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+    JobPath { endpoint, job }: JobPath,
+) -> ApiResult<Json<JobIdStatus>> {
     authorize(&state, &caller, &endpoint)?;
     match state.app.retry(&endpoint, &job).await? {
-        RetryOutcome::Requeued => Ok(Json(id_status(&job, JobStatus::InQueue))),
+        RetryOutcome::Requeued => Ok(Json(JobIdStatus {
+            id: job,
+            status: JobStatus::InQueue,
+        })),
         RetryOutcome::NotRetryable(s) => Err(ApiError::conflict(format!(
             "job {job:?} is {}; only FAILED or TIMED_OUT jobs can be retried",
             s.as_str()
@@ -404,12 +430,12 @@ pub async fn retry(
 #[utoipa::path(post, path = "/v2/{endpoint_id}/purge-queue", tag = "jobs",
     params(("endpoint_id" = String, Path)),
     responses((status = 200, body = PurgeBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn purge_queue(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
+    EndpointPath { endpoint }: EndpointPath,
 ) -> ApiResult<Json<PurgeBody>> {
     authorize(&state, &caller, &endpoint)?;
     let removed = state.app.purge_queue(&endpoint).await?;
@@ -423,12 +449,12 @@ pub async fn purge_queue(
 #[utoipa::path(get, path = "/v2/{endpoint_id}/health", tag = "jobs",
     params(("endpoint_id" = String, Path)),
     responses((status = 200, body = HealthBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn health(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
+    EndpointPath { endpoint }: EndpointPath,
 ) -> ApiResult<Json<HealthBody>> {
     authorize(&state, &caller, &endpoint)?;
     let jobs = state.app.store.job_counts(&endpoint).await?;
@@ -444,5 +470,6 @@ pub async fn health(
         worker_details: state.app.worker_details(&endpoint),
         queue_delay_ms,
         last_boot: state.app.last_boot(&endpoint),
+        warnings: state.app.device_warnings(&endpoint),
     }))
 }

@@ -2,7 +2,7 @@
 //! status object.
 
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::store::{JobRecord, JobStatus, now_ms};
@@ -24,13 +24,30 @@ pub struct JobStatusBody {
     /// The handler's output (COMPLETED), or its latest progress value
     /// (IN_PROGRESS).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub output: Option<Value>,
     /// Why it FAILED or TIMED_OUT.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Times it was re-queued (by /retry or after a host crash).
     pub retries: i64,
+    /// The job's webhook delivery, when it has a webhook (not in the
+    /// webhook's own body).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookView>,
+}
+
+/// Where a job's webhook stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookView {
+    /// "waiting" (the job is not final yet), "pending" (due or being
+    /// retried), "delivered", "failed" (its tries spent) or "refused" (an
+    /// address this host does not send to; never retried).
+    pub state: String,
+    /// Deliveries tried so far.
+    pub attempts: i64,
+    /// Why the last try failed or was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn json_or_text(s: &str) -> Value {
@@ -57,18 +74,21 @@ pub fn job_status(job: &JobRecord) -> JobStatusBody {
         output,
         error: job.error.clone(),
         retries: job.retries,
+        webhook: job.webhook.as_ref().map(|_| WebhookView {
+            state: job
+                .webhook_state
+                .clone()
+                .unwrap_or_else(|| "waiting".to_string()),
+            attempts: job.webhook_attempts,
+            error: job.webhook_error.clone(),
+        }),
     }
 }
 
-/// [`job_status`] as JSON.
-pub fn job_status_body(job: &JobRecord) -> Value {
-    serde_json::to_value(job_status(job)).unwrap_or_else(|_| json!({"id": job.id}))
-}
-
-/// `{"id", "status"}`: the answer of /run, /cancel, /retry.
-pub fn id_status(id: &str, status: JobStatus) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), Value::String(id.to_string()));
-    m.insert("status".into(), Value::String(status.as_str().to_string()));
-    Value::Object(m)
+/// What a job's webhook is sent: its status object, without the delivery
+/// state.
+pub fn webhook_payload(job: &JobRecord) -> Value {
+    let mut body = job_status(job);
+    body.webhook = None;
+    serde_json::to_value(body).unwrap_or_else(|_| json!({"id": job.id}))
 }

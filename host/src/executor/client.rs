@@ -14,6 +14,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{Notify, oneshot};
 
 use super::protocol::{Event, ParkReport, Request, SliceSpec, WorkerSpec, WorkerStarted};
+use super::sandbox::SandboxPolicy;
 use crate::runtime::{JobError, JobSink, LogLevel};
 
 /// Why an executor could not do what was asked.
@@ -54,6 +55,8 @@ pub struct ParkedWorker {
 /// A running executor process.
 pub struct ExecutorProcess {
     slice: SliceSpec,
+    /// What it was started allowed to touch.
+    sandbox: SandboxPolicy,
     pid: u32,
     stdin: tokio::sync::Mutex<ChildStdin>,
     routes: Arc<Mutex<Routes>>,
@@ -65,12 +68,14 @@ pub struct ExecutorProcess {
 }
 
 impl ExecutorProcess {
-    /// Start `exe executor` for `slice` and wait until it is ready.
+    /// Start `exe executor` for `slice`, sandboxed by `sandbox` (its cache
+    /// is writable besides), and wait until it is ready.
     pub async fn spawn(
         exe: &Path,
         slice: SliceSpec,
         cache_dir: Option<PathBuf>,
         page_budget: u64,
+        sandbox: SandboxPolicy,
     ) -> Result<Arc<Self>, ExecutorError> {
         let spawn_err = |message: String| ExecutorError::Spawn {
             slice: slice.id.clone(),
@@ -82,12 +87,15 @@ impl ExecutorProcess {
             .arg(serde_json::to_string(&slice).expect("slice serializes"))
             .arg("--page-budget")
             .arg(page_budget.to_string())
+            .args(sandbox.args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         if let Some(dir) = &cache_dir {
             cmd.arg("--cache-dir").arg(dir);
+            // The CUDA driver's JIT cache, where the sandbox lets it write.
+            cmd.env("CUDA_CACHE_PATH", dir.join("cuda"));
         }
         // The executor runs untrusted guests: it gets none of the host's
         // secrets (a guest escaping its sandbox must not find the admin key
@@ -121,6 +129,7 @@ impl ExecutorProcess {
         let exited = Arc::new(Notify::new());
         let this = Arc::new(Self {
             slice: slice.clone(),
+            sandbox,
             pid,
             stdin: tokio::sync::Mutex::new(stdin),
             routes: Arc::clone(&routes),
@@ -153,6 +162,10 @@ impl ExecutorProcess {
 
     pub fn slice(&self) -> &SliceSpec {
         &self.slice
+    }
+
+    pub fn sandbox(&self) -> &SandboxPolicy {
+        &self.sandbox
     }
 
     pub fn pid(&self) -> u32 {

@@ -6,7 +6,7 @@
 //! warm between workers, and restarted at once if it dies.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 use super::meter::Meter;
-use crate::executor::{ExecutorError, ExecutorProcess, SliceSpec};
+use crate::executor::{ExecutorError, ExecutorProcess, SandboxPolicy, SliceSpec};
 use crate::gpu::Inventory;
 use crate::scheduler::{PlacementError, Slice, place_preferring};
 use crate::store::now_ms;
@@ -34,6 +34,9 @@ pub struct ExecutorSlot {
     info: Mutex<SlotInfo>,
     /// Since when no worker holds the slice (None while one does).
     idle_since: Mutex<Option<Instant>>,
+    /// Model directories its workers have needed beyond the launch's
+    /// sandbox (endpoints' `models_dir`): every later process may read them.
+    extra_reads: Mutex<Vec<PathBuf>>,
 }
 
 /// How executor processes are started.
@@ -46,6 +49,8 @@ pub struct ExecutorLaunch {
     /// Host memory each executor's parked (FlashBoot) state may hold before
     /// it spills to disk.
     pub page_budget: u64,
+    /// What every executor may touch (the cache is added as writable).
+    pub sandbox: SandboxPolicy,
 }
 
 #[derive(Default, Clone)]
@@ -78,14 +83,35 @@ pub struct ExecutorView {
 }
 
 impl ExecutorSlot {
-    /// The live executor of this slice, spawning one if there is none.
-    pub async fn get(self: &Arc<Self>) -> Result<Arc<ExecutorProcess>, ExecutorError> {
-        if let Some(e) = self.live() {
+    /// The live executor of this slice, spawning one if there is none,
+    /// able to read `models_dir` (one started before a worker needed that
+    /// directory is replaced: its sandbox cannot be widened).
+    pub async fn get(
+        self: &Arc<Self>,
+        models_dir: &Path,
+    ) -> Result<Arc<ExecutorProcess>, ExecutorError> {
+        let needs = crate::executor::sandbox::reads_for_models(models_dir);
+        {
+            let mut extra = self.extra_reads.lock().expect("slot lock");
+            for path in &needs {
+                if !self.launch.sandbox.can_read(path) && !extra.iter().any(|d| path.starts_with(d))
+                {
+                    extra.push(path.clone());
+                }
+            }
+        }
+        let covers = |e: &ExecutorProcess| needs.iter().all(|p| e.sandbox().can_read(p));
+        if let Some(e) = self.live().filter(|e| covers(e)) {
             return Ok(e);
         }
         let _spawning = self.spawning.lock().await;
-        if let Some(e) = self.live() {
-            return Ok(e);
+        match self.live() {
+            Some(e) if covers(&e) => return Ok(e),
+            Some(_) => {
+                tracing::info!(slice = %self.spec.id, dir = %models_dir.display(), "replacing the slice's executor so that it may read this models directory");
+                self.stop();
+            }
+            None => {}
         }
         let exec = self.spawn_process().await?;
         tokio::spawn(watch(Arc::downgrade(self), Arc::clone(&exec)));
@@ -96,11 +122,25 @@ impl ExecutorSlot {
     /// holds `spawning`).
     async fn spawn_process(&self) -> Result<Arc<ExecutorProcess>, ExecutorError> {
         let launch = &self.launch;
+        let mut sandbox = launch.sandbox.clone();
+        sandbox.read_write.push(launch.cache_dir.clone());
+        // Only what exists now: the sandbox cannot cover a directory made
+        // later, so one that is missing stays uncovered and its first
+        // worker after it appears gets a new executor.
+        sandbox.read_only.extend(
+            self.extra_reads
+                .lock()
+                .expect("slot lock")
+                .iter()
+                .filter(|p| p.exists())
+                .cloned(),
+        );
         let spawned = ExecutorProcess::spawn(
             &launch.exe,
             self.spec.clone(),
             Some(launch.cache_dir.clone()),
             launch.page_budget,
+            sandbox,
         )
         .await;
         let exec = match spawned {
@@ -374,6 +414,7 @@ impl Slices {
                 spawning: tokio::sync::Mutex::new(()),
                 info: Mutex::default(),
                 idle_since: Mutex::default(),
+                extra_reads: Mutex::default(),
             })
         }));
         *slot.idle_since.lock().expect("slot lock") = None;
@@ -534,6 +575,7 @@ mod tests {
                 exe: PathBuf::from("/nonexistent/wasmpod"),
                 cache_dir: PathBuf::from("/nonexistent/cache"),
                 page_budget: 0,
+                sandbox: SandboxPolicy::default(),
             },
             Arc::new(Meter::default()),
         ))

@@ -41,17 +41,17 @@ pub async fn run_worker(
     pool: Arc<PoolShared>,
     lease: Lease,
 ) -> Result<(), WorkerExit> {
-    let exec = lease
-        .slot()
-        .get()
-        .await
-        .map_err(|e| WorkerExit::StartFailed(e.to_string()))?;
-    let wasm_path = ctx.handlers.path_of(&spec.handler);
     let models_dir = spec
         .models_dir
         .clone()
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| ctx.model_tree.clone());
+    let exec = lease
+        .slot()
+        .get(&models_dir)
+        .await
+        .map_err(|e| WorkerExit::StartFailed(e.to_string()))?;
+    let wasm_path = ctx.handlers.path_of(&spec.handler);
     let worker_spec = ExecutorWorkerSpec {
         memory_limit: spec.memory_limit_mib << 20,
         tensor_quota: spec.tensor_quota_mib << 20,
