@@ -48,8 +48,10 @@ pass() {
   local name="$1"; shift
   echo "-- fuzz: $name"
   # 240 s bounds a pass as a whole; each request has 30 s (fuzz.toml).
-  if ! timeout 240 schemathesis --config-file "$ROOT/scripts/fuzz.toml" run "$BASE/openapi.json" \
-      --no-color "$@" >"$WORK/pass.txt" 2>&1; then
+  # Run from the scratch directory: schemathesis keeps its example
+  # database (.schemathesis/) in the working directory.
+  if ! (cd "$WORK" && timeout 240 schemathesis --config-file "$ROOT/scripts/fuzz.toml" \
+      run "$BASE/openapi.json" --no-color "$@") >"$WORK/pass.txt" 2>&1; then
     cat "$WORK/pass.txt"
     echo "error: fuzz pass '$name' failed (or timed out)" >&2
     failed=1

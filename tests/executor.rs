@@ -70,6 +70,7 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
         Some(cache.path().into()),
         1 << 30,
         sandbox(&[wasm_dir]),
+        None,
     )
     .await
     .unwrap();
@@ -152,6 +153,7 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
         Some(cache.path().into()),
         1 << 30,
         sandbox(&[wasm_dir]),
+        None,
     )
     .await
     .unwrap();
@@ -218,6 +220,7 @@ async fn flashboot_parks_stopped_workers_and_restores_them() {
         Some(cache.path().into()),
         1 << 30,
         sandbox(&reads),
+        None,
     )
     .await
     .unwrap();
@@ -274,6 +277,7 @@ async fn flashboot_parks_stopped_workers_and_restores_them() {
         Some(cache.path().into()),
         1 << 30,
         sandbox(&reads),
+        None,
     )
     .await
     .unwrap();

@@ -129,7 +129,7 @@ pub struct DeleteQuery {
 }
 
 async fn endpoint_view(state: &ApiState, e: EndpointRecord) -> ApiResult<EndpointView> {
-    let jobs = state.app.store.job_counts(&e.id).await?;
+    let jobs = state.app.job_counts(&e.id).await?;
     Ok(EndpointView {
         url: format!("/v2/{}", e.id),
         workers: state.app.worker_counts(&e.id),
@@ -152,7 +152,7 @@ async fn endpoint_view(state: &ApiState, e: EndpointRecord) -> ApiResult<Endpoin
 
 async fn require_handler(state: &ApiState, digest: &str) -> ApiResult<String> {
     let digest = validate::digest(digest.trim())?;
-    if state.app.store.get_handler(&digest).await?.is_none() {
+    if state.app.handler(&digest).await?.is_none() {
         return Err(ApiError::bad_request(format!(
             "no handler version {digest}; upload the .wasm with POST /v1/handlers first"
         )));
@@ -230,8 +230,8 @@ pub async fn list_handlers(
 ) -> ApiResult<Json<HandlerList>> {
     caller.require_admin()?;
     let mut out = Vec::new();
-    for h in state.app.store.list_handlers().await? {
-        let endpoints = state.app.store.endpoints_using(&h.digest).await?;
+    for h in state.app.list_handlers().await? {
+        let endpoints = state.app.endpoints_using(&h.digest).await?;
         out.push(HandlerView {
             handler: h,
             endpoints,
@@ -251,12 +251,12 @@ pub async fn get_handler(
     DigestPath { digest }: DigestPath,
 ) -> ApiResult<Json<HandlerView>> {
     caller.require_admin()?;
-    let handler = state.app.store.get_handler(&digest).await?.ok_or_else(|| {
+    let handler = state.app.handler(&digest).await?.ok_or_else(|| {
         ApiError::not_found(format!(
             "no handler version {digest:?}; list them with GET /v1/handlers"
         ))
     })?;
-    let endpoints = state.app.store.endpoints_using(&digest).await?;
+    let endpoints = state.app.endpoints_using(&digest).await?;
     Ok(Json(HandlerView { handler, endpoints }))
 }
 
@@ -272,7 +272,7 @@ pub async fn delete_handler(
     DigestPath { digest }: DigestPath,
 ) -> ApiResult<Json<DeletedHandler>> {
     caller.require_admin()?;
-    let users = state.app.store.endpoints_using(&digest).await?;
+    let users = state.app.endpoints_using(&digest).await?;
     if !users.is_empty() {
         return Err(ApiError::conflict(format!(
             "handler {digest} is used by endpoint(s) {users:?}; point them at another version or delete them first"
@@ -351,8 +351,7 @@ pub async fn create_endpoint(
         created_at: now,
         updated_at: now,
     };
-    state.app.store.create_endpoint(&record).await?;
-    state.app.endpoint_changed(record.clone());
+    state.app.create_endpoint(record.clone()).await?;
     Ok((
         StatusCode::CREATED,
         Json(endpoint_view(&state, record).await?),
@@ -369,7 +368,7 @@ pub async fn list_endpoints(
 ) -> ApiResult<Json<EndpointList>> {
     caller.require_admin()?;
     let mut out = Vec::new();
-    for e in state.app.store.list_endpoints().await? {
+    for e in state.app.list_endpoints().await? {
         out.push(endpoint_view(&state, e).await?);
     }
     Ok(Json(EndpointList { endpoints: out }))
@@ -394,8 +393,7 @@ pub async fn get_endpoint(
     caller.require_admin()?;
     let e = state
         .app
-        .store
-        .get_endpoint(&id)
+        .endpoint(&id)
         .await?
         .ok_or_else(|| endpoint_not_found(&id))?;
     Ok(Json(endpoint_view(&state, e).await?))
@@ -425,8 +423,7 @@ pub async fn update_endpoint(
     };
     let mut record = state
         .app
-        .store
-        .get_endpoint(&id)
+        .endpoint(&id)
         .await?
         .ok_or_else(|| endpoint_not_found(&id))?;
     if let Some(v) = changes.remove("id")
@@ -465,11 +462,9 @@ pub async fn update_endpoint(
     record.config = config_from(&state, fields)?;
     let updated = state
         .app
-        .store
         .update_endpoint(&record)
         .await?
         .ok_or_else(|| endpoint_not_found(&id))?;
-    state.app.endpoint_changed(updated.clone());
     Ok(Json(endpoint_view(&state, updated).await?))
 }
 
@@ -487,10 +482,10 @@ pub async fn delete_endpoint(
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<Json<DeletedEndpoint>> {
     caller.require_admin()?;
-    if state.app.store.get_endpoint(&id).await?.is_none() {
+    if state.app.endpoint(&id).await?.is_none() {
         return Err(endpoint_not_found(&id));
     }
-    let counts = state.app.store.job_counts(&id).await?;
+    let counts = state.app.job_counts(&id).await?;
     let busy = counts.in_queue + counts.in_progress;
     if busy > 0 && !q.force.unwrap_or(false) {
         return Err(ApiError::conflict(format!(
@@ -500,13 +495,12 @@ pub async fn delete_endpoint(
     }
     if busy > 0 {
         state.app.purge_queue(&id).await?;
-        for job in state.app.store.job_ids(&id, JobStatus::InProgress).await? {
+        for job in state.app.job_ids(&id, JobStatus::InProgress).await? {
             state.app.cancel(&id, &job).await?;
         }
     }
     // Workers finish (or, cancelled, abandon) what they hold and stop.
-    state.app.stop_endpoint(&id).await;
-    state.app.store.delete_endpoint(&id).await?;
+    state.app.delete_endpoint(&id).await?;
     state.keys.clear();
     Ok(Json(DeletedEndpoint { id, deleted: true }))
 }

@@ -24,6 +24,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::StreamExt;
 use http_body::{Body as _, Frame, SizeHint};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ApiResult};
@@ -76,7 +77,7 @@ pub async fn read_limited(
 }
 
 /// Parse a JSON body.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], example: &str) -> ApiResult<T> {
+pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8], example: &str) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(format!(
             "the request body is empty; send a JSON object such as {example}"

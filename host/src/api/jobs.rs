@@ -3,7 +3,7 @@
 //! `/retry/{job}`, `/purge-queue` and `/health`, with RunPod's field names,
 //! statuses and HTTP codes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -19,9 +19,9 @@ use super::body::{parse_json, read_limited};
 use super::doc::Rejected;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::validate::{ApiQuery, EndpointPath, JobPath};
-use super::view::{JobStatusBody, job_status};
-use crate::serve::{LastBoot, WorkerCounts, WorkerDetail};
+use crate::serve::{LastBoot, SyncAnswer, WorkerCounts, WorkerDetail};
 use crate::store::{CancelOutcome, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome};
+use crate::wire::{JobStatusBody, final_status, job_status};
 
 /// A job submission. Other fields are ignored (RunPod's clients send
 /// some wasmpod has no use for).
@@ -58,6 +58,15 @@ pub struct Policy {
 pub struct JobIdStatus {
     pub id: String,
     pub status: JobStatus,
+}
+
+/// Answer of /runsync: the final status object, or the job's id and
+/// status when it did not finish within the wait.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RunSyncAnswer {
+    Finished(JobStatusBody),
+    Pending(JobIdStatus),
 }
 
 /// Answer of /stream.
@@ -155,30 +164,46 @@ fn positive_ms(policy: &serde_json::Map<String, Value>, key: &str) -> ApiResult<
     }
 }
 
+/// A submission as read: the input is kept as the client's JSON text (it
+/// is stored and handed to the handler as it is, never re-encoded); the
+/// other fields are checked below with errors that say what to send.
+#[derive(Deserialize)]
+struct Submission<'a> {
+    #[serde(borrow)]
+    input: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    webhook: Value,
+    #[serde(default)]
+    policy: Value,
+}
+
 /// Validate a submission body and turn it into a job.
 fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiResult<NewJob> {
-    let body: Value = parse_json(bytes, EXAMPLE)?;
-    let Value::Object(body) = body else {
+    let trimmed = bytes.trim_ascii_start();
+    if !trimmed.is_empty() && trimmed[0] != b'{' {
+        // Valid JSON of another shape, or not JSON at all.
+        let _: Value = parse_json(bytes, EXAMPLE)?;
         return Err(ApiError::bad_request(format!(
             "the request body must be a JSON object such as {EXAMPLE}"
         )));
-    };
-    let input = match body.get("input") {
+    }
+    let body: Submission<'_> = parse_json(bytes, EXAMPLE)?;
+    let input = match body.input {
         None => {
             return Err(ApiError::bad_request(format!(
                 "the request body has no \"input\"; put the handler's input under it: {EXAMPLE}"
             )));
         }
-        Some(Value::Null) => {
+        Some(raw) if raw.get() == "null" => {
             return Err(ApiError::bad_request(format!(
                 "\"input\" is null; give the handler's input, e.g. {EXAMPLE}"
             )));
         }
-        Some(v) => v.to_string(),
+        Some(raw) => raw.get().to_string(),
     };
-    let webhook = match body.get("webhook") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(url)) => {
+    let webhook = match &body.webhook {
+        Value::Null => None,
+        Value::String(url) => {
             if url.len() > MAX_WEBHOOK_LEN {
                 return Err(ApiError::bad_request(format!(
                     "webhook is {} bytes long; a webhook URL may be at most {MAX_WEBHOOK_LEN}",
@@ -192,15 +217,15 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
             Some(url.clone())
         }
-        Some(other) => {
+        other => {
             return Err(ApiError::bad_request(format!(
                 "webhook must be a URL string, got {other}"
             )));
         }
     };
-    let (execution_timeout_ms, ttl_ms, low_priority) = match body.get("policy") {
-        None | Some(Value::Null) => (None, None, false),
-        Some(Value::Object(p)) => {
+    let (execution_timeout_ms, ttl_ms, low_priority) = match &body.policy {
+        Value::Null => (None, None, false),
+        Value::Object(p) => {
             let low = match p.get("lowPriority") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
@@ -216,13 +241,16 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
                 low,
             )
         }
-        Some(other) => {
+        other => {
             return Err(ApiError::bad_request(format!(
                 "policy must be an object such as {{\"executionTimeout\": 60000, \"ttl\": 3600000}}, got {other}"
             )));
         }
     };
-    let id = uuid::Uuid::new_v4().to_string();
+    // Time-ordered (UUIDv7): consecutive jobs land next to each other in
+    // the id index, so a group commit touches a page or two of it instead
+    // of one random page per job.
+    let id = uuid::Uuid::now_v7().to_string();
     Ok(NewJob {
         id: if sync { format!("sync-{id}") } else { id },
         endpoint_id: endpoint.to_string(),
@@ -254,21 +282,22 @@ pub async fn run(
     authorize(&state, &caller, &endpoint)?;
     let bytes = read_limited(&headers, body, state.app.config.run_body_limit, "/run").await?;
     let job = new_job(&state, &endpoint, &bytes, false)?;
-    state.app.submit(&job).await?;
+    let id = job.id.clone();
+    state.app.submit(job).await?;
     Ok(Json(JobIdStatus {
-        id: job.id,
+        id,
         status: JobStatus::InQueue,
     }))
 }
 
 /// Run a job and wait for it (`?wait=` ms, default 90 s); if it is not done
-/// in time the answer is its status object without output (IN_QUEUE or
-/// IN_PROGRESS), and the client polls /status.
+/// in time the answer is its id and status (IN_QUEUE or IN_PROGRESS), and
+/// the client polls /status.
 #[utoipa::path(post, path = "/v2/{endpoint_id}/runsync", tag = "jobs",
     params(("endpoint_id" = String, Path), WaitQuery),
     request_body = RunRequest,
     responses(
-        (status = 200, description = "The job's status object (with output when done)", body = JobStatusBody),
+        (status = 200, description = "The job's final status object, or its id and status when it is not done in time", body = RunSyncAnswer),
         (status = 404, description = "Unknown endpoint", body = ErrorBody),
         (status = 413, description = "Body over 20 MB", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
@@ -279,7 +308,7 @@ pub async fn runsync(
     ApiQuery(query): ApiQuery<WaitQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<JobStatusBody>> {
+) -> ApiResult<Json<RunSyncAnswer>> {
     authorize(&state, &caller, &endpoint)?;
     let config = &state.app.config;
     let wait = match query.wait.as_deref() {
@@ -296,30 +325,11 @@ pub async fn runsync(
     };
     let bytes = read_limited(&headers, body, config.runsync_body_limit, "/runsync").await?;
     let job = new_job(&state, &endpoint, &bytes, true)?;
-    let events = std::sync::Arc::clone(&state.app.ctx().events);
-    let mut waiter = events.subscribe(&job.id);
-    state.app.submit(&job).await?;
-    let deadline = Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let finished = tokio::select! {
-            _ = waiter.finished() => true,
-            // A safety net in case a notice is missed: look at the store.
-            _ = tokio::time::sleep(left.min(Duration::from_secs(2))) => false,
-        };
-        let record = state.app.store.get_job(&endpoint, &job.id).await?;
-        let Some(record) = record else {
-            return Err(not_found_job(&state, &endpoint, &job.id));
-        };
-        if record.status.is_final() || finished || Instant::now() >= deadline {
-            let mut answer = job_status(&record);
-            if !record.status.is_final() {
-                // Progress is for /status; /runsync's output is the result.
-                answer.output = None;
-            }
-            return Ok(Json(answer));
-        }
-    }
+    let id = job.id.clone();
+    Ok(Json(match state.app.run_sync(job, wait).await? {
+        SyncAnswer::Finished(job) => RunSyncAnswer::Finished(final_status(&job)),
+        SyncAnswer::Pending(status) => RunSyncAnswer::Pending(JobIdStatus { id, status }),
+    }))
 }
 
 /// A job's status (and output once COMPLETED).
@@ -337,8 +347,7 @@ pub async fn status(
     authorize(&state, &caller, &endpoint)?;
     let record = state
         .app
-        .store
-        .get_job(&endpoint, &job)
+        .job(&endpoint, &job)
         .await?
         .ok_or_else(|| not_found_job(&state, &endpoint, &job))?;
     Ok(Json(job_status(&record)))
@@ -361,11 +370,10 @@ pub async fn stream(
     // so a final status read here guarantees the chunks below are the last.
     let record = state
         .app
-        .store
-        .get_job(&endpoint, &job)
+        .job(&endpoint, &job)
         .await?
         .ok_or_else(|| not_found_job(&state, &endpoint, &job))?;
-    let chunks = state.app.store.take_stream(&job).await?;
+    let chunks = state.app.take_stream(&job).await?;
     Ok(Json(StreamBody {
         id: record.id,
         status: record.status,
@@ -457,13 +465,8 @@ pub async fn health(
     EndpointPath { endpoint }: EndpointPath,
 ) -> ApiResult<Json<HealthBody>> {
     authorize(&state, &caller, &endpoint)?;
-    let jobs = state.app.store.job_counts(&endpoint).await?;
-    let queue_delay_ms = state
-        .app
-        .store
-        .oldest_queued_ms(&endpoint, crate::store::now_ms())
-        .await?
-        .unwrap_or(0);
+    let jobs = state.app.job_counts(&endpoint).await?;
+    let queue_delay_ms = state.app.queue_delay_ms(&endpoint).await?;
     Ok(Json(HealthBody {
         jobs,
         workers: state.app.worker_counts(&endpoint),

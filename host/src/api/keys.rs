@@ -123,7 +123,7 @@ pub async fn create_key(
         }
         ("invoke", Some(endpoint_id)) => {
             let endpoint_id = validate::endpoint_id(&endpoint_id)?;
-            if state.app.store.get_endpoint(&endpoint_id).await?.is_none() {
+            if state.app.endpoint(&endpoint_id).await?.is_none() {
                 return Err(ApiError::bad_request(format!(
                     "no endpoint {endpoint_id:?} for this invoke key; create the endpoint first"
                 )));
@@ -160,14 +160,7 @@ pub async fn create_key(
     security(("api_key" = [])))]
 pub async fn list_keys(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<KeyList>> {
     caller.require_admin()?;
-    let keys: Vec<KeyView> = state
-        .app
-        .store
-        .list_keys()
-        .await?
-        .into_iter()
-        .map(view)
-        .collect();
+    let keys: Vec<KeyView> = state.app.list_keys().await?.into_iter().map(view).collect();
     Ok(Json(KeyList { keys }))
 }
 
@@ -182,7 +175,7 @@ pub async fn revoke_key(
     KeyPath { key: id }: KeyPath,
 ) -> ApiResult<Json<RevokedKey>> {
     caller.require_admin()?;
-    if !state.app.store.revoke_key(&id).await? {
+    if !state.app.revoke_key(&id).await? {
         return Err(ApiError::not_found(format!(
             "no live API key with id {id:?}; list them with GET /v1/keys"
         )));

@@ -17,7 +17,6 @@ pub mod keys;
 pub mod metrics;
 pub mod models;
 pub mod validate;
-pub mod view;
 
 use std::sync::Arc;
 

@@ -42,6 +42,10 @@ pub struct ExecutorArgs {
     /// Likewise, try to open a TCP connection to each ADDR.
     #[arg(long = "probe-connect", hide = true)]
     pub probe_connect: Vec<String>,
+    /// Instances the process may hold at once (its engine's pool); unset,
+    /// the engine's default. Shared CPU executors hold many endpoints'.
+    #[arg(long)]
+    pub max_instances: Option<u32>,
 }
 
 /// Runs on the main thread, before any async runtime.
@@ -79,6 +83,7 @@ pub fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
         device,
         args.cache_dir,
         args.page_budget,
+        args.max_instances,
     ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -93,6 +93,12 @@ pub struct ServeArgs {
     /// GPU) before the rest spills to files under the cache.
     #[arg(long, default_value = "16GiB", value_parser = super::parse_size)]
     pub flashboot_ram: u64,
+    /// Executor processes the CPU workers of every endpoint share (the
+    /// wasm sandbox isolates them; a crash fails only that process's jobs,
+    /// which are re-queued, and it is restarted). Each GPU slice keeps its
+    /// own process.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub cpu_executors: u16,
 }
 
 pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -126,6 +132,7 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.executor_idle = args.executor_idle;
     config.flashboot_ram = args.flashboot_ram;
     config.flashboot_keep = args.flashboot_keep;
+    config.cpu_executors = usize::from(args.cpu_executors);
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty());

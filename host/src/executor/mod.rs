@@ -13,6 +13,6 @@ pub mod protocol;
 pub mod sandbox;
 pub mod server;
 
-pub use client::{ExecutorError, ExecutorProcess, ParkedWorker};
+pub use client::{ExecutorError, ExecutorProcess, JobReply, JobRun, ParkedWorker};
 pub use protocol::{ParkReport, SliceSpec, WorkerSpec, WorkerStarted};
 pub use sandbox::SandboxPolicy;

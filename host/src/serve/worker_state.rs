@@ -265,7 +265,11 @@ pub struct PoolShared {
     last_error: Mutex<Option<String>>,
     last_boot: Mutex<Option<LastBoot>>,
     /// Woken when a job is queued.
-    pub wake: Notify,
+    pub wake: Arc<Notify>,
+    /// Jobs queued since the supervisor last looked (the lifecycle adds
+    /// them as it commits): lets a pool at zero start its first worker
+    /// without reading the queue's depth first.
+    pub queued_hint: AtomicUsize,
     /// max_workers is 0: workers claim nothing and jobs wait in the queue.
     /// Set synchronously by [`Pools::apply`], so a job queued after the
     /// update returns is never picked up by a worker that has yet to retire.
