@@ -5,7 +5,8 @@
 # model-b, each under the tool's 64 MiB carry limit, to carry in two calls.
 #
 #   scripts/gpu-device-pack.sh            everything gpu-device-run.sh uses
-#   scripts/gpu-device-pack.sh sandbox    wasmpod and the components that
+#   scripts/gpu-device-pack.sh sandbox    builds (release) and packs wasmpod and
+#                                         the components that
 #                                         gpu-device-sandbox.sh uses
 #   scripts/gpu-device-pack.sh flashboot  wasmpod, the serve_coldstart bench,
 #                                         the tensor crate's unit tests (cargo
@@ -18,6 +19,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 D=.devcarry
+if [ "${1:-}" = sandbox ]; then
+  cargo build --release -p wasmpod
+  cargo build --release --target wasm32-wasip2 -p example-gpu-bench -p example-mlp
+fi
 rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
 cp target/release/wasmpod "$D/bin/"
 if [ "${1:-}" = sandbox ]; then
