@@ -26,7 +26,7 @@ pub struct JobStatusBody {
     /// The handler's output (COMPLETED), or its latest progress value
     /// (IN_PROGRESS).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub output: Option<Box<RawValue>>,
     /// Why it FAILED or TIMED_OUT.
     #[serde(skip_serializing_if = "Option::is_none")]

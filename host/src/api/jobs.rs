@@ -54,7 +54,10 @@ pub struct Policy {
 }
 
 /// Answer of /run (and of /runsync when the job is not done in time).
+/// Nothing else: so that a full status object is not one of these too
+/// (`deny_unknown_fields` documents `additionalProperties: false`).
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JobIdStatus {
     pub id: String,
     pub status: JobStatus,
