@@ -15,6 +15,8 @@
 #                                         components that
 #                                         gpu-device-flashboot.sh and
 #                                         gpu-device-models.sh use
+#   scripts/gpu-device-pack.sh ops        wasmpod and the components that
+#                                         gpu-device-ops.sh deploys
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -29,6 +31,15 @@ if [ "${1:-}" = sandbox ]; then
   strip "$D"/bin/*
   xz -6 -T2 "$D"/bin/*
   for e in gpu_bench mlp; do
+    cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+  done
+  du -sh "$D"/* "$D"/bin/*
+  exit 0
+fi
+if [ "${1:-}" = ops ]; then
+  strip "$D"/bin/*
+  xz -6 -T2 "$D"/bin/*
+  for e in stream mlp; do
     cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
   done
   du -sh "$D"/* "$D"/bin/*

@@ -13,7 +13,7 @@ use utoipa::{IntoResponses, OpenApi};
 
 use super::error::ErrorBody;
 use super::validate;
-use super::{admin, fleet, jobs, keys, metrics, models};
+use super::{admin, fleet, history, jobs, keys, logs, metrics, models, stats};
 
 /// What every route with an API key can answer besides its own results.
 #[derive(IntoResponses)]
@@ -47,9 +47,10 @@ pub enum Rejected {
         admin::upload_handler, admin::list_handlers, admin::get_handler, admin::delete_handler,
         admin::create_endpoint, admin::list_endpoints, admin::get_endpoint, admin::update_endpoint,
         admin::delete_endpoint,
+        history::list_jobs, history::get_job, logs::logs, stats::endpoint_stats, stats::all_stats,
         models::upload_file, models::list_models, models::get_model, models::delete_model,
         keys::create_key, keys::list_keys, keys::revoke_key,
-        fleet::inventory, fleet::usage, metrics::metrics,
+        fleet::inventory, fleet::hosts, fleet::usage, metrics::metrics,
     ),
     modifiers(&BearerAuth, &FlatObjects, &PathPatterns),
     tags(

@@ -1,21 +1,27 @@
 //! The HTTP API of `wasmpod serve` (axum): the RunPod-compatible v2 job API
 //! of every endpoint ([`jobs`]), the v1 admin API ([`admin`], [`models`],
-//! [`keys`], [`fleet`]: inventory and usage), Prometheus metrics
-//! ([`metrics`]), API-key auth ([`auth`]), path and query checks
-//! ([`validate`]), request bodies ([`body`]) and the OpenAPI document at
-//! `/openapi.json` ([`doc`]). Every error is a JSON `{"error": ...}`
-//! ([`error`]).
+//! [`keys`], [`fleet`]: inventory and usage; [`history`]: jobs lists and
+//! detail; [`logs`]; [`stats`]: latency percentiles), Prometheus metrics
+//! ([`metrics`]), the dashboard at `/` ([`dashboard`]), API-key auth
+//! ([`auth`]), path and query checks ([`validate`]), request bodies
+//! ([`body`]) and the OpenAPI document at `/openapi.json` ([`doc`]). Every
+//! error is a JSON `{"error": ...}` ([`error`]).
 
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod dashboard;
 pub mod doc;
 pub mod error;
 pub mod fleet;
+pub mod history;
 pub mod jobs;
 pub mod keys;
+pub mod logs;
 pub mod metrics;
 pub mod models;
+pub mod params;
+pub mod stats;
 pub mod validate;
 
 use std::sync::Arc;
@@ -98,6 +104,17 @@ pub fn router(app: App) -> Router {
                 .patch(admin::update_endpoint)
                 .delete(admin::delete_endpoint),
         )
+        .route("/endpoints/{endpoint_id}/jobs", get(history::list_jobs))
+        .route(
+            "/endpoints/{endpoint_id}/jobs/{job_id}",
+            get(history::get_job),
+        )
+        .route("/endpoints/{endpoint_id}/logs", get(logs::logs))
+        .route(
+            "/endpoints/{endpoint_id}/metrics",
+            get(stats::endpoint_stats),
+        )
+        .route("/metrics", get(stats::all_stats))
         .route("/models", get(models::list_models))
         .route(
             "/models/{model}",
@@ -107,6 +124,7 @@ pub fn router(app: App) -> Router {
         .route("/keys", post(keys::create_key).get(keys::list_keys))
         .route("/keys/{key_id}", axum::routing::delete(keys::revoke_key))
         .route("/inventory", get(fleet::inventory))
+        .route("/hosts", get(fleet::hosts))
         .route("/usage", get(fleet::usage));
     Router::new()
         .nest("/v2", v2)
@@ -114,6 +132,7 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics::metrics))
         .route("/ping", get(|| async { "pong" }))
+        .merge(dashboard::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         // Bodies are read (and limited) by the handlers themselves, streamed;

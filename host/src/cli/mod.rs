@@ -1,9 +1,22 @@
-//! Command-line interface: one module per subcommand.
+//! Command-line interface: one module per subcommand (or group of them).
+//! Local: `new`, `build`, `run`; the server: `serve` (and the internal
+//! `executor`), `gpus`; its client over HTTP ([`client`]): `deploy`,
+//! `invoke`, `endpoints`, `jobs`, `logs`, `keys`.
 
+mod client;
+mod deploy;
+mod endpoints;
 mod executor;
 mod gpus;
+mod jobs;
+mod keys;
+mod logs;
+mod new;
+mod project;
 mod run;
 mod serve;
+mod table;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,8 +36,24 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Make a handler project from a template (rust, python or js).
+    New(new::NewArgs),
+    /// Build a handler project into a component (.wasm).
+    Build(project::BuildArgs),
     /// Run one job through a handler locally and print what it reports.
     Run(run::RunArgs),
+    /// Build, upload and serve a handler as an endpoint (create or hot swap).
+    Deploy(Box<deploy::DeployArgs>),
+    /// Run a job on an endpoint of the server and print its output.
+    Invoke(jobs::InvokeArgs),
+    /// List the server's endpoints.
+    Endpoints(endpoints::EndpointsArgs),
+    /// List an endpoint's jobs, or show one.
+    Jobs(jobs::JobsArgs),
+    /// Show (or follow) an endpoint's logs: guest output and worker events.
+    Logs(logs::LogsArgs),
+    /// Manage the server's API keys.
+    Keys(keys::KeysArgs),
     /// Serve the RunPod-compatible job API and the admin API over HTTP.
     Serve(serve::ServeArgs),
     /// Print the device inventory (GPUs, MIG instances, CPU).
@@ -59,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = match cli.command {
         Command::Executor(args) => return executor::executor(args),
         Command::Gpus(args) => return gpus::gpus(args),
+        Command::New(args) => return new::new(args),
         other => other,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -67,9 +97,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .expect("starting tokio");
     runtime.block_on(async move {
         match command {
+            Command::Build(args) => {
+                tokio::task::spawn_blocking(move || project::build(args)).await?
+            }
             Command::Run(args) => run::run(&home, args).await,
+            Command::Deploy(args) => deploy::deploy(*args).await,
+            Command::Invoke(args) => jobs::invoke(args).await,
+            Command::Endpoints(args) => endpoints::endpoints(args).await,
+            Command::Jobs(args) => jobs::jobs(args).await,
+            Command::Logs(args) => logs::logs(args).await,
+            Command::Keys(args) => keys::keys(args).await,
             Command::Serve(args) => serve::serve(&home, args).await,
-            Command::Gpus(_) | Command::Executor(_) => unreachable!("handled above"),
+            Command::Gpus(_) | Command::Executor(_) | Command::New(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

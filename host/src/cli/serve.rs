@@ -1,5 +1,6 @@
 //! `wasmpod serve`: the job API and the admin API over HTTP, on the SQLite
-//! store under `--home` by default. Prints `listening on http://ADDR` (and,
+//! store under `--home` by default, or on a Postgres database shared by a
+//! cluster of hosts (`--database-url postgres://...`). Prints `listening on http://ADDR` (and,
 //! on first start without WASMPOD_ADMIN_KEY, the bootstrap admin key, once)
 //! on stdout.
 
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use wasmpod::serve::{App, Bootstrap, Retention, ServeConfig};
+use wasmpod::serve::{App, Bootstrap, LogLimits, Retention, ServeConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -70,6 +71,11 @@ pub struct ServeArgs {
     /// endpoint and shows its load and usage.
     #[arg(long)]
     pub metrics_public: bool,
+    /// The secret file API keys are hashed with (HMAC-SHA256), made 0600
+    /// on first start; default `<home>/key.secret`. Every host of a cluster
+    /// (one shared --database-url) must use the same secret.
+    #[arg(long, env = "WASMPOD_KEY_SECRET", value_name = "FILE")]
+    pub key_secret: Option<std::path::PathBuf>,
     /// Run executors without their Landlock sandbox, which otherwise lets
     /// them reach only their cache, the handlers, the models and the GPU's
     /// device files (never the database or the key secret). For kernels
@@ -93,12 +99,32 @@ pub struct ServeArgs {
     /// GPU) before the rest spills to files under the cache.
     #[arg(long, default_value = "16GiB", value_parser = super::parse_size)]
     pub flashboot_ram: u64,
+    /// How long handlers' log lines (and workers' lifecycle events) are
+    /// kept.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub log_retention: Duration,
+    /// Log lines kept in all, across endpoints (the oldest go first).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub log_max_lines: u64,
+    /// Bytes of log lines and output one job (or one worker outside jobs)
+    /// may write; past it the rest is dropped and counted in one line.
+    #[arg(long, default_value = "1MiB", value_parser = super::parse_size)]
+    pub log_max_job_bytes: u64,
+    /// Longer log lines are cut.
+    #[arg(long, default_value = "8KiB", value_parser = super::parse_size)]
+    pub log_max_line_bytes: u64,
     /// Executor processes the CPU workers of every endpoint share (the
     /// wasm sandbox isolates them; a crash fails only that process's jobs,
     /// which are re-queued, and it is restarted). Each GPU slice keeps its
     /// own process.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub cpu_executors: u16,
+    /// Cluster mode (a postgres:// --database-url): a host whose heartbeat
+    /// is older than this is declared dead, and the other hosts re-queue
+    /// the jobs it was running (a retry counted, max_retries honoured).
+    /// Heartbeats go out four times in this time.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub dead_host_after: Duration,
 }
 
 pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -123,6 +149,7 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.webhook_allow = args.webhook_allow;
     config.no_webhooks = args.no_webhooks;
     config.no_executor_sandbox = args.no_executor_sandbox;
+    config.key_secret = args.key_secret;
     config.webhook_attempts = args.webhook_attempts;
     config.webhook_backoff = args.webhook_backoff;
     config.max_handler_bytes = args.max_handler_size;
@@ -132,7 +159,22 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.executor_idle = args.executor_idle;
     config.flashboot_ram = args.flashboot_ram;
     config.flashboot_keep = args.flashboot_keep;
+    anyhow::ensure!(
+        args.log_max_line_bytes >= 64,
+        "--log-max-line-bytes must be at least 64"
+    );
+    config.log_limits = LogLimits {
+        retention: args.log_retention,
+        max_lines: args.log_max_lines,
+        max_bytes_per_job: args.log_max_job_bytes as usize,
+        max_line_bytes: args.log_max_line_bytes as usize,
+    };
     config.cpu_executors = usize::from(args.cpu_executors);
+    anyhow::ensure!(
+        args.dead_host_after >= Duration::from_millis(500),
+        "--dead-host-after must be at least 500ms"
+    );
+    config.dead_host_after = args.dead_host_after;
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty());
@@ -144,6 +186,7 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    app.set_address(format!("http://{addr}"));
     {
         let mut out = std::io::stdout().lock();
         if let Bootstrap::Generated(key) = &bootstrap {

@@ -29,7 +29,7 @@ pub use cache::{LoadSource, digest};
 pub use engine::EngineLimits;
 pub use flashboot::{BootLayer, BootReport, FlashBoot};
 pub use instance::{Handler, Instance, InstanceConfig, JobError};
-pub use job::{CancelSignal, JobSink, LogLevel, NullSink};
+pub use job::{CancelSignal, JobSink, LogLevel, NullSink, OutputStream};
 pub use paging::PagingError;
 pub use snapshot::{SnapshotError, SnapshotStore};
 use state::WorkerState;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::job::CurrentJob;
+use super::job::{CurrentJob, JobSink};
 use super::limits::InstanceLimits;
 use super::output::GuestOutput;
 use crate::gpu::{ModelStore, WorkerDevices};
@@ -19,7 +19,10 @@ pub struct WorkerState {
     pub(crate) devices: Arc<WorkerDevices>,
     pub(crate) models: Option<Arc<ModelStore>>,
     pub(crate) job: Option<CurrentJob>,
-    pub(crate) stderr: GuestOutput,
+    /// The guest's stdout and stderr.
+    pub(crate) output: GuestOutput,
+    /// Where log calls and output go outside a job (the worker's log).
+    pub(crate) idle_sink: Option<Arc<dyn JobSink>>,
 }
 
 impl WasiView for WorkerState {

@@ -69,9 +69,15 @@ impl KeyHasher {
         home.join("key.secret")
     }
 
-    /// Read the install's secret, making it (0600) on first start.
+    /// Read the install's secret under `home`, making it (0600) on first
+    /// start.
     pub fn open(home: &Path) -> Result<Self, KeyError> {
-        let path = Self::secret_path(home);
+        Self::open_file(&Self::secret_path(home))
+    }
+
+    /// The same with the secret at `path` (hosts of a cluster share one).
+    pub fn open_file(path: &Path) -> Result<Self, KeyError> {
+        let path = path.to_path_buf();
         let err = |source| KeyError::Secret {
             path: path.clone(),
             source,

@@ -58,6 +58,11 @@ enum Op {
         endpoint: String,
         done: Finish,
     },
+    /// Results whose write failed because a shared database was
+    /// unreachable, tried again (their slots were freed the first time).
+    Refinish {
+        done: Vec<Finish>,
+    },
     /// A worker can take `free` more jobs.
     Ready {
         link: Arc<WorkerLink>,
@@ -71,6 +76,12 @@ enum Op {
     /// Jobs may have been queued for the endpoint outside the committer.
     Wake {
         endpoint: String,
+    },
+    /// The endpoint now runs `handler`: workers of another version take no
+    /// more handed-over jobs (a claim checks the version itself).
+    Swapped {
+        endpoint: String,
+        handler: String,
     },
 }
 
@@ -238,6 +249,17 @@ impl Jobs {
         self.wake_supervisor(endpoint, 0);
     }
 
+    /// `endpoint` was switched to `handler` (hot swap): from now on no job is
+    /// handed to a worker of another version, even before its supervisor
+    /// tells it to drain. Sent before the switch is answered, so every job
+    /// accepted after the answer runs the new version.
+    pub fn handler_changed(&self, endpoint: &str, handler: &str) {
+        self.send(Op::Swapped {
+            endpoint: endpoint.to_string(),
+            handler: handler.to_string(),
+        });
+    }
+
     /// Let idle workers of `endpoint` look at its queue again.
     pub fn recheck(&self, endpoint: &str) {
         self.send(Op::Wake {
@@ -263,12 +285,21 @@ impl Jobs {
         let mut waiter = self.waiters.wait_for(&job.id);
         let (endpoint, id) = (job.endpoint_id.clone(), job.id.clone());
         self.submit(job).await?;
-        let finished = tokio::select! {
-            f = waiter.finished() => f,
-            _ = tokio::time::sleep(wait) => None,
-        };
-        if let Some(job) = finished {
-            return Ok(SyncAnswer::Finished(job));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let recheck = self.waiters.recheck.notified();
+            let finished = tokio::select! {
+                f = waiter.finished() => f,
+                _ = tokio::time::sleep_until(deadline) => None,
+                _ = recheck => match self.store.get_job(&endpoint, &id).await {
+                    Ok(Some(r)) if r.status.is_final() => Some(Arc::new(FinalJob::of(&r))),
+                    _ => continue,
+                },
+            };
+            if let Some(job) = finished {
+                return Ok(SyncAnswer::Finished(job));
+            }
+            break;
         }
         // Not final in time (or the event was lost with a dying host
         // process): the store has the truth.
@@ -367,8 +398,16 @@ impl Jobs {
     /// The worker running `job` was lost (its executor died): back in the
     /// queue with a retry counted, or failed when its retries are spent.
     /// Retried until the store answers, since a job left IN_PROGRESS would
-    /// only come back at the next host start.
-    pub async fn lost(&self, endpoint: &str, worker_id: &str, job: &ClaimedJob, reason: &str) {
+    /// only come back at the next host start. Some(true) when re-queued,
+    /// Some(false) when it failed, None when it was no longer this
+    /// worker's (or the store never answered).
+    pub async fn lost(
+        &self,
+        endpoint: &str,
+        worker_id: &str,
+        job: &ClaimedJob,
+        reason: &str,
+    ) -> Option<bool> {
         let retention = self.retention.for_job_ms(job.sync);
         let mut backoff = Duration::from_millis(50);
         for attempt in 0.. {
@@ -380,14 +419,14 @@ impl Jobs {
                 Ok(LostJobOutcome::Requeued) => {
                     tracing::warn!(job = %job.id, "{reason}; re-queued");
                     self.wake(endpoint);
-                    return;
+                    return Some(true);
                 }
                 Ok(LostJobOutcome::Failed(final_job)) => {
                     tracing::warn!(job = %job.id, "{reason}; its retries are spent: failed");
                     self.announce(vec![final_job]);
-                    return;
+                    return Some(false);
                 }
-                Ok(LostJobOutcome::NotHeld) => return,
+                Ok(LostJobOutcome::NotHeld) => return None,
                 Err(e) if attempt < 20 => {
                     tracing::warn!(job = %job.id, "re-queueing a lost job: {e}; retrying");
                     tokio::time::sleep(backoff).await;
@@ -395,10 +434,36 @@ impl Jobs {
                 }
                 Err(e) => {
                     tracing::error!(job = %job.id, "giving up re-queueing a lost job: {e}");
-                    return;
+                    return None;
                 }
             }
         }
+        None
+    }
+
+    /// A job became final on another host of the cluster: the `/runsync`
+    /// waiting for it here answers, and if it was cancelled while running
+    /// here, it stops.
+    pub async fn finished_elsewhere(&self, endpoint: &str, id: &str, status: JobStatus) {
+        if status == JobStatus::Cancelled {
+            self.running.cancel(id);
+        }
+        if !self.waiters.is_waiting(id) {
+            return;
+        }
+        match self.store.get_job(endpoint, id).await {
+            Ok(Some(r)) if r.status.is_final() => {
+                self.waiters.finished(&[Arc::new(FinalJob::of(&r))]);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(job = %id, "reading a job finished elsewhere: {e}"),
+        }
+    }
+
+    /// Wake-ups may have been missed (the database was away): the
+    /// `/runsync` requests waiting here look at their jobs again.
+    pub fn recheck_waiters(&self) {
+        self.waiters.recheck.notify_waiters();
     }
 
     /// A worker can take `free` more jobs.
@@ -508,6 +573,15 @@ impl Jobs {
                 Op::Wake { endpoint } => {
                     d.drained.remove(&endpoint);
                 }
+                Op::Refinish { done } => finishes.extend(done),
+                Op::Swapped { endpoint, handler } => {
+                    if let Some(idle) = d.idle.get_mut(&endpoint) {
+                        idle.retain(|w| w.link.claim.handler == handler);
+                        if idle.is_empty() {
+                            d.idle.remove(&endpoint);
+                        }
+                    }
+                }
             }
         }
         for endpoint in queued_for.keys() {
@@ -536,6 +610,10 @@ impl Jobs {
             return;
         }
         let n_finishes = finishes.len();
+        // In a cluster a result left unwritten would keep its job
+        // IN_PROGRESS under a live host's lease for good: kept to write
+        // again once the database is back.
+        let kept = (self.store.shared() && !finishes.is_empty()).then(|| finishes.clone());
         let batch = Batch {
             finishes,
             accepts,
@@ -554,6 +632,7 @@ impl Jobs {
                 // told), claims give their slots back, finishes stay
                 // IN_PROGRESS (the next start re-queues them).
                 tracing::error!("a group commit failed: {e}");
+                self.refinish_later(kept, &e);
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -568,7 +647,10 @@ impl Jobs {
         };
         match finished {
             Ok(done) => self.announce(done),
-            Err(e) => tracing::error!("recording {n_finishes} job results failed: {e}"),
+            Err(e) => {
+                tracing::error!("recording {n_finishes} job results failed: {e}");
+                self.refinish_later(kept, &e);
+            }
         }
         match accepted {
             Ok(()) => {
@@ -615,6 +697,20 @@ impl Jobs {
                 }
             }
         }
+    }
+
+    /// Write `kept` results again shortly, when their write failed only
+    /// because the database was unreachable.
+    fn refinish_later(&self, kept: Option<Vec<Finish>>, e: &StoreError) {
+        let Some(done) = kept else { return };
+        if !matches!(e, StoreError::Unavailable(_)) {
+            return;
+        }
+        let ops = self.ops.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let _ = ops.send(Op::Refinish { done });
+        });
     }
 
     /// The store's group commit.

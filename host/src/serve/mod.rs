@@ -3,13 +3,17 @@
 //! webhook sender and the retention sweeper together. The HTTP layer
 //! ([`crate::api`]) calls it; it knows nothing of HTTP.
 
+pub mod cluster;
 pub mod egress;
 pub mod events;
 pub mod handlers;
+pub mod history;
 pub mod home;
 pub mod housekeeping;
 pub mod keys;
+pub mod latency;
 pub mod lifecycle;
+pub mod logs;
 pub mod meter;
 pub mod models;
 pub mod pool;
@@ -35,8 +39,10 @@ use crate::store::{
 };
 use events::{FinishedListener, WebhookWake};
 pub use handlers::{HandlerError, HandlerRepo};
+pub use history::JobDetail;
 pub use keys::{Bootstrap, KeyError, KeyHasher};
 pub use lifecycle::{Jobs, SyncAnswer};
+pub use logs::{LogLimits, Logs};
 pub use meter::Meter;
 pub use models::{ModelRepo, ModelRepoError};
 pub use pool::{Pools, Retention, WorkerContext, WorkerCounts, WorkerDetail};
@@ -74,6 +80,9 @@ pub struct ServeConfig {
     pub default_ttl: Duration,
     /// The admin key from the environment (WASMPOD_ADMIN_KEY), if set.
     pub admin_key: Option<String>,
+    /// The secret API keys are hashed with; default `<home>/key.secret`.
+    /// Hosts of one cluster must share it.
+    pub key_secret: Option<PathBuf>,
     /// A simulated inventory (TOML) instead of NVML's.
     pub inventory: Option<PathBuf>,
     /// The `wasmpod` binary executors run from; default: this process's.
@@ -90,8 +99,13 @@ pub struct ServeConfig {
     /// Host memory per executor for parked workers' tensors and weights
     /// (pinned on a GPU); past it they spill to disk under the cache.
     pub flashboot_ram: u64,
+    /// How much of the handlers' logs is kept.
+    pub log_limits: LogLimits,
     /// Executor processes shared by every endpoint's CPU workers.
     pub cpu_executors: usize,
+    /// Cluster mode (a Postgres database URL): a host whose heartbeat is
+    /// older than this is dead, and another host re-queues its jobs.
+    pub dead_host_after: Duration,
 }
 
 impl ServeConfig {
@@ -117,7 +131,9 @@ impl ServeConfig {
             runsync_body_limit: 20 << 20,
             default_ttl: Duration::from_secs(24 * 3600),
             cpu_executors: 2,
+            dead_host_after: Duration::from_secs(10),
             admin_key: None,
+            key_secret: None,
             inventory: None,
             executor_exe: None,
             metrics_public: false,
@@ -125,6 +141,7 @@ impl ServeConfig {
             executor_idle: Duration::from_secs(300),
             flashboot_keep: Duration::from_secs(3600),
             flashboot_ram: 16 << 30,
+            log_limits: LogLimits::default(),
         }
     }
 }
@@ -171,6 +188,8 @@ pub struct AppInner {
     pub(crate) webhook_wake: Arc<WebhookWake>,
     /// Set on shutdown: background loops stop.
     shutdown: Arc<Notify>,
+    /// Where the API listens, once bound (the heartbeat tells the cluster).
+    address: std::sync::Mutex<String>,
 }
 
 impl std::ops::Deref for App {
@@ -195,12 +214,15 @@ impl App {
             let path = config.home.join(dir);
             std::fs::create_dir_all(&path).map_err(|source| ServeError::Io { path, source })?;
         }
-        let key_hasher = KeyHasher::open(&config.home)?;
+        let key_hasher = match &config.key_secret {
+            Some(path) => KeyHasher::open_file(path)?,
+            None => KeyHasher::open(&config.home)?,
+        };
         let url = config
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", config.home.join("wasmpod.db").display()));
-        let store = Store::open(&url).await?;
+        let store = Store::open(&url, config.dead_host_after).await?;
         let runtime = Runtime::new(&RuntimeConfig {
             cache_dir: Some(config.home.join("cache")),
             ..Default::default()
@@ -230,6 +252,9 @@ impl App {
                 Arc::clone(&webhook_wake) as Arc<dyn FinishedListener>,
             ],
         );
+        // In a cluster, beat before the first claim: a claim of a host with
+        // no heartbeat is an orphan to the others.
+        store.heartbeat(&host_id, "", now_ms()).await?;
         let (requeued, failed) = jobs.recover_orphans().await?;
         if requeued > 0 || failed > 0 {
             tracing::warn!(
@@ -266,6 +291,7 @@ impl App {
             Arc::clone(&meter),
         ));
         let ctx = Arc::new(WorkerContext {
+            logs: Logs::start(store.clone(), config.log_limits),
             store: store.clone(),
             handlers: Arc::clone(&handlers),
             jobs: Arc::clone(&jobs),
@@ -291,11 +317,13 @@ impl App {
                 jobs,
                 webhook_wake,
                 shutdown: Arc::new(Notify::new()),
+                address: std::sync::Mutex::default(),
             }),
         };
         for endpoint in app.store.list_endpoints().await? {
             app.pools.apply(endpoint);
         }
+        cluster::start(&app);
         tokio::spawn(housekeeping::run(app.clone(), Arc::clone(&app.shutdown)));
         tokio::spawn(webhook::run(app.clone(), Arc::clone(&app.shutdown)));
         tokio::spawn(meter::run(
@@ -320,6 +348,23 @@ impl App {
         self.ctx().slices.accrue();
         self.ctx().meter.flush(&self.store).await;
         self.ctx().slices.stop_all();
+        if let Err(e) = self.store.leave(self.jobs.host_id()).await {
+            tracing::warn!("leaving the cluster: {e}");
+        }
+    }
+
+    /// Where this host's API listens (told to the cluster's other hosts).
+    pub fn set_address(&self, address: String) {
+        *self.address.lock().expect("address lock") = address;
+    }
+
+    pub fn address(&self) -> String {
+        self.address.lock().expect("address lock").clone()
+    }
+
+    /// The hosts of the cluster (empty for a host alone on its store).
+    pub async fn hosts(&self) -> Result<Vec<crate::store::HostRecord>, StoreError> {
+        self.store.list_hosts(now_ms()).await
     }
 
     /// The live API key a caller presented, if any (a key stored by an
@@ -431,6 +476,7 @@ impl App {
     ) -> Result<Option<EndpointRecord>, StoreError> {
         let updated = self.store.update_endpoint(record).await?;
         if let Some(e) = &updated {
+            self.jobs.handler_changed(&e.id, &e.handler);
             self.pools.apply(e.clone());
         }
         Ok(updated)
@@ -440,7 +486,11 @@ impl App {
     /// with its jobs and keys.
     pub async fn delete_endpoint(&self, endpoint_id: &str) -> Result<bool, StoreError> {
         self.pools.stop(endpoint_id).await;
-        self.store.delete_endpoint(endpoint_id).await
+        // Its workers' last lines are stored before its lines are deleted.
+        self.ctx().logs.flush().await;
+        let deleted = self.store.delete_endpoint(endpoint_id).await?;
+        self.ctx().meter.latency.forget(endpoint_id);
+        Ok(deleted)
     }
 
     pub async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {

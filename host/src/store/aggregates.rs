@@ -13,6 +13,7 @@
 use std::future::Future;
 
 use super::Result;
+use super::logs::{LogFilter, LogLine, NewLogLine};
 use super::types::*;
 
 /// Uploaded handler versions (content-addressed components).
@@ -27,6 +28,15 @@ pub trait HandlerStore {
     /// Endpoints that use a handler version.
     fn endpoints_using(&self, digest: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     fn delete_handler(&self, digest: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Keep the component bytes where every host can fetch them (a shared
+    /// store; one host's store keeps them on its disk only: a no-op).
+    fn put_handler_bytes(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The component bytes, if the store keeps them.
+    fn handler_bytes(&self, digest: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
 }
 
 /// Endpoints and their settings.
@@ -41,7 +51,7 @@ pub trait EndpointStore {
         &self,
         e: &EndpointRecord,
     ) -> impl Future<Output = Result<Option<EndpointRecord>>> + Send;
-    /// Delete an endpoint, its jobs, and revoke its keys.
+    /// Delete an endpoint, its jobs and log lines, and revoke its keys.
     fn delete_endpoint(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
 }
 
@@ -95,6 +105,13 @@ pub trait JobStore {
         endpoint_id: &str,
         id: &str,
     ) -> impl Future<Output = Result<Option<JobRecord>>> + Send;
+    /// An endpoint's retained jobs, newest first, optionally in one state.
+    fn list_jobs(
+        &self,
+        endpoint_id: &str,
+        status: Option<JobStatus>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<JobSummary>>> + Send;
     /// Take up to `limit` runnable jobs of an endpoint (normal priority
     /// first, then in arrival order) for a worker, while `by.handler` is
     /// still the endpoint's handler. Returned in queue order.
@@ -117,6 +134,9 @@ pub trait JobStore {
         progress: Option<&str>,
         chunks: &[(i64, String)],
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Every stream chunk of a job's latest attempt, in order, read or not
+    /// (a look that does not consume them, unlike `take_stream`).
+    fn stream_chunks(&self, id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// Hand out (once) the chunks not yet read, in order.
     fn take_stream(&self, id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// Record how claimed jobs ended, each only if its worker still holds
@@ -228,4 +248,39 @@ pub trait UsageStore {
         since: i64,
         until: i64,
     ) -> impl Future<Output = Result<Vec<UsageTotal>>> + Send;
+}
+
+/// The hosts of a cluster and their heartbeats. A host's heartbeat is the
+/// lease on the jobs it claimed ([`JobStore::recover_orphans`] re-queues
+/// the jobs of hosts whose heartbeat stopped). A store only one host uses
+/// (SQLite) has no one to tell: its heartbeats are no-ops.
+pub trait HostStore {
+    /// Record that `host_id` (its API at `address`) is alive at `now`.
+    fn heartbeat(
+        &self,
+        host_id: &str,
+        address: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Every host that has a heartbeat, alive or not at `now`.
+    fn list_hosts(&self, now: i64) -> impl Future<Output = Result<Vec<HostRecord>>> + Send;
+    /// A host stopping cleanly leaves the cluster.
+    fn leave(&self, host_id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Whether other hosts share this store (cluster mode).
+    fn shared(&self) -> bool;
+}
+
+/// Log lines of handlers and workers, one stream per endpoint. Apart from
+/// the queue: a job's lines outlive its row.
+pub trait LogStore {
+    /// Store `lines` in one write; returns them with their `seq`.
+    fn append_logs(
+        &self,
+        lines: Vec<NewLogLine>,
+    ) -> impl Future<Output = Result<Vec<LogLine>>> + Send;
+    /// The last `filter.limit` lines matching `filter`, oldest first.
+    fn query_logs(&self, filter: &LogFilter) -> impl Future<Output = Result<Vec<LogLine>>> + Send;
+    /// Delete lines older than `before`, then all but the newest `keep`
+    /// lines; returns how many went.
+    fn trim_logs(&self, before: i64, keep: i64) -> impl Future<Output = Result<u64>> + Send;
 }

@@ -81,6 +81,45 @@ pub struct JobRecord {
     pub webhook_error: Option<String>,
 }
 
+/// A job as listed: its state and times, not its input or output.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobSummary {
+    pub id: String,
+    pub status: JobStatus,
+    /// ms since the Unix epoch.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    /// ms it waited in the queue before it started.
+    pub delay_ms: Option<i64>,
+    /// ms it ran.
+    pub execution_ms: Option<i64>,
+    pub worker_id: Option<String>,
+    pub retries: i64,
+    pub sync: bool,
+    /// Why it failed (in a list, the first 300 characters).
+    pub error: Option<String>,
+}
+
+impl JobSummary {
+    /// The summary of a whole record (its error in full).
+    pub fn of(r: &JobRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            status: r.status,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            completed_at: r.completed_at,
+            delay_ms: r.delay_ms,
+            execution_ms: r.execution_ms,
+            worker_id: r.worker_id.clone(),
+            retries: r.retries,
+            sync: r.sync,
+            error: r.error.clone(),
+        }
+    }
+}
+
 /// What a submission asks for.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -497,4 +536,32 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A host of a cluster, as its heartbeats left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    pub id: String,
+    /// Where its API listens.
+    pub address: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// Its heartbeat is fresher than the dead-host time.
+    pub alive: bool,
+}
+
+/// A wake-up from the other hosts of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wakeup {
+    /// A job entered the queue of this endpoint.
+    Queued { endpoint_id: String },
+    /// A job became final.
+    Final {
+        endpoint_id: String,
+        job_id: String,
+        status: JobStatus,
+    },
+    /// The listener (re)connected: wake-ups may have been missed, so look
+    /// at every queue and waiting job again.
+    Reconnected,
 }

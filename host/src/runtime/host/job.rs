@@ -53,9 +53,10 @@ impl job::Host for WorkerState {
             job::LogLevel::Warn => LogLevel::Warn,
             job::LogLevel::Error => LogLevel::Error,
         };
-        match &self.job {
-            Some(j) => j.sink.log(level, &message),
-            None => tracing::info!(target: "guest", ?level, "{message}"),
+        match (&self.job, &self.idle_sink) {
+            (Some(j), _) => j.sink.log(level, &message),
+            (None, Some(worker)) => worker.log(level, &message),
+            (None, None) => tracing::info!(target: "guest", ?level, "{message}"),
         }
         Ok(())
     }

@@ -17,6 +17,7 @@
 //! syncs the WAL at checkpoints). `synchronous=FULL` would cover power loss
 //! at the price of an fsync per commit.
 
+mod logs;
 mod queue;
 mod writer;
 
@@ -263,6 +264,15 @@ impl HandlerStore for SqliteStore {
             .await?;
         Ok(r.rows_affected() == 1)
     }
+
+    /// One host: the bytes are in its handler directory only.
+    async fn put_handler_bytes(&self, _digest: &str, _bytes: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn handler_bytes(&self, _digest: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 impl EndpointStore for SqliteStore {
@@ -322,6 +332,10 @@ impl EndpointStore for SqliteStore {
     async fn delete_endpoint(&self, id: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM jobs WHERE endpoint_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM logs WHERE endpoint_id = ?")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -524,5 +538,24 @@ impl UsageStore for SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+/// One host per SQLite file: nothing to share.
+impl HostStore for SqliteStore {
+    async fn heartbeat(&self, _host_id: &str, _address: &str, _now: i64) -> Result<()> {
+        Ok(())
+    }
+
+    async fn list_hosts(&self, _now: i64) -> Result<Vec<HostRecord>> {
+        Ok(Vec::new())
+    }
+
+    async fn leave(&self, _host_id: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn shared(&self) -> bool {
+        false
     }
 }
