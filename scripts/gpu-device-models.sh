@@ -11,7 +11,7 @@
 # /v1/inventory's executors.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
-export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789
+export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789abcdef
 BASE=http://127.0.0.1:8778
 python3 examples/mlp/make_model.py /tmp/models/mlp >/dev/null
 "$W" --home /tmp/wpm serve --listen 127.0.0.1:8778 >"$OUT/serve.out" 2>"$OUT/serve.log" &

@@ -10,7 +10,7 @@
 # everything under $OUT and prints a check table last.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
-export WASMPOD_API_KEY=wpk_device_admin_key_0123456789
+export WASMPOD_API_KEY=wpk_device_admin_key_0123456789abcdef
 export WASMPOD_ADMIN_KEY=$WASMPOD_API_KEY
 export WASMPOD_URL=http://127.0.0.1:8779
 python3 examples/mlp/make_model.py /tmp/ops-models/mlp >/dev/null

@@ -5,6 +5,9 @@
 # model-b, each under the tool's 64 MiB carry limit, to carry in two calls.
 #
 #   scripts/gpu-device-pack.sh            everything gpu-device-run.sh uses
+#   scripts/gpu-device-pack.sh sandbox    builds (release) and packs wasmpod and
+#                                         the components that
+#                                         gpu-device-sandbox.sh uses
 #   scripts/gpu-device-pack.sh flashboot  wasmpod, the serve_coldstart bench,
 #                                         the tensor crate's unit tests (cargo
 #                                         test -p wasmpod-tensor --lib
@@ -69,8 +72,21 @@ if [ "${1:-}" = vision ]; then
   du -sh "$D"/* "$D"/bin/*
   exit 0
 fi
+if [ "${1:-}" = sandbox ]; then
+  cargo build --release -p wasmpod
+  cargo build --release --target wasm32-wasip2 -p example-gpu-bench -p example-mlp
+fi
 rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
 cp target/release/wasmpod "$D/bin/"
+if [ "${1:-}" = sandbox ]; then
+  strip "$D"/bin/*
+  xz -6 -T2 "$D"/bin/*
+  for e in gpu_bench mlp; do
+    cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+  done
+  du -sh "$D"/* "$D"/bin/*
+  exit 0
+fi
 if [ "${1:-}" = ops ]; then
   strip "$D"/bin/*
   xz -6 -T2 "$D"/bin/*

@@ -10,7 +10,7 @@
 # Prints the jobs' outputs, /v1/inventory and /health; logs go to $OUT.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
-export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789
+export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789abcdef
 BASE=http://127.0.0.1:8777
 N=$(nvidia-smi -L | wc -l)
 HALF=$((N / 2))

@@ -6,10 +6,13 @@
 //!
 //! - [`server`]: the executor side (`wasmpod executor`).
 //! - [`client`]: the host side: spawn, send work, route events, notice death.
+//! - [`sandbox`]: what an executor may touch (Landlock, no_new_privs).
 
 pub mod client;
 pub mod protocol;
+pub mod sandbox;
 pub mod server;
 
 pub use client::{ExecutorError, ExecutorProcess, JobReply, JobRun, ParkedWorker};
 pub use protocol::{ParkReport, SliceSpec, WorkerSpec, WorkerStarted};
+pub use sandbox::SandboxPolicy;

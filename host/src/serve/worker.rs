@@ -85,6 +85,15 @@ pub async fn run_worker(
     result.map(|_| ())
 }
 
+/// Where the worker's handler reads models: its endpoint's `models_dir`,
+/// else the managed store's tree.
+fn models_dir(ctx: &WorkerContext, spec: &WorkerSpec) -> std::path::PathBuf {
+    spec.models_dir
+        .clone()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| ctx.model_tree.clone())
+}
+
 /// The first twelve characters of a digest.
 fn short(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
@@ -102,7 +111,7 @@ async fn start_and_serve(
 ) -> Result<bool, WorkerExit> {
     let exec = lease
         .slot()
-        .get()
+        .get(&models_dir(ctx, spec))
         .await
         .map_err(|e| WorkerExit::StartFailed(e.to_string()))?;
     // The guest's log calls and output in `init` and between jobs.
@@ -124,11 +133,7 @@ async fn start_on(
     started_at: Instant,
 ) -> Result<bool, WorkerExit> {
     let wasm_path = ctx.handlers.path_of(&spec.handler);
-    let models_dir = spec
-        .models_dir
-        .clone()
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| ctx.model_tree.clone());
+    let models_dir = models_dir(ctx, spec);
     let worker_spec = ExecutorWorkerSpec {
         memory_limit: spec.memory_limit_mib << 20,
         tensor_quota: spec.tensor_quota_mib << 20,

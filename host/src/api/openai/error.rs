@@ -163,6 +163,7 @@ mod tests {
             worker_id: None,
             handler: None,
             webhook_state: None,
+            webhook_error: None,
             webhook_attempts: 0,
         };
         assert_eq!(job_error(&record).status, StatusCode::BAD_REQUEST);
