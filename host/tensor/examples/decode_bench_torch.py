@@ -129,6 +129,7 @@ def main():
     with torch.inference_mode():
         eager(4)
         eager_ms = time_steps(eager, args.steps, args.reps)
+        pos.fill_(args.context)  # the timed steps left pos at the end of the cache
         # Capture one step (gpt-fast's "reduce-overhead" idea by hand).
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
