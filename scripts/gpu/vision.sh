@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on a machine with an NVIDIA GPU (an H200 for the numbers in
-# BENCHMARKS.md), over .devcarry/ from `scripts/gpu-device-pack.sh vision`,
+# BENCHMARKS.md), over .devcarry/ from `scripts/bench.sh gpu-pack vision`,
 # in about 7 minutes:
 #
 #   1. CUDA conformance of the image ops and the elementwise long tail
@@ -18,7 +18,7 @@
 # network); cuDNN comes from PyTorch's nvidia-cudnn wheel. Everything goes to
 # $OUT; the summary table is printed last.
 set -uo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }

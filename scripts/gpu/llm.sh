@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 18 on a machine with an NVIDIA GPU (an H200 for the numbers in
-# BENCHMARKS.md), over .devcarry/ from `scripts/gpu-device-pack.sh llm`
+# BENCHMARKS.md), over .devcarry/ from `scripts/bench.sh gpu-pack llm`
 # (torch, transformers, sentence-transformers, safetensors, numpy and
 # tokenizers installed there; no network). In order of what each part
 # tells, each capped so the whole run stays under 8 minutes:
@@ -31,7 +31,7 @@
 #
 # Everything goes to $OUT; the summary table is printed last.
 set -uo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }

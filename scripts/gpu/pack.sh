@@ -1,29 +1,29 @@
 #!/usr/bin/env bash
-# Packs what scripts/gpu-device-run.sh needs into .devcarry/ (ignored by git;
-# named in the device tool's `carry`): release binaries (stripped), the
+# Packs what scripts/bench.sh gpu kernels needs into .devcarry/ (ignored by git;
+# carried to the GPU machine): release binaries (stripped), the
 # example components, and all-MiniLM-L6-v2 split in two halves, model-a and
 # model-b, each under the tool's 64 MiB carry limit, to carry in two calls.
 #
-#   scripts/gpu-device-pack.sh            everything gpu-device-run.sh uses
-#   scripts/gpu-device-pack.sh sandbox    builds (release) and packs wasmpod and
+#   scripts/bench.sh gpu-pack kernels            everything scripts/gpu/kernels.sh uses
+#   scripts/bench.sh gpu-pack sandbox    builds (release) and packs wasmpod and
 #                                         the components that
-#                                         gpu-device-sandbox.sh uses
-#   scripts/gpu-device-pack.sh flashboot  wasmpod, the serve_coldstart bench,
+#                                         scripts/gpu/sandbox.sh uses
+#   scripts/bench.sh gpu-pack flashboot  wasmpod, the serve_coldstart bench,
 #                                         the tensor crate's unit tests (cargo
 #                                         test -p wasmpod-tensor --lib
 #                                         --release --no-run) and the
 #                                         components that
-#                                         gpu-device-flashboot.sh and
-#                                         gpu-device-models.sh use
-#   scripts/gpu-device-pack.sh ops        wasmpod and the components that
-#                                         gpu-device-ops.sh deploys
-#   scripts/gpu-device-pack.sh vision     what gpu-device-vision.sh uses,
+#                                         scripts/gpu/flashboot.sh and
+#                                         scripts/gpu/models.sh use
+#   scripts/bench.sh gpu-pack ops        wasmpod and the components that
+#                                         scripts/gpu/ops.sh deploys
+#   scripts/bench.sh gpu-pack vision     what scripts/gpu/vision.sh uses,
 #                                         built here first: wasmpod, the
 #                                         tensor crate's conformance tests
 #                                         and the resnet and diffusion
 #                                         components (~25 MiB; the models
 #                                         are made there by their scripts)
-#   scripts/gpu-device-pack.sh llm        what gpu-device-llm.sh (issue 18)
+#   scripts/bench.sh gpu-pack llm        what scripts/gpu/llm.sh (issue 18)
 #                                         uses, built here first (release):
 #                                         wasmpod, the decode_bench example,
 #                                         the tensor crate's conformance
@@ -35,7 +35,7 @@
 #                                         weights of the same shapes), all
 #                                         in one carry of at most ~60 MiB
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 D=.devcarry
 if [ "${1:-}" = llm ]; then

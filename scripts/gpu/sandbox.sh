@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on a machine with an NVIDIA GPU, over .devcarry/ from
-# `scripts/gpu-device-pack.sh sandbox`: the executor sandbox (Landlock,
+# `scripts/bench.sh gpu-pack sandbox`: the executor sandbox (Landlock,
 # no_new_privs; host/src/executor/sandbox.rs) on a real GPU slice.
 #   1. `wasmpod serve` with the sandbox on (the default): a gpu-bench GEMM
 #      (CUDA context, cuBLAS, NVRTC kernels inside the sandbox) and the mlp
@@ -13,7 +13,7 @@
 #   3. the same GEMM with --no-executor-sandbox, for comparison.
 # Logs and JSON go to $OUT; a table is printed last.
 set -uo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789abcdef
 RESULTS="$OUT/results.txt"
 : >"$RESULTS"
