@@ -8,7 +8,7 @@
 #                                      and pack it, xz-compressed, under
 #                                      .devcarry/ (git-ignored) for a machine
 #                                      with an NVIDIA GPU
-#   scripts/bench.sh gpu SUITE         there (no network needed): unpack
+#   scripts/bench.sh gpu SUITE [ARGS]  there (no network needed): unpack
 #                                      .devcarry/, run SUITE, write results
 #                                      under $OUT, print a short table last
 #
@@ -77,7 +77,9 @@ case "${1:-}" in
   gpu)
     [ -n "${2:-}" ] || usage
     check_suite "$2"
-    exec bash "scripts/gpu/$2.sh"
+    suite="$2"
+    shift 2
+    exec bash "scripts/gpu/$suite.sh" "$@"
     ;;
   *) usage ;;
 esac
