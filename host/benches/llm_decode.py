@@ -466,7 +466,7 @@ def wasmpod_run(args, home, models, extra, input_obj, env_model="llama1b"):
 
 class Server:
     def __init__(self, args, home, models, port=8799):
-        self.key = "wpk_bench_admin_key_0123456789"
+        self.key = "wpk_bench_admin_key_0123456789abcdef"
         self.port = port
         env = dict(os.environ, WASMPOD_ADMIN_KEY=self.key, WASMPOD_LOG="warn")
         self.proc = subprocess.Popen(

@@ -129,7 +129,9 @@ def table(title, guest, torch, batches, unit, key):
     print(f"{'dtype':<6}{'batch':>6}{'wasmpod':>10}{'+graph':>10}{'eager':>10}{'ch_last':>10}{'compile':>10}{'ratio':>8}")
     for dtype in ("f32", "bf16"):
         for b in batches:
-            g = {r.get("graph"): r[key] for r in guest if r.get("dtype") == dtype and r.get("batch") == b}
+            # The guest names the WIT enum case ("dtype::bf16").
+            g = {r.get("graph"): r[key] for r in guest
+                 if str(r.get("dtype")).split("::")[-1] == dtype and r.get("batch") == b}
             t = {r["config"].split()[0]: r[key] for r in torch if r.get("dtype") == dtype and r.get("batch") == b and key in r}
             t.pop("eager", None)
             eager = next((r[key] for r in torch if r.get("dtype") == dtype and r.get("batch") == b and r.get("config") == "eager"), float("nan"))
