@@ -123,6 +123,7 @@ async fn authorize(
     caller: std::result::Result<Caller, ApiError>,
     endpoint: &str,
 ) -> Result<EndpointRecord> {
+    super::validate::endpoint_id(endpoint)?;
     caller?.require_invoke(endpoint)?;
     state
         .app
@@ -331,8 +332,8 @@ pub async fn completions(
     params(("endpoint_id" = String, Path)),
     responses(
         (status = 200, description = "{\"object\": \"list\", \"data\": [{\"id\", \"object\": \"model\", \"created\", \"owned_by\"}]}", body = Object),
-        (status = 401, body = OpenAiErrorBody), (status = 403, body = OpenAiErrorBody),
-        (status = 404, body = OpenAiErrorBody)),
+        (status = 400, body = OpenAiErrorBody), (status = 401, body = OpenAiErrorBody),
+        (status = 403, body = OpenAiErrorBody), (status = 404, body = OpenAiErrorBody)),
     security(("api_key" = [])))]
 pub async fn models(
     State(state): State<ApiState>,
