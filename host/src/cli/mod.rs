@@ -3,6 +3,7 @@
 mod executor;
 mod gpus;
 mod run;
+mod run_http;
 mod serve;
 
 use std::path::PathBuf;
@@ -23,7 +24,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run one job through a handler locally and print what it reports.
+    /// Run one job through a handler locally and print what it reports, or
+    /// (--http ADDR) serve an HTTP handler locally.
     Run(run::RunArgs),
     /// Serve the RunPod-compatible job API and the admin API over HTTP.
     Serve(serve::ServeArgs),
