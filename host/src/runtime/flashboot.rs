@@ -352,7 +352,7 @@ impl FlashBoot {
 /// [`check_lockstep`] verifies it before the snapshot is written.
 fn collect_slots(state: &mut WorkerState) -> Result<(Vec<Slot>, Vec<u8>), SnapshotError> {
     let live = state.table.iter_mut().count();
-    let devices = Arc::clone(&state.devices);
+    let devices = Arc::clone(&state.tensor.devices);
     let mut slots = Vec::new();
     let mut tensors = Vec::new();
     let mut found = 0;
@@ -430,6 +430,7 @@ async fn check_lockstep(
 
 fn placeholder_entry(state: &WorkerState) -> Result<TensorEntry, SnapshotError> {
     let t = state
+        .tensor
         .devices
         .primary()
         .zeros(DType::U8, &[0])
@@ -505,10 +506,10 @@ async fn restore_handles(
                 let bytes = snapshot.tensor_bytes(*offset, *len).ok_or_else(|| {
                     SnapshotError::Restore("tensors.bin is shorter than the manifest says".into())
                 })?;
-                let target = state.devices.device(*device).ok_or_else(|| {
+                let target = state.tensor.devices.device(*device).ok_or_else(|| {
                     SnapshotError::Restore(format!(
                         "the snapshot has a tensor on device {device} but this worker has {} device(s)",
-                        state.devices.len()
+                        state.tensor.devices.len()
                     ))
                 })?;
                 let tensor = target
@@ -537,7 +538,7 @@ fn model_store(
     state: &WorkerState,
     what: impl FnOnce() -> String,
 ) -> Result<Arc<crate::gpu::ModelStore>, SnapshotError> {
-    state.models.clone().ok_or_else(|| {
+    state.model.store.clone().ok_or_else(|| {
         SnapshotError::Restore(format!(
             "the snapshot holds {} but this instance has no model store",
             what()

@@ -142,7 +142,7 @@ impl Instance {
             let data = self.store.data_mut();
             data.stderr.clear();
             data.limits.memory_refused = None;
-            data.request = Some(id.to_string());
+            data.log.request = Some(id.to_string());
             let mut http = data.http();
             let req = http.new_incoming_request(Scheme::Http, request);
             let callback = std::sync::Arc::clone(&respond);
@@ -154,7 +154,7 @@ impl Instance {
             match (req, out) {
                 (Ok(req), Ok(out)) => (req, out),
                 (Err(e), _) | (_, Err(e)) => {
-                    data.request = None;
+                    data.log.request = None;
                     return Err(JobError::Handler(format!(
                         "the request is not valid HTTP: {e:#}"
                     )));
@@ -163,7 +163,7 @@ impl Instance {
         };
         let outcome =
             tokio::time::timeout(timeout, exports.call_handle(&mut self.store, req, out)).await;
-        self.store.data_mut().request = None;
+        self.store.data_mut().log.request = None;
         // A handler that trapped or timed out before setting a response
         // leaves the out-param in its store: the waiting caller must hear
         // now that no response will come.

@@ -12,6 +12,10 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::{self, HandlerPre};
 use super::cache::LoadSource;
+use super::host::device::DeviceCtx;
+use super::host::job::JobCtx;
+use super::host::model::ModelCtx;
+use super::host::tensor::TensorCtx;
 use super::http::{HttpExports, HttpPre};
 use super::job::{CancelSignal, CurrentJob, JobSink};
 use super::limits::InstanceLimits;
@@ -211,11 +215,14 @@ impl Handler {
             http_hooks: super::state::NoOutgoingHttp,
             table: ResourceTable::new(),
             limits: InstanceLimits::new(config.memory_limit),
-            devices: Arc::clone(&config.devices),
-            models: config.models.clone(),
-            job: None,
-            request: None,
+            log: Default::default(),
             stderr,
+            tensor: TensorCtx::new(Arc::clone(&config.devices)),
+            model: ModelCtx::new(config.models.clone()),
+            job: JobCtx::default(),
+            device: DeviceCtx {
+                devices: Arc::clone(&config.devices),
+            },
         };
         let mut store = Store::new(self.inner.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -335,7 +342,7 @@ impl Instance {
             let data = self.store.data_mut();
             data.stderr.clear();
             data.limits.memory_refused = None;
-            data.job = Some(CurrentJob {
+            data.job.current = Some(CurrentJob {
                 id: id.to_string(),
                 sink,
                 cancel: cancel.clone(),
@@ -354,7 +361,7 @@ impl Instance {
                 _ = cancel.cancelled() => None,
             }
         };
-        self.store.data_mut().job = None;
+        self.store.data_mut().job.current = None;
         let result = match outcome {
             Some(Ok(Ok(output))) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
                 Ok(_) => Ok(output),
@@ -402,7 +409,7 @@ impl Instance {
 
     /// Bytes of tensor memory this instance's worker holds.
     pub fn tensor_bytes(&self) -> u64 {
-        self.store.data().devices.account().used()
+        self.store.data().tensor.devices.account().used()
     }
 
     pub(crate) fn describe_trap(&mut self, trap: &wasmtime::Error) -> JobError {

@@ -66,7 +66,7 @@ impl Instance {
         let mut stats = PagingStats::default();
         let mut failed: Option<PagingError> = None;
         let state = self.store.data_mut();
-        let devices = Arc::clone(&state.devices);
+        let devices = Arc::clone(&state.tensor.devices);
         for entry in state.table.iter_mut() {
             let Some(entry) = entry.downcast_mut::<TensorEntry>() else {
                 continue;
@@ -110,8 +110,8 @@ impl Instance {
         }
         let mut stats = PagingStats::default();
         let state = self.store.data_mut();
-        let devices = Arc::clone(&state.devices);
-        let models = state.models.clone();
+        let devices = Arc::clone(&state.tensor.devices);
+        let models = state.model.store.clone();
         let outcome = (|| {
             for entry in state.table.iter_mut() {
                 let Some(entry) = entry.downcast_mut::<TensorEntry>() else {

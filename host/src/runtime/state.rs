@@ -1,17 +1,19 @@
-//! The data a wasmtime `Store` holds for one instance: WASI context,
-//! resource table, limits, and the worker's devices, models and current job
-//! (or, for an HTTP handler, its wasi:http context).
-
-use std::sync::Arc;
+//! The data a wasmtime `Store` holds for one instance: the WASI context,
+//! the resource table every interface shares (it mirrors the guest's handle
+//! table), limits, guest output, one context per wasmpod interface, and an
+//! HTTP handler's wasi:http context.
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::job::CurrentJob;
+use super::host::device::DeviceCtx;
+use super::host::job::JobCtx;
+use super::host::log::LogCtx;
+use super::host::model::{ModelCtx, ModelView};
+use super::host::tensor::{TensorCtx, TensorView};
 use super::limits::InstanceLimits;
 use super::output::GuestOutput;
-use crate::gpu::{ModelStore, WorkerDevices};
 
 /// Per-instance store data.
 pub struct WorkerState {
@@ -20,12 +22,30 @@ pub struct WorkerState {
     pub(crate) http_hooks: NoOutgoingHttp,
     pub(crate) table: ResourceTable,
     pub(crate) limits: InstanceLimits,
-    pub(crate) devices: Arc<WorkerDevices>,
-    pub(crate) models: Option<Arc<ModelStore>>,
-    pub(crate) job: Option<CurrentJob>,
-    /// The HTTP request being served (for log lines), if any.
-    pub(crate) request: Option<String>,
     pub(crate) stderr: GuestOutput,
+    pub(crate) tensor: TensorCtx,
+    pub(crate) model: ModelCtx,
+    pub(crate) job: JobCtx,
+    pub(crate) device: DeviceCtx,
+    pub(crate) log: LogCtx,
+}
+
+impl WorkerState {
+    /// The tensor interface's view of this instance.
+    pub(crate) fn tensors(&mut self) -> TensorView<'_> {
+        TensorView {
+            ctx: &mut self.tensor,
+            table: &mut self.table,
+        }
+    }
+
+    /// The model interface's view of this instance.
+    pub(crate) fn models(&mut self) -> ModelView<'_> {
+        ModelView {
+            ctx: &self.model,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl WasiView for WorkerState {

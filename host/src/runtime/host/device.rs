@@ -1,10 +1,17 @@
 //! `wasmpod:serverless/device`: what the worker is pinned to.
 
-use crate::gpu::DeviceKind;
-use crate::runtime::bindings::device::{self, DeviceInfo};
-use crate::runtime::state::WorkerState;
+use std::sync::Arc;
 
-impl device::Host for WorkerState {
+use crate::gpu::{DeviceKind, WorkerDevices};
+use crate::runtime::bindings::device::{self, DeviceInfo};
+
+/// The device interface's share of an instance's state: the slice's devices
+/// (the same ones the tensor interface computes on).
+pub struct DeviceCtx {
+    pub(crate) devices: Arc<WorkerDevices>,
+}
+
+impl device::Host for DeviceCtx {
     fn devices(&mut self) -> wasmtime::Result<Vec<DeviceInfo>> {
         Ok(self
             .devices

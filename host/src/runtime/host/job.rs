@@ -1,49 +1,59 @@
 //! `wasmpod:serverless/job`: progress, streamed chunks and logs of the
 //! running job, forwarded to its [`JobSink`](crate::runtime::JobSink).
 
+use super::fault::JobFault;
 use crate::runtime::bindings::job;
-use crate::runtime::job::LogLevel;
-use crate::runtime::state::WorkerState;
+use crate::runtime::job::{CurrentJob, LogLevel};
 
-fn parse_json(what: &str, text: &str) -> Result<serde_json::Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("{what} must be valid JSON text: {e}"))
+/// The job interface's share of an instance's state: the job it is running
+/// (none during `init`).
+#[derive(Default)]
+pub struct JobCtx {
+    pub(crate) current: Option<CurrentJob>,
 }
 
-impl job::Host for WorkerState {
+fn parse_json(what: &str, text: &str) -> Result<serde_json::Value, JobFault> {
+    serde_json::from_str(text)
+        .map_err(|e| JobFault::Refused(format!("{what} must be valid JSON text: {e}")))
+}
+
+impl JobCtx {
+    /// The running job, or why `what` cannot be reported now.
+    fn running(&self, what: &str) -> Result<&CurrentJob, JobFault> {
+        self.current.as_ref().ok_or_else(|| {
+            JobFault::Refused(format!(
+                "{what} can only be reported while handling a job, not in init"
+            ))
+        })
+    }
+}
+
+impl job::Host for JobCtx {
+    fn convert_job_error(&mut self, err: JobFault) -> wasmtime::Result<job::JobError> {
+        match err {
+            JobFault::Refused(message) => Ok(message),
+            JobFault::Trap(trap) => Err(trap),
+        }
+    }
+
     fn id(&mut self) -> wasmtime::Result<String> {
-        Ok(self.job.as_ref().map(|j| j.id.clone()).unwrap_or_default())
+        Ok(self
+            .current
+            .as_ref()
+            .map(|j| j.id.clone())
+            .unwrap_or_default())
     }
 
-    fn progress(&mut self, update: String) -> wasmtime::Result<Result<(), String>> {
-        let value = match parse_json("progress", &update) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        };
-        match &self.job {
-            Some(j) => j.sink.progress(value),
-            None => {
-                return Ok(Err(
-                    "progress can only be reported while handling a job, not in init".into(),
-                ));
-            }
-        }
-        Ok(Ok(()))
+    fn progress(&mut self, update: String) -> Result<(), JobFault> {
+        let value = parse_json("progress", &update)?;
+        self.running("progress")?.sink.progress(value);
+        Ok(())
     }
 
-    fn stream(&mut self, chunk: String) -> wasmtime::Result<Result<(), String>> {
-        let value = match parse_json("a stream chunk", &chunk) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        };
-        match &self.job {
-            Some(j) => j.sink.stream(value),
-            None => {
-                return Ok(Err(
-                    "chunks can only be streamed while handling a job, not in init".into(),
-                ));
-            }
-        }
-        Ok(Ok(()))
+    fn stream(&mut self, chunk: String) -> Result<(), JobFault> {
+        let value = parse_json("a stream chunk", &chunk)?;
+        self.running("stream chunks")?.sink.stream(value);
+        Ok(())
     }
 
     fn log(&mut self, level: job::LogLevel, message: String) -> wasmtime::Result<()> {
@@ -53,7 +63,7 @@ impl job::Host for WorkerState {
             job::LogLevel::Warn => LogLevel::Warn,
             job::LogLevel::Error => LogLevel::Error,
         };
-        match &self.job {
+        match &self.current {
             Some(j) => j.sink.log(level, &message),
             None => tracing::info!(target: "guest", ?level, "{message}"),
         }
@@ -61,8 +71,12 @@ impl job::Host for WorkerState {
     }
 
     fn cancelled(&mut self) -> wasmtime::Result<bool> {
-        Ok(self.job.as_ref().is_some_and(|j| j.cancel.is_cancelled()))
+        Ok(self
+            .current
+            .as_ref()
+            .is_some_and(|j| j.cancel.is_cancelled()))
     }
 }
 
-impl crate::runtime::bindings::types::Host for WorkerState {}
+/// `types` has only type definitions; its trait is empty.
+impl crate::runtime::bindings::types::Host for JobCtx {}

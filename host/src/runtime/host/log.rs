@@ -2,9 +2,15 @@
 //! request being served (the host's log, target `wasmpod::guest`).
 
 use crate::runtime::bindings::http::log;
-use crate::runtime::state::WorkerState;
 
-impl log::Host for WorkerState {
+/// The log interface's share of an instance's state: the request it is
+/// serving (none during `init`).
+#[derive(Default)]
+pub struct LogCtx {
+    pub(crate) request: Option<String>,
+}
+
+impl log::Host for LogCtx {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let request = self.request.as_deref().unwrap_or("init");
         match level {

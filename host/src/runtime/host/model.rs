@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, ResourceTable};
 
-use super::tensor::{to_wit_dtype, to_wit_error};
-use crate::gpu::{ModelError, OpenModel};
+use super::fault::ModelFault;
+use super::tensor::{TensorEntry, WeightOrigin, to_wit_dtype, to_wit_error};
+use crate::gpu::{ModelError, ModelStore, OpenModel};
 use crate::runtime::bindings::model::{self as wit, WeightInfo};
-use crate::runtime::state::WorkerState;
 
 /// An opened model in an instance's resource table.
 pub struct ModelEntry(pub Arc<OpenModel>);
@@ -23,24 +23,50 @@ fn to_wit(e: ModelError) -> wit::ModelError {
 
 const NO_MODELS: &str = "this endpoint has no model directory; configure one (`--models DIR` or the endpoint's models setting)";
 
-impl wit::Host for WorkerState {
-    fn list_models(&mut self) -> wasmtime::Result<Vec<String>> {
-        Ok(self.models.as_ref().map(|m| m.list()).unwrap_or_default())
+/// The model interface's share of an instance's state: the endpoint's model
+/// store, if it has one.
+pub struct ModelCtx {
+    pub(crate) store: Option<Arc<ModelStore>>,
+}
+
+impl ModelCtx {
+    pub(crate) fn new(store: Option<Arc<ModelStore>>) -> Self {
+        Self { store }
     }
 }
 
-impl wit::HostModel for WorkerState {
-    fn open(
-        &mut self,
-        name: String,
-    ) -> wasmtime::Result<Result<Resource<ModelEntry>, wit::ModelError>> {
-        let Some(store) = &self.models else {
-            return Ok(Err(wit::ModelError::NotFound(NO_MODELS.into())));
-        };
-        match store.open(&name) {
-            Ok(m) => Ok(Ok(self.table.push(ModelEntry(m))?)),
-            Err(e) => Ok(Err(to_wit(e))),
+/// What the model interface's host functions work on: its context and the
+/// instance's resource table (weights become tensor entries there).
+pub struct ModelView<'a> {
+    pub(crate) ctx: &'a ModelCtx,
+    pub(crate) table: &'a mut ResourceTable,
+}
+
+impl wit::Host for ModelView<'_> {
+    fn list_models(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(self
+            .ctx
+            .store
+            .as_ref()
+            .map(|m| m.list())
+            .unwrap_or_default())
+    }
+
+    fn convert_model_error(&mut self, err: ModelFault) -> wasmtime::Result<wit::ModelError> {
+        match err {
+            ModelFault::Model(e) => Ok(to_wit(e)),
+            ModelFault::Trap(trap) => Err(trap),
         }
+    }
+}
+
+impl wit::HostModel for ModelView<'_> {
+    fn open(&mut self, name: String) -> Result<Resource<ModelEntry>, ModelFault> {
+        let Some(store) = &self.ctx.store else {
+            return Err(ModelError::NotFound(NO_MODELS.into()).into());
+        };
+        let model = store.open(&name)?;
+        Ok(self.table.push(ModelEntry(model))?)
     }
 
     fn name(&mut self, m: Resource<ModelEntry>) -> wasmtime::Result<String> {
@@ -65,36 +91,28 @@ impl wit::HostModel for WorkerState {
         &mut self,
         m: Resource<ModelEntry>,
         name: String,
-    ) -> wasmtime::Result<Result<Resource<super::tensor::TensorEntry>, wit::ModelError>> {
+    ) -> Result<Resource<TensorEntry>, ModelFault> {
         let model = Arc::clone(&self.table.get(&m)?.0);
-        let store = Arc::clone(
-            self.models
-                .as_ref()
-                .expect("a model was opened, so a store exists"),
-        );
-        match store.weight(&model, &name) {
-            Ok(t) => {
-                let mut entry = super::tensor::TensorEntry::new(t, 0);
-                entry.origin = Some(super::tensor::WeightOrigin {
-                    model: model.name().to_string(),
-                    weight: name,
-                });
-                Ok(Ok(self.table.push(entry)?))
-            }
-            Err(e) => Ok(Err(to_wit(e))),
-        }
+        let store = self
+            .ctx
+            .store
+            .as_ref()
+            .expect("a model was opened, so a store exists");
+        let tensor = store.weight(&model, &name)?;
+        let mut entry = TensorEntry::new(tensor, 0);
+        entry.origin = Some(WeightOrigin {
+            model: model.name().to_string(),
+            weight: name,
+        });
+        Ok(self.table.push(entry)?)
     }
 
     fn files(&mut self, m: Resource<ModelEntry>) -> wasmtime::Result<Vec<String>> {
         Ok(self.table.get(&m)?.0.files().to_vec())
     }
 
-    fn read_file(
-        &mut self,
-        m: Resource<ModelEntry>,
-        path: String,
-    ) -> wasmtime::Result<Result<Vec<u8>, wit::ModelError>> {
-        Ok(self.table.get(&m)?.0.read_file(&path).map_err(to_wit))
+    fn read_file(&mut self, m: Resource<ModelEntry>, path: String) -> Result<Vec<u8>, ModelFault> {
+        Ok(self.table.get(&m)?.0.read_file(&path)?)
     }
 
     fn drop(&mut self, m: Resource<ModelEntry>) -> wasmtime::Result<()> {

@@ -1,11 +1,14 @@
 //! `wasmpod:serverless/tensor`: the guest's tensors, kept in the instance's
 //! resource table and computed by the worker's devices.
 
-use wasmpod_tensor::{BinaryOp, DType, Device, ReduceOp, Tensor, TensorError, UnaryOp};
-use wasmtime::component::Resource;
+use std::sync::Arc;
 
+use wasmpod_tensor::{BinaryOp, DType, Device, ReduceOp, Tensor, TensorError, UnaryOp};
+use wasmtime::component::{Resource, ResourceTable};
+
+use super::fault::TensorFault;
+use crate::gpu::WorkerDevices;
 use crate::runtime::bindings::tensor::{self as wit, Dtype};
-use crate::runtime::state::WorkerState;
 
 /// A tensor in an instance's resource table, with the index of the slice
 /// device that holds it.
@@ -39,8 +42,9 @@ impl TensorEntry {
     }
 }
 
-type TensorResult<T> = wasmtime::Result<Result<T, wit::TensorError>>;
+type TensorResult<T> = Result<T, TensorFault>;
 
+/// `tensor-error` as the guest sees it.
 pub(crate) fn to_wit_error(e: TensorError) -> wit::TensorError {
     match e {
         TensorError::ShapeMismatch(m) => wit::TensorError::ShapeMismatch(m),
@@ -77,22 +81,43 @@ fn dims(shape: &[u32]) -> Vec<usize> {
     shape.iter().map(|&d| d as usize).collect()
 }
 
-impl WorkerState {
+/// The tensor interface's share of an instance's state: the devices of the
+/// worker's slice.
+pub struct TensorCtx {
+    pub(crate) devices: Arc<WorkerDevices>,
+}
+
+impl TensorCtx {
+    pub(crate) fn new(devices: Arc<WorkerDevices>) -> Self {
+        Self { devices }
+    }
+}
+
+/// What the tensor interface's host functions work on: its context and the
+/// instance's resource table (shared with the other interfaces, as the
+/// guest's handle table is).
+pub struct TensorView<'a> {
+    pub(crate) ctx: &'a mut TensorCtx,
+    pub(crate) table: &'a mut ResourceTable,
+}
+
+impl TensorView<'_> {
     /// Put a tensor computed on device `device` into the table.
-    pub(crate) fn push_tensor(
+    fn push_tensor(
         &mut self,
         tensor: Tensor,
         device: usize,
-    ) -> wasmtime::Result<Resource<TensorEntry>> {
+    ) -> TensorResult<Resource<TensorEntry>> {
         Ok(self.table.push(TensorEntry::new(tensor, device))?)
     }
 
-    fn entry(&self, r: &Resource<TensorEntry>) -> wasmtime::Result<&TensorEntry> {
+    fn entry(&self, r: &Resource<TensorEntry>) -> TensorResult<&TensorEntry> {
         Ok(self.table.get(r)?)
     }
 
     fn device_at(&self, index: usize) -> Device {
-        self.devices
+        self.ctx
+            .devices
             .device(index)
             .expect("tensor entries hold valid device indices")
             .clone()
@@ -103,11 +128,9 @@ impl WorkerState {
         &mut self,
         f: impl FnOnce(&Device) -> Result<Tensor, TensorError>,
     ) -> TensorResult<Resource<TensorEntry>> {
-        let device = self.devices.primary().clone();
-        match f(&device) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, 0)?)),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let device = self.ctx.devices.primary().clone();
+        let t = f(&device)?;
+        self.push_tensor(t, 0)
     }
 
     /// A unary op: runs on the operand's device.
@@ -118,10 +141,8 @@ impl WorkerState {
     ) -> TensorResult<Resource<TensorEntry>> {
         let entry = self.entry(a)?;
         let (index, tensor) = (entry.device, entry.tensor.clone());
-        match f(&self.device_at(index), &tensor) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, index)?)),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let t = f(&self.device_at(index), &tensor)?;
+        self.push_tensor(t, index)
     }
 
     /// A binary op: both operands must be on one device.
@@ -133,16 +154,15 @@ impl WorkerState {
     ) -> TensorResult<Resource<TensorEntry>> {
         let (ea, eb) = (self.entry(a)?, self.entry(b)?);
         if ea.device != eb.device {
-            return Ok(Err(wit::TensorError::InvalidArgument(format!(
+            return Err(TensorError::InvalidArgument(format!(
                 "operands are on devices {} and {}; move one with to-device first",
                 ea.device, eb.device
-            ))));
+            ))
+            .into());
         }
         let (index, ta, tb) = (ea.device, ea.tensor.clone(), eb.tensor.clone());
-        match f(&self.device_at(index), &ta, &tb) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, index)?)),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let t = f(&self.device_at(index), &ta, &tb)?;
+        self.push_tensor(t, index)
     }
 
     /// Optional operands (norm weights) must sit on the operand's device.
@@ -150,16 +170,17 @@ impl WorkerState {
         &self,
         r: &Option<Resource<TensorEntry>>,
         device: usize,
-    ) -> wasmtime::Result<Result<Option<Tensor>, wit::TensorError>> {
-        let Some(r) = r else { return Ok(Ok(None)) };
+    ) -> TensorResult<Option<Tensor>> {
+        let Some(r) = r else { return Ok(None) };
         let e = self.entry(r)?;
         if e.device != device {
-            return Ok(Err(wit::TensorError::InvalidArgument(format!(
+            return Err(TensorError::InvalidArgument(format!(
                 "the weight is on device {} but the input on device {device}; move it with to-device",
                 e.device
-            ))));
+            ))
+            .into());
         }
-        Ok(Ok(Some(e.tensor.clone())))
+        Ok(Some(e.tensor.clone()))
     }
 
     fn binary(
@@ -195,13 +216,20 @@ impl WorkerState {
         f: impl FnOnce(&Device, &Tensor) -> Result<T, TensorError>,
     ) -> TensorResult<T> {
         let e = self.entry(a)?;
-        Ok(f(&self.device_at(e.device), &e.tensor).map_err(to_wit_error))
+        Ok(f(&self.device_at(e.device), &e.tensor)?)
     }
 }
 
-impl wit::Host for WorkerState {}
+impl wit::Host for TensorView<'_> {
+    fn convert_tensor_error(&mut self, err: TensorFault) -> wasmtime::Result<wit::TensorError> {
+        match err {
+            TensorFault::Tensor(e) => Ok(to_wit_error(e)),
+            TensorFault::Trap(trap) => Err(trap),
+        }
+    }
+}
 
-impl wit::HostTensor for WorkerState {
+impl wit::HostTensor for TensorView<'_> {
     fn from_bytes(
         &mut self,
         dtype: Dtype,
@@ -235,24 +263,24 @@ impl wit::HostTensor for WorkerState {
         }
         let index = parts.first().map(|(d, _)| *d).unwrap_or(0);
         if let Some((other, _)) = parts.iter().find(|(d, _)| *d != index) {
-            return Ok(Err(wit::TensorError::InvalidArgument(format!(
+            return Err(TensorError::InvalidArgument(format!(
                 "concat operands are on devices {index} and {other}; move them to one device first"
-            ))));
+            ))
+            .into());
         }
         let refs: Vec<&Tensor> = parts.iter().map(|(_, t)| t).collect();
-        match self.device_at(index).concat(&refs, axis) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, index)?)),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let t = self.device_at(index).concat(&refs, axis)?;
+        self.push_tensor(t, index)
     }
 
     fn dtype(&mut self, a: Resource<TensorEntry>) -> wasmtime::Result<Dtype> {
-        Ok(to_wit_dtype(self.entry(&a)?.tensor.dtype()))
+        Ok(to_wit_dtype(self.table.get(&a)?.tensor.dtype()))
     }
 
     fn shape(&mut self, a: Resource<TensorEntry>) -> wasmtime::Result<Vec<u32>> {
         Ok(self
-            .entry(&a)?
+            .table
+            .get(&a)?
             .tensor
             .shape()
             .iter()
@@ -261,7 +289,7 @@ impl wit::HostTensor for WorkerState {
     }
 
     fn device_index(&mut self, a: Resource<TensorEntry>) -> wasmtime::Result<u32> {
-        Ok(self.entry(&a)?.device as u32)
+        Ok(self.table.get(&a)?.device as u32)
     }
 
     fn to_bytes(&mut self, a: Resource<TensorEntry>) -> TensorResult<Vec<u8>> {
@@ -282,18 +310,17 @@ impl wit::HostTensor for WorkerState {
         index: u32,
     ) -> TensorResult<Resource<TensorEntry>> {
         let index = index as usize;
-        let Some(target) = self.devices.device(index).cloned() else {
-            return Ok(Err(wit::TensorError::InvalidArgument(format!(
+        let Some(target) = self.ctx.devices.device(index).cloned() else {
+            return Err(TensorError::InvalidArgument(format!(
                 "device index {index} is outside this worker's slice of {} device(s)",
-                self.devices.len()
-            ))));
+                self.ctx.devices.len()
+            ))
+            .into());
         };
         let e = self.entry(&a)?;
         let (from, tensor) = (self.device_at(e.device), e.tensor.clone());
-        match target.copy_from(&tensor, &from) {
-            Ok(t) => Ok(Ok(self.push_tensor(t, index)?)),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let t = target.copy_from(&tensor, &from)?;
+        self.push_tensor(t, index)
     }
 
     fn matmul(
@@ -377,14 +404,8 @@ impl wit::HostTensor for WorkerState {
         eps: f32,
     ) -> TensorResult<Resource<TensorEntry>> {
         let device = self.entry(&a)?.device;
-        let w = match self.optional(&weight, device)? {
-            Ok(w) => w,
-            Err(e) => return Ok(Err(e)),
-        };
-        let b = match self.optional(&bias, device)? {
-            Ok(b) => b,
-            Err(e) => return Ok(Err(e)),
-        };
+        let w = self.optional(&weight, device)?;
+        let b = self.optional(&bias, device)?;
         self.op1(&a, |d, x| d.layer_norm(x, w.as_ref(), b.as_ref(), eps))
     }
 
@@ -395,10 +416,7 @@ impl wit::HostTensor for WorkerState {
         eps: f32,
     ) -> TensorResult<Resource<TensorEntry>> {
         let device = self.entry(&a)?.device;
-        let w = match self.optional(&weight, device)? {
-            Ok(w) => w,
-            Err(e) => return Ok(Err(e)),
-        };
+        let w = self.optional(&weight, device)?;
         self.op1(&a, |d, x| d.rms_norm(x, w.as_ref(), eps))
     }
 
@@ -496,13 +514,11 @@ impl wit::HostTensor for WorkerState {
     ) -> TensorResult<(Resource<TensorEntry>, Resource<TensorEntry>)> {
         let e = self.entry(&a)?;
         let (index, tensor) = (e.device, e.tensor.clone());
-        match self.device_at(index).top_k(&tensor, k as usize) {
-            Ok((values, indices)) => Ok(Ok((
-                self.push_tensor(values, index)?,
-                self.push_tensor(indices, index)?,
-            ))),
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+        let (values, indices) = self.device_at(index).top_k(&tensor, k as usize)?;
+        Ok((
+            self.push_tensor(values, index)?,
+            self.push_tensor(indices, index)?,
+        ))
     }
 
     fn drop(&mut self, a: Resource<TensorEntry>) -> wasmtime::Result<()> {
