@@ -14,7 +14,9 @@ use super::auth::Caller;
 use super::body::read_json;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::serve::{WorkerCounts, WorkerDetail};
-use crate::store::{EndpointConfig, EndpointRecord, HandlerRecord, JobCounts, JobStatus, now_ms};
+use crate::store::{
+    EndpointConfig, EndpointKind, EndpointRecord, HandlerRecord, JobCounts, JobStatus, now_ms,
+};
 
 /// A handler version with the endpoints that use it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -112,6 +114,28 @@ async fn require_handler(state: &ApiState, digest: &str) -> ApiResult<String> {
         )));
     }
     Ok(digest)
+}
+
+/// An endpoint's type must fit its handler's world: a queue endpoint runs
+/// jobs on a handler, a load balancer serves HTTP with an http-handler.
+async fn check_world(state: &ApiState, handler: &str, config: &EndpointConfig) -> ApiResult<()> {
+    let Some(record) = state.app.store.get_handler(handler).await? else {
+        return Ok(());
+    };
+    let wanted = config.kind.world();
+    if record.world == wanted {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(match config.kind {
+        EndpointKind::Queue => format!(
+            "handler {handler} is an HTTP handler (world {}); serve it from an endpoint with \"type\": \"load_balancer\", or give this queue endpoint a handler of world handler",
+            record.world
+        ),
+        EndpointKind::LoadBalancer => format!(
+            "handler {handler} is a queue handler (world {}); a \"load_balancer\" endpoint needs an HTTP handler (world http-handler), or make this endpoint \"type\": \"queue\"",
+            record.world
+        ),
+    }))
 }
 
 fn check_endpoint_id(id: &str) -> ApiResult<()> {
@@ -310,6 +334,7 @@ pub async fn create_endpoint(
         }
     };
     let config = config_from(fields)?;
+    check_world(&state, &handler, &config).await?;
     let now = now_ms();
     let record = EndpointRecord {
         id,
@@ -431,6 +456,7 @@ pub async fn update_endpoint(
         fields.insert(k, v);
     }
     record.config = config_from(fields)?;
+    check_world(&state, &record.handler, &record.config).await?;
     let updated = state
         .app
         .store

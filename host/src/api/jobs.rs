@@ -17,9 +17,12 @@ use super::ApiState;
 use super::auth::Caller;
 use super::body::{parse_json, read_limited};
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::ratelimit::{Admitted, Operation, admit};
 use super::view::{JobStatusBody, id_status, job_status, job_status_body};
-use crate::serve::{LastBoot, WorkerCounts, WorkerDetail};
-use crate::store::{CancelOutcome, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome};
+use crate::serve::{LastBoot, RequestCounts, WorkerCounts, WorkerDetail};
+use crate::store::{
+    CancelOutcome, EndpointKind, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome,
+};
 
 /// A job submission.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -91,6 +94,12 @@ pub struct HealthBody {
     pub queue_delay_ms: i64,
     /// How the endpoint's latest worker started (FlashBoot layer and time).
     pub last_boot: Option<LastBoot>,
+    /// Requests refused past a rate limit, by operation ("run", "lb", ...).
+    pub rate_limited: std::collections::BTreeMap<String, u64>,
+    /// A load-balancing endpoint's requests: served, failed, rejected (503),
+    /// in flight, waiting for a worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestCounts>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -123,6 +132,28 @@ fn authorize(state: &ApiState, caller: &Caller, endpoint: &str) -> ApiResult<()>
         return Err(not_found_endpoint(endpoint));
     }
     Ok(())
+}
+
+/// [`authorize`] for a job operation, which a load-balancing endpoint does
+/// not have; then the operation's rate limit.
+fn admit_job_op(
+    state: &ApiState,
+    caller: &Caller,
+    endpoint: &str,
+    op: Operation,
+) -> ApiResult<Admitted> {
+    authorize(state, caller, endpoint)?;
+    let load_balancer = state
+        .app
+        .pools
+        .inspect(endpoint, |e| e.config.kind == EndpointKind::LoadBalancer)
+        .unwrap_or(false);
+    if load_balancer {
+        return Err(ApiError::bad_request(format!(
+            "endpoint {endpoint:?} is a load balancer: it has no job queue; send your HTTP requests to /lb/{endpoint}/<path>"
+        )));
+    }
+    admit(state, endpoint, op)
 }
 
 fn positive_ms(policy: &serde_json::Map<String, Value>, key: &str) -> ApiResult<Option<i64>> {
@@ -225,7 +256,8 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown endpoint", body = ErrorBody),
-        (status = 413, description = "Body over 10 MB", body = ErrorBody)),
+        (status = 413, description = "Body over 10 MB", body = ErrorBody),
+        (status = 429, description = "Past the endpoint's rate limit or queue limit; see Retry-After", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn run(
     State(state): State<ApiState>,
@@ -234,7 +266,7 @@ pub async fn run(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Run)?;
     let bytes = read_limited(&headers, body, state.app.config.run_body_limit, "/run").await?;
     let job = new_job(&state, &endpoint, &bytes, false)?;
     state.app.submit(&job).await?;
@@ -250,7 +282,8 @@ pub async fn run(
         (status = 200, description = "The job's status object (with output when done)", body = JobStatusBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 413, description = "Body over 20 MB", body = ErrorBody)),
+        (status = 413, description = "Body over 20 MB", body = ErrorBody),
+        (status = 429, description = "Past the endpoint's rate limit or queue limit; see Retry-After", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn runsync(
     State(state): State<ApiState>,
@@ -260,7 +293,7 @@ pub async fn runsync(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Runsync)?;
     let config = &state.app.config;
     let wait = match query.wait.as_deref() {
         None => config.runsync_wait,
@@ -312,7 +345,7 @@ pub async fn status(
     caller: Caller,
     Path((endpoint, job)): Path<(String, String)>,
 ) -> ApiResult<Json<JobStatusBody>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Status)?;
     let record = state
         .app
         .store
@@ -334,7 +367,7 @@ pub async fn stream(
     caller: Caller,
     Path((endpoint, job)): Path<(String, String)>,
 ) -> ApiResult<Json<StreamBody>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Status)?;
     // Status first: a job is final only after all its chunks are stored,
     // so a final status read here guarantees the chunks below are the last.
     let record = state
@@ -369,7 +402,7 @@ pub async fn cancel(
     caller: Caller,
     Path((endpoint, job)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Cancel)?;
     match state.app.cancel(&endpoint, &job).await? {
         CancelOutcome::Cancelled { .. } => Ok(Json(id_status(&job, JobStatus::Cancelled))),
         CancelOutcome::AlreadyFinal(s) => Ok(Json(id_status(&job, s))),
@@ -389,7 +422,7 @@ pub async fn retry(
     caller: Caller,
     Path((endpoint, job)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Retry)?;
     match state.app.retry(&endpoint, &job).await? {
         RetryOutcome::Requeued => Ok(Json(id_status(&job, JobStatus::InQueue))),
         RetryOutcome::NotRetryable(s) => Err(ApiError::conflict(format!(
@@ -411,7 +444,7 @@ pub async fn purge_queue(
     caller: Caller,
     Path(endpoint): Path<String>,
 ) -> ApiResult<Json<PurgeBody>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::PurgeQueue)?;
     let removed = state.app.purge_queue(&endpoint).await?;
     Ok(Json(PurgeBody {
         removed,
@@ -431,6 +464,7 @@ pub async fn health(
     Path(endpoint): Path<String>,
 ) -> ApiResult<Json<HealthBody>> {
     authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit(&state, &endpoint, Operation::Health)?;
     let jobs = state.app.store.job_counts(&endpoint).await?;
     let queue_delay_ms = state
         .app
@@ -444,5 +478,7 @@ pub async fn health(
         worker_details: state.app.worker_details(&endpoint),
         queue_delay_ms,
         last_boot: state.app.last_boot(&endpoint),
+        rate_limited: state.app.rate_limited_counts(&endpoint),
+        requests: state.app.lb_counts(&endpoint),
     }))
 }

@@ -1,8 +1,10 @@
 //! The HTTP API of `wasmpod serve` (axum): the RunPod-compatible v2 job API
 //! of every endpoint ([`jobs`]), the v1 admin API ([`admin`], [`models`],
 //! [`keys`], [`fleet`]: inventory and usage), Prometheus metrics
-//! ([`metrics`]), API-key auth ([`auth`]) and the OpenAPI document at
-//! `/openapi.json`. Every error is a JSON `{"error": ...}` ([`error`]).
+//! ([`metrics`]), API-key auth ([`auth`]), load-balancing endpoints'
+//! `/lb/{endpoint}/...` ([`lb`]), rate limits ([`ratelimit`]) and the
+//! OpenAPI document at `/openapi.json`. Every error is a JSON
+//! `{"error": ...}` ([`error`]).
 
 pub mod admin;
 pub mod auth;
@@ -11,8 +13,10 @@ pub mod error;
 pub mod fleet;
 pub mod jobs;
 pub mod keys;
+pub mod lb;
 pub mod metrics;
 pub mod models;
+pub mod ratelimit;
 pub mod view;
 
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -33,6 +37,7 @@ use error::ApiError;
 pub struct ApiState {
     pub app: App,
     pub keys: Arc<auth::KeyCache>,
+    pub limits: Arc<ratelimit::RateLimits>,
 }
 
 #[derive(OpenApi)]
@@ -50,6 +55,7 @@ pub struct ApiState {
         models::upload_file, models::list_models, models::get_model, models::delete_model,
         keys::create_key, keys::list_keys, keys::revoke_key,
         fleet::inventory, fleet::usage, metrics::metrics,
+        lb::lb,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -59,6 +65,7 @@ pub struct ApiState {
         (name = "models", description = "The content-addressed model store"),
         (name = "keys", description = "API keys"),
         (name = "fleet", description = "Devices, slices, executors, metering and metrics"),
+        (name = "load-balancing", description = "HTTP requests to load-balancing endpoints' handlers"),
     )
 )]
 pub struct ApiDoc;
@@ -99,6 +106,7 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
 /// The whole HTTP API over `app`.
 pub fn router(app: App) -> Router {
     let state = ApiState {
+        limits: Arc::new(ratelimit::RateLimits::new(app.config.rate_limits)),
         app,
         keys: Arc::new(auth::KeyCache::default()),
     };
@@ -146,9 +154,11 @@ pub fn router(app: App) -> Router {
         .route("/keys/{key_id}", axum::routing::delete(keys::revoke_key))
         .route("/inventory", get(fleet::inventory))
         .route("/usage", get(fleet::usage));
-    Router::new()
+    let api = Router::new()
         .nest("/v2", v2)
         .nest("/v1", v1)
+        .route("/lb/{endpoint_id}", any(lb::lb))
+        .route("/lb/{endpoint_id}/{*path}", any(lb::lb))
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics::metrics))
         .route("/ping", get(|| async { "pong" }))
@@ -156,5 +166,12 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(wrong_method)
         // Bodies are read (and limited) by the handlers themselves, streamed.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state.clone());
+    // Host: routing rewrites the path before the routes above see it.
+    Router::new()
+        .fallback_service(api)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            lb::host_routing,
+        ))
 }

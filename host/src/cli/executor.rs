@@ -18,10 +18,14 @@ pub struct ExecutorArgs {
     /// they spill to disk.
     #[arg(long, default_value_t = 16 << 30)]
     pub page_budget: u64,
+    /// Unix socket to serve HTTP handlers' requests on (HTTP/2).
+    #[arg(long)]
+    pub http_socket: Option<PathBuf>,
 }
 
 pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     let slice: SliceSpec = serde_json::from_str(&args.slice)?;
-    wasmpod::executor::server::serve(slice, args.cache_dir, args.page_budget).await?;
+    wasmpod::executor::server::serve(slice, args.cache_dir, args.page_budget, args.http_socket)
+        .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,10 +6,14 @@
 //!
 //! - [`server`]: the executor side (`wasmpod executor`).
 //! - [`client`]: the host side: spawn, send work, route events, notice death.
+//! - [`http`]: the HTTP/2 link that carries load-balancing endpoints'
+//!   requests to their workers' instances, bodies streamed both ways.
 
 pub mod client;
+pub mod http;
 pub mod protocol;
 pub mod server;
 
 pub use client::{ExecutorError, ExecutorProcess, ParkedWorker};
+pub use http::{HttpLink, LinkBody};
 pub use protocol::{ParkReport, SliceSpec, WorkerSpec, WorkerStarted};

@@ -7,9 +7,11 @@ pub mod events;
 pub mod handlers;
 pub mod housekeeping;
 pub mod keys;
+pub mod lb;
 pub mod meter;
 pub mod models;
 pub mod pool;
+pub mod rejections;
 pub mod slices;
 pub mod upload;
 pub mod webhook;
@@ -31,6 +33,7 @@ use crate::store::{
 pub use events::JobEvents;
 pub use handlers::{HandlerError, HandlerRepo};
 pub use keys::Bootstrap;
+pub use lb::{LbBody, LbError, RequestCounts};
 pub use meter::Meter;
 pub use models::{ModelRepo, ModelRepoError};
 pub use pool::{Pools, Retention, WorkerContext, WorkerCounts, WorkerDetail};
@@ -79,6 +82,18 @@ pub struct ServeConfig {
     /// Host memory per executor for parked workers' tensors and weights
     /// (pinned on a GPU); past it they spill to disk under the cache.
     pub flashboot_ram: u64,
+    /// Load-balancing endpoints: how long a request waits for a worker
+    /// (a start from zero, or a busy pool) before it is answered 503.
+    pub lb_start_wait: Duration,
+    /// Load-balancing endpoints: the largest request body (RunPod: 30 MB).
+    pub lb_body_limit: usize,
+    /// Load-balancing endpoints: `Host: {id}.{lb_domain}` routes to
+    /// endpoint `id` with the whole path (RunPod's
+    /// `https://{id}.api.runpod.ai/...`).
+    pub lb_domain: Option<String>,
+    /// Apply RunPod's rate-limit table to operations an endpoint sets no
+    /// limit for.
+    pub rate_limits: bool,
 }
 
 impl ServeConfig {
@@ -109,6 +124,10 @@ impl ServeConfig {
             executor_idle: Duration::from_secs(300),
             flashboot_keep: Duration::from_secs(3600),
             flashboot_ram: 16 << 30,
+            lb_start_wait: Duration::from_secs(60),
+            lb_body_limit: 30 << 20,
+            lb_domain: None,
+            rate_limits: true,
         }
     }
 }
@@ -143,6 +162,8 @@ pub struct AppInner {
     pub handlers: Arc<HandlerRepo>,
     pub models: ModelRepo,
     pub pools: Pools,
+    /// Requests refused past a rate limit, by endpoint and operation.
+    rejections: rejections::Rejections,
     /// Set on shutdown: background loops stop.
     shutdown: Arc<Notify>,
 }
@@ -238,6 +259,7 @@ impl App {
                 handlers,
                 models,
                 pools,
+                rejections: Default::default(),
                 shutdown: Arc::new(Notify::new()),
             }),
         };
@@ -340,6 +362,26 @@ impl App {
     /// Stop an endpoint's workers (they finish their jobs) before deleting it.
     pub async fn stop_endpoint(&self, endpoint_id: &str) {
         self.pools.stop(endpoint_id).await;
+        self.rejections.forget(endpoint_id);
+    }
+
+    /// A request to `endpoint_id`'s `operation` was refused past its rate
+    /// limit.
+    pub fn rate_limited(&self, endpoint_id: &str, operation: &'static str) {
+        self.rejections.count(endpoint_id, operation);
+    }
+
+    /// Requests refused past a rate limit, by operation.
+    pub fn rate_limited_counts(
+        &self,
+        endpoint_id: &str,
+    ) -> std::collections::BTreeMap<String, u64> {
+        self.rejections.of(endpoint_id)
+    }
+
+    /// Every endpoint's refused requests: (endpoint, operation, count).
+    pub fn rate_limited_all(&self) -> Vec<(String, &'static str, u64)> {
+        self.rejections.all()
     }
 
     pub fn worker_counts(&self, endpoint_id: &str) -> WorkerCounts {

@@ -25,7 +25,7 @@ pub use super::worker_state::{
 };
 use crate::runtime::CancelSignal;
 use crate::scheduler::{self, PlacementError};
-use crate::store::{EndpointRecord, ScalerType, Store, now_ms};
+use crate::store::{EndpointKind, EndpointRecord, ScalerType, Store, now_ms};
 
 /// How long final jobs are kept.
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +107,9 @@ pub struct WorkerSpec {
     pub gpus: Vec<String>,
     pub gpus_per_worker: u32,
     pub flashboot: bool,
+    /// A load-balancing endpoint's worker: it serves HTTP requests instead
+    /// of claiming jobs.
+    pub load_balancer: bool,
 }
 
 impl WorkerSpec {
@@ -128,6 +131,7 @@ impl WorkerSpec {
             gpus: e.config.gpus.clone(),
             gpus_per_worker: e.config.gpus_per_worker,
             flashboot: e.config.flashboot,
+            load_balancer: e.config.kind == EndpointKind::LoadBalancer,
         }
     }
 }
@@ -142,6 +146,8 @@ struct PoolHandle {
 pub struct Pools {
     ctx: Arc<WorkerContext>,
     pools: Mutex<HashMap<String, PoolHandle>>,
+    /// Load-balancing endpoints' `hostnames`: name → endpoint id.
+    hosts: Mutex<HashMap<String, String>>,
 }
 
 /// How often a supervisor re-evaluates without being woken.
@@ -156,6 +162,7 @@ impl Pools {
         Self {
             ctx,
             pools: Mutex::default(),
+            hosts: Mutex::default(),
         }
     }
 
@@ -166,6 +173,7 @@ impl Pools {
     /// Start the pool of a new endpoint, or apply an updated endpoint to its
     /// running pool (a new handler version is a hot swap).
     pub fn apply(&self, endpoint: EndpointRecord) {
+        self.route_hosts(&endpoint.id, Some(&endpoint));
         let mut pools = self.pools.lock().expect("pools lock");
         let paused = endpoint.config.max_workers == 0;
         if let Some(p) = pools.get(&endpoint.id) {
@@ -198,12 +206,37 @@ impl Pools {
 
     /// Stop an endpoint's pool: workers finish their jobs, then exit.
     pub async fn stop(&self, endpoint_id: &str) {
+        self.route_hosts(endpoint_id, None);
         let handle = self.pools.lock().expect("pools lock").remove(endpoint_id);
         if let Some(h) = handle {
             let _ = h.config.send(None);
             let _ = h.task.await;
         }
         self.ctx.slices.release_parked(endpoint_id);
+    }
+
+    /// Route the endpoint's `hostnames` to it (none once it is gone).
+    fn route_hosts(&self, endpoint_id: &str, endpoint: Option<&EndpointRecord>) {
+        let mut hosts = self.hosts.lock().expect("hosts lock");
+        hosts.retain(|_, id| id != endpoint_id);
+        if let Some(e) = endpoint.filter(|e| e.config.kind == EndpointKind::LoadBalancer) {
+            for name in &e.config.hostnames {
+                hosts.insert(name.clone(), e.id.clone());
+            }
+        }
+    }
+
+    /// The load-balancing endpoint whose `hostnames` list `host`.
+    pub fn endpoint_for_host(&self, host: &str) -> Option<String> {
+        self.hosts.lock().expect("hosts lock").get(host).cloned()
+    }
+
+    /// Read the endpoint as its pool runs it now, without copying it.
+    pub fn inspect<R>(&self, endpoint_id: &str, f: impl FnOnce(&EndpointRecord) -> R) -> Option<R> {
+        let pools = self.pools.lock().expect("pools lock");
+        let handle = pools.get(endpoint_id)?;
+        let config = handle.config.borrow();
+        config.as_ref().map(f)
     }
 
     /// The endpoint as its pool runs it now.
@@ -348,11 +381,16 @@ async fn supervise(
             }
         }
 
-        let queued = match ctx.store.queue_depth(&endpoint.id, now_ms()).await {
-            Ok(n) => n.max(0) as usize,
-            Err(e) => {
-                tracing::warn!(endpoint = %endpoint.id, "reading the queue depth: {e}");
-                0
+        // A load balancer's queue is its requests waiting for a worker.
+        let queued = if spec.load_balancer {
+            shared.lb.waiting()
+        } else {
+            match ctx.store.queue_depth(&endpoint.id, now_ms()).await {
+                Ok(n) => n.max(0) as usize,
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint.id, "reading the queue depth: {e}");
+                    0
+                }
             }
         };
         let c = &endpoint.config;

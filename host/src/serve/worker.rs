@@ -4,7 +4,8 @@
 //! (progress, stream chunks) is queued by a [`JobSink`] and written by a
 //! persister task, all of it before the job's final status, so `/stream`
 //! never misses a chunk. If the executor dies, the jobs it held go back to
-//! the queue (a retry counted) and the worker ends unhealthy.
+//! the queue (a retry counted) and the worker ends unhealthy. A worker of a
+//! load-balancing endpoint serves HTTP requests instead ([`super::lb`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,16 +92,46 @@ pub async fn run_worker(
             )));
         }
     }
-    me.set_stage(WorkerStage::Ready);
+    let result = if spec.load_balancer {
+        // Serves HTTP requests (serve/lb.rs) instead of claiming jobs.
+        super::lb::serve_requests(&spec, &me, &pool, &exec).await
+    } else {
+        me.set_stage(WorkerStage::Ready);
+        run_lanes(&ctx, &spec, &me, &pool, &exec).await
+    };
+    if let Err(e) = &result {
+        // Shown at once, before the supervisor reaps the worker.
+        me.set_error(Some(e.to_string()));
+        me.set_stage(WorkerStage::Unhealthy);
+    } else if exec.is_alive() {
+        // A worker of older settings (hot swap) is not parked: its state
+        // would never be restored.
+        let park = (spec.flashboot && !me.is_outdated())
+            .then_some((spec.endpoint_id.as_str(), spec.handler.as_str()));
+        exec.stop_worker(&me.id, park).await;
+    }
+    // Dropping the lease frees the slice (and meters the worker's time).
+    drop(lease);
+    result
+}
 
+/// `concurrency` lanes claiming and running jobs until the worker retires
+/// (Ok) or a lane fails (the others finish what they hold).
+async fn run_lanes(
+    ctx: &Arc<WorkerContext>,
+    spec: &WorkerSpec,
+    me: &Arc<WorkerShared>,
+    pool: &Arc<PoolShared>,
+    exec: &Arc<ExecutorProcess>,
+) -> Result<(), WorkerExit> {
     let mut lanes = JoinSet::new();
     for _ in 0..spec.concurrency.max(1) {
         lanes.spawn(lane(
-            Arc::clone(&ctx),
+            Arc::clone(ctx),
             spec.clone(),
-            Arc::clone(&me),
-            Arc::clone(&pool),
-            Arc::clone(&exec),
+            Arc::clone(me),
+            Arc::clone(pool),
+            Arc::clone(exec),
         ));
     }
     let mut result = Ok(());
@@ -118,19 +149,6 @@ pub async fn run_worker(
             }
         }
     }
-    if let Err(e) = &result {
-        // Shown at once, before the supervisor reaps the worker.
-        me.set_error(Some(e.to_string()));
-        me.set_stage(WorkerStage::Unhealthy);
-    } else if exec.is_alive() {
-        // A worker of older settings (hot swap) is not parked: its state
-        // would never be restored.
-        let park = (spec.flashboot && !me.is_outdated())
-            .then_some((spec.endpoint_id.as_str(), spec.handler.as_str()));
-        exec.stop_worker(&me.id, park).await;
-    }
-    // Dropping the lease frees the slice (and meters the worker's time).
-    drop(lease);
     result
 }
 

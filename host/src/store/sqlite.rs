@@ -134,43 +134,48 @@ impl SqliteStore {
 
     // --- handlers -------------------------------------------------------
 
-    pub async fn put_handler(&self, digest: &str, size: i64) -> Result<bool> {
+    pub async fn put_handler(&self, digest: &str, size: i64, world: &str) -> Result<bool> {
         let r = sqlx::query(
-            "INSERT INTO handlers (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO handlers (digest, size, created_at, world) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(digest)
         .bind(size)
         .bind(now_ms())
+        .bind(world)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
     }
 
     pub async fn get_handler(&self, digest: &str) -> Result<Option<HandlerRecord>> {
-        let row = sqlx::query("SELECT digest, size, created_at FROM handlers WHERE digest = ?")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT digest, size, created_at, world FROM handlers WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| {
             Ok(HandlerRecord {
                 digest: r.try_get("digest")?,
                 size: r.try_get("size")?,
                 created_at: r.try_get("created_at")?,
+                world: r.try_get("world")?,
             })
         })
         .transpose()
     }
 
     pub async fn list_handlers(&self) -> Result<Vec<HandlerRecord>> {
-        let rows = sqlx::query("SELECT digest, size, created_at FROM handlers ORDER BY created_at")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT digest, size, created_at, world FROM handlers ORDER BY created_at")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(HandlerRecord {
                     digest: r.try_get("digest")?,
                     size: r.try_get("size")?,
                     created_at: r.try_get("created_at")?,
+                    world: r.try_get("world")?,
                 })
             })
             .collect()
