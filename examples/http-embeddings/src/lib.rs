@@ -34,9 +34,7 @@ fn embed(mut req: Request) -> Result<Response, HttpError> {
 }
 
 fn app() -> Router {
-    Router::new()
-        .get("/ping", |_| "ok")
-        .post("/embed", embed)
+    Router::new().get("/ping", |_| "ok").post("/embed", embed)
 }
 
 wasmpod_sdk::http_handler!(app, init = handler::init);

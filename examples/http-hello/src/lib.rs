@@ -3,12 +3,13 @@
 //! target/wasm32-wasip2/release/example_http_hello.wasm`, then
 //! `curl localhost:8080/hello/ada`.
 //!
-//! - `GET /ping`: 200 `ok` (the host's health check);
+//! - `GET /ping`: the host's health check: 204 (still warming up) for the
+//!   first `WARMUP_PINGS` asks (env, default 0), then 200 `ok`;
 //! - `GET /hello/:name`: a greeting (and the `VERSION` env var, if set);
 //! - `POST /echo`: the request body back, streamed as it arrives;
 //! - `GET /stream?n=N&ms=M`: N lines, one every M ms, each sent as written;
 //! - `POST /matmul`: `{"a": [[..]], "b": [[..]]}` multiplied with host tensors;
-//! - `GET /sleep/:ms`: answers after `ms` milliseconds;
+//! - `GET /sleep/:ms`: answers after `ms` milliseconds (with the version);
 //! - `GET /crash`: panics (the instance is replaced; others keep serving).
 
 use std::io::Write;
@@ -18,11 +19,38 @@ use serde::Deserialize;
 use wasmpod_sdk::Tensor;
 use wasmpod_sdk::http::{HttpError, Request, Response, Router};
 
+/// " (version V)" when the `VERSION` env var is set.
+fn version() -> String {
+    std::env::var("VERSION")
+        .map(|v| format!(" (version {v})"))
+        .unwrap_or_default()
+}
+
 fn hello(req: Request) -> Response {
     let name = req.param("name").unwrap_or("world");
-    match std::env::var("VERSION") {
-        Ok(v) => Response::text(format!("hello, {name} (version {v})")),
-        Err(_) => Response::text(format!("hello, {name}")),
+    Response::text(format!("hello, {name}{}", version()))
+}
+
+thread_local! {
+    static PINGS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A handler that needs a while before it can serve (say, a model it
+/// loads lazily) answers 204 until it is ready; the host routes nothing to
+/// it until /ping answers 200.
+fn ping(_: Request) -> Response {
+    let warmup: u64 = std::env::var("WARMUP_PINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let seen = PINGS.with(|p| {
+        p.set(p.get() + 1);
+        p.get()
+    });
+    if seen <= warmup {
+        Response::status(204)
+    } else {
+        Response::text("ok")
     }
 }
 
@@ -103,12 +131,12 @@ fn sleep(req: Request) -> Result<Response, HttpError> {
         .parse()
         .map_err(|_| HttpError::bad_request("/sleep/:ms takes a number of milliseconds"))?;
     std::thread::sleep(Duration::from_millis(ms));
-    Ok(Response::text(format!("slept {ms} ms")))
+    Ok(Response::text(format!("slept {ms} ms{}", version())))
 }
 
 fn app() -> Router {
     Router::new()
-        .get("/ping", |_| "ok")
+        .get("/ping", ping)
         .get("/hello/:name", hello)
         .post("/echo", echo)
         .get("/stream", stream)

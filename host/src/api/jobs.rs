@@ -168,6 +168,24 @@ fn positive_ms(policy: &serde_json::Map<String, Value>, key: &str) -> ApiResult<
     }
 }
 
+/// RunPod's queue limit: 429 once more than 50 jobs wait and more than
+/// `max_workers` × 500 (batch requests are counted apart).
+async fn queue_room(state: &ApiState, endpoint: &str) -> ApiResult<()> {
+    match state.app.queue_full(endpoint).await? {
+        None => Ok(()),
+        Some(depth) => {
+            state.app.rate_limited(endpoint, "queue");
+            Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "endpoint {endpoint:?} already has {depth} jobs waiting, its queue limit (more than 50 and more than max_workers × 500); retry later or raise max_workers"
+                ),
+            )
+            .with_retry_after(Duration::from_secs(10)))
+        }
+    }
+}
+
 /// Validate a submission body and turn it into a job.
 fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiResult<NewJob> {
     let body: Value = parse_json(bytes, EXAMPLE)?;
@@ -269,6 +287,7 @@ pub async fn run(
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Run)?;
     let bytes = read_limited(&headers, body, state.app.config.run_body_limit, "/run").await?;
     let job = new_job(&state, &endpoint, &bytes, false)?;
+    queue_room(&state, &endpoint).await?;
     state.app.submit(&job).await?;
     Ok(Json(id_status(&job.id, JobStatus::InQueue)))
 }
@@ -309,6 +328,7 @@ pub async fn runsync(
     };
     let bytes = read_limited(&headers, body, config.runsync_body_limit, "/runsync").await?;
     let job = new_job(&state, &endpoint, &bytes, true)?;
+    queue_room(&state, &endpoint).await?;
     let events = std::sync::Arc::clone(&state.app.ctx().events);
     let mut waiter = events.subscribe(&job.id);
     state.app.submit(&job).await?;

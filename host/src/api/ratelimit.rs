@@ -72,8 +72,10 @@ impl Operation {
         };
         match self {
             Operation::Run => limit(1000, 200),
-            Operation::Runsync | Operation::Status | Operation::Lb => limit(2000, 400),
-            Operation::Cancel | Operation::Retry | Operation::Batch => limit(100, 20),
+            Operation::Runsync | Operation::Status | Operation::Lb | Operation::Batch => {
+                limit(2000, 400)
+            }
+            Operation::Cancel | Operation::Retry => limit(100, 20),
             Operation::PurgeQueue => limit(2, 0),
             Operation::Health => limit(0, 0),
         }

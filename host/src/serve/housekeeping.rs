@@ -1,5 +1,6 @@
-//! The sweeper: queued jobs past their ttl become TIMED_OUT, and final
-//! jobs past their retention are deleted (once their webhook is settled).
+//! The sweeper: queued jobs past their ttl become TIMED_OUT, final jobs
+//! past their retention are deleted (once their webhook is settled), and
+//! batches past theirs are deleted with their requests' jobs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,10 @@ pub async fn run(app: App, shutdown: Arc<Notify>) {
         }
         if let Err(e) = app.store.purge_expired(now).await {
             tracing::warn!("purging expired jobs: {e}");
+        }
+        let batch_retention = app.config.batch.retention.as_millis() as i64;
+        if let Err(e) = app.store.purge_batches(now, batch_retention).await {
+            tracing::warn!("purging expired batches: {e}");
         }
         tokio::select! {
             _ = &mut stop => return,

@@ -3,6 +3,7 @@
 //! webhook sender and the retention sweeper together. The HTTP layer
 //! ([`crate::api`]) calls it; it knows nothing of HTTP.
 
+pub mod batches;
 pub mod events;
 pub mod handlers;
 pub mod housekeeping;
@@ -30,6 +31,7 @@ use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, SnapshotStore};
 use crate::store::{
     CancelOutcome, EndpointRecord, NewJob, RetryOutcome, Store, StoreError, now_ms,
 };
+pub use batches::{BatchError, BatchLimits, BatchPage};
 pub use events::JobEvents;
 pub use handlers::{HandlerError, HandlerRepo};
 pub use keys::Bootstrap;
@@ -94,6 +96,8 @@ pub struct ServeConfig {
     /// Apply RunPod's rate-limit table to operations an endpoint sets no
     /// limit for.
     pub rate_limits: bool,
+    /// Batch jobs' limits and retention.
+    pub batch: BatchLimits,
 }
 
 impl ServeConfig {
@@ -128,6 +132,7 @@ impl ServeConfig {
             lb_body_limit: 30 << 20,
             lb_domain: None,
             rate_limits: true,
+            batch: BatchLimits::default(),
         }
     }
 }

@@ -394,6 +394,7 @@ async fn supervise(
             }
         };
         let c = &endpoint.config;
+        shared.set_low_cap((c.max_workers as usize) * (c.concurrency.max(1) as usize));
         let scaler = match c.scaler_type {
             ScalerType::RequestCount => scheduler::Scaler::RequestCount {
                 jobs_per_worker: if c.scaler_value == 0 {

@@ -189,6 +189,10 @@ async fn lane(
             }
             continue;
         }
+        // A low-priority lane is taken before claiming (and given back if
+        // the job claimed is real-time, or none), so batch work never holds
+        // every lane of the pool.
+        let low = pool.try_reserve_low();
         let claimed = ctx
             .store
             .claim(
@@ -197,14 +201,22 @@ async fn lane(
                 &ctx.host_id,
                 &spec.handler,
                 now_ms(),
+                low,
             )
             .await;
+        let holds_low = low && matches!(&claimed, Ok(Some(job)) if job.low_priority);
+        if low && !holds_low {
+            pool.release_low();
+        }
         match claimed {
             Ok(Some(job)) => {
                 db_backoff = Duration::from_millis(50);
                 me.job_started();
                 let lost = run_job(&ctx, &spec, &me.id, &exec, job).await;
                 me.job_ended();
+                if holds_low {
+                    pool.release_low();
+                }
                 if lost {
                     pool.wake.notify_waiters();
                     return Err(died());

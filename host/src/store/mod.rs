@@ -4,9 +4,11 @@
 //! backend is one more variant of [`Backend`], and nothing above this module
 //! changes).
 
+pub mod batches;
 pub mod sqlite;
 pub mod types;
 
+pub use batches::{BatchCounts, BatchItem, BatchRecord, BatchRefusal, BatchStatus};
 pub use types::*;
 
 /// Why a store operation failed.
@@ -60,6 +62,10 @@ macro_rules! dispatch {
 }
 
 impl Store {
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
     /// Open (creating and migrating if needed) the database at `url`:
     /// `sqlite:///path/to/db.sqlite` or a plain file path.
     pub async fn open(url: &str) -> Result<Self> {
@@ -157,7 +163,8 @@ impl Store {
     pub async fn get_job(&self, endpoint_id: &str, id: &str) -> Result<Option<JobRecord>> {
         dispatch!(self, s => s.get_job(endpoint_id, id).await)
     }
-    /// Take the next runnable job of an endpoint for a worker.
+    /// Take the next runnable job of an endpoint for a worker: real-time
+    /// jobs first, then low-priority (batch) ones if `allow_low`.
     pub async fn claim(
         &self,
         endpoint_id: &str,
@@ -165,8 +172,13 @@ impl Store {
         host_id: &str,
         handler: &str,
         now: i64,
+        allow_low: bool,
     ) -> Result<Option<ClaimedJob>> {
-        dispatch!(self, s => s.claim(endpoint_id, worker_id, host_id, handler, now).await)
+        dispatch!(self, s => s.claim(endpoint_id, worker_id, host_id, handler, now, allow_low).await)
+    }
+    /// Real-time (not batch) jobs of an endpoint waiting in the queue.
+    pub async fn realtime_queue_depth(&self, endpoint_id: &str) -> Result<i64> {
+        dispatch!(self, s => s.realtime_queue_depth(endpoint_id).await)
     }
     pub async fn set_progress(&self, id: &str, progress: &str) -> Result<()> {
         dispatch!(self, s => s.set_progress(id, progress).await)

@@ -17,20 +17,20 @@ use super::{Result, StoreError};
 /// A SQLite-backed store. Cheap to clone (a connection pool).
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
-const JOB_COLUMNS: &str = "id, endpoint_id, status, input, output, error, progress, webhook, \
+pub(super) const JOB_COLUMNS: &str = "id, endpoint_id, status, input, output, error, progress, webhook, \
     execution_timeout_ms, ttl_ms, low_priority, sync, retries, created_at, queued_at, started_at, \
     completed_at, delay_ms, execution_ms, expires_at, worker_id, handler, webhook_state, webhook_attempts";
 
 /// Set when a job becomes final: when it is purged, and its webhook (if
 /// any) becomes due.
-const FINALIZE: &str = "completed_at = ?1, expires_at = ?1 + ?2, progress = NULL, \
+pub(super) const FINALIZE: &str = "completed_at = ?1, expires_at = ?1 + ?2, progress = NULL, \
     webhook_state = CASE WHEN webhook IS NULL THEN NULL ELSE 'pending' END, \
     webhook_attempts = 0, webhook_next_at = ?1";
 
-fn job_from_row(r: &SqliteRow) -> Result<JobRecord> {
+pub(super) fn job_from_row(r: &SqliteRow) -> Result<JobRecord> {
     let status: String = r.try_get("status")?;
     Ok(JobRecord {
         id: r.try_get("id")?,
@@ -126,7 +126,7 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         // IMMEDIATE takes the write lock up front, so a read-then-write
         // transaction never fails half-way on a lock upgrade.
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
@@ -258,6 +258,10 @@ impl SqliteStore {
     pub async fn delete_endpoint(&self, id: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM jobs WHERE endpoint_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM batches WHERE endpoint_id = ?")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -426,21 +430,24 @@ impl SqliteStore {
         host_id: &str,
         handler: &str,
         now: i64,
+        allow_low: bool,
     ) -> Result<Option<ClaimedJob>> {
         let row = sqlx::query(
             "UPDATE jobs SET status = 'IN_PROGRESS', started_at = ?1, delay_ms = ?1 - queued_at, \
              worker_id = ?2, host_id = ?3, handler = ?4 \
              WHERE seq = (SELECT seq FROM jobs WHERE endpoint_id = ?5 AND status = 'IN_QUEUE' \
-                          AND queued_at + ttl_ms > ?1 ORDER BY low_priority, seq LIMIT 1) \
+                          AND queued_at + ttl_ms > ?1 AND (?6 OR low_priority = 0) \
+                          ORDER BY low_priority, seq LIMIT 1) \
                AND status = 'IN_QUEUE' \
                AND ?4 = (SELECT handler FROM endpoints WHERE id = ?5) \
-             RETURNING id, input, execution_timeout_ms, retries, sync",
+             RETURNING id, input, execution_timeout_ms, retries, sync, low_priority",
         )
         .bind(now)
         .bind(worker_id)
         .bind(host_id)
         .bind(handler)
         .bind(endpoint_id)
+        .bind(allow_low)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -450,9 +457,21 @@ impl SqliteStore {
                 execution_timeout_ms: r.try_get("execution_timeout_ms")?,
                 attempt: r.try_get("retries")?,
                 sync: r.try_get("sync")?,
+                low_priority: r.try_get("low_priority")?,
             })
         })
         .transpose()
+    }
+
+    /// Real-time (not batch) jobs of an endpoint waiting in the queue.
+    pub async fn realtime_queue_depth(&self, endpoint_id: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE endpoint_id = ? AND status = 'IN_QUEUE' \
+             AND batch_id IS NULL",
+        )
+        .bind(endpoint_id)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     pub async fn set_progress(&self, id: &str, progress: &str) -> Result<()> {
@@ -728,7 +747,7 @@ impl SqliteStore {
 
     pub async fn purge_expired(&self, now: i64) -> Result<u64> {
         let r = sqlx::query(
-            "DELETE FROM jobs WHERE expires_at <= ? \
+            "DELETE FROM jobs WHERE expires_at <= ? AND batch_id IS NULL \
              AND (webhook_state IS NULL OR webhook_state != 'pending')",
         )
         .bind(now)

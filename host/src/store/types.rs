@@ -101,6 +101,9 @@ pub struct ClaimedJob {
     pub attempt: i64,
     /// Submitted through `/runsync` (shorter retention).
     pub sync: bool,
+    /// A batch request or a `policy.lowPriority` job: it runs behind
+    /// real-time jobs.
+    pub low_priority: bool,
 }
 
 /// How a claimed job ended.
