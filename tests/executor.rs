@@ -53,7 +53,7 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
     let cache = tempfile::tempdir().unwrap();
     let exe = common::wasmpod_bin();
 
-    let exec = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30)
+    let exec = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30, None)
         .await
         .unwrap();
     assert!(exec.is_alive());
@@ -129,7 +129,7 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
     assert!(!exec.is_alive());
 
     // A replacement executor serves the slice again, from the warm cache.
-    let again = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30)
+    let again = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30, None)
         .await
         .unwrap();
     again
@@ -188,7 +188,7 @@ async fn flashboot_parks_stopped_workers_and_restores_them() {
     };
     let (mlp_digest, echo_digest) = (digest(&mlp), digest(&echo));
 
-    let exec = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30)
+    let exec = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30, None)
         .await
         .unwrap();
     let first = exec
@@ -238,7 +238,7 @@ async fn flashboot_parks_stopped_workers_and_restores_them() {
     // Disk tier: a new executor process finds the snapshot.
     exec.kill();
     exec.died().await;
-    let again = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30)
+    let again = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30, None)
         .await
         .unwrap();
     let after_restart = again

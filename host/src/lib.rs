@@ -7,6 +7,9 @@
 //! - [`gpu`]: what a worker is pinned to (its devices and tensor backends)
 //!   and the model store.
 //!
+//! - [`wire`]: RunPod's job status object, shared by the HTTP edge and the
+//!   engine room (webhooks).
+//!
 //! The `wasmpod` binary (src/main.rs, src/cli/) is a thin edge over these.
 
 pub mod api;
@@ -16,3 +19,4 @@ pub mod runtime;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
+pub mod wire;

@@ -77,7 +77,7 @@ pub struct DeleteQuery {
 }
 
 async fn endpoint_view(state: &ApiState, e: EndpointRecord) -> ApiResult<EndpointView> {
-    let jobs = state.app.store.job_counts(&e.id).await?;
+    let jobs = state.app.job_counts(&e.id).await?;
     Ok(EndpointView {
         url: format!("/v2/{}", e.id),
         workers: state.app.worker_counts(&e.id),
@@ -108,7 +108,7 @@ async fn require_handler(state: &ApiState, digest: &str) -> ApiResult<String> {
             "handler {digest:?} is not a sha256 digest; use the \"digest\" returned by POST /v1/handlers"
         )));
     }
-    if state.app.store.get_handler(&digest).await?.is_none() {
+    if state.app.handler(&digest).await?.is_none() {
         return Err(ApiError::bad_request(format!(
             "no handler version {digest}; upload the .wasm with POST /v1/handlers first"
         )));
@@ -221,8 +221,8 @@ pub async fn list_handlers(
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let mut out = Vec::new();
-    for h in state.app.store.list_handlers().await? {
-        let endpoints = state.app.store.endpoints_using(&h.digest).await?;
+    for h in state.app.list_handlers().await? {
+        let endpoints = state.app.endpoints_using(&h.digest).await?;
         out.push(HandlerView {
             handler: h,
             endpoints,
@@ -243,12 +243,12 @@ pub async fn get_handler(
 ) -> ApiResult<Json<HandlerView>> {
     caller.require_admin()?;
     let digest = normalize_digest(&digest);
-    let handler = state.app.store.get_handler(&digest).await?.ok_or_else(|| {
+    let handler = state.app.handler(&digest).await?.ok_or_else(|| {
         ApiError::not_found(format!(
             "no handler version {digest:?}; list them with GET /v1/handlers"
         ))
     })?;
-    let endpoints = state.app.store.endpoints_using(&digest).await?;
+    let endpoints = state.app.endpoints_using(&digest).await?;
     Ok(Json(HandlerView { handler, endpoints }))
 }
 
@@ -265,7 +265,7 @@ pub async fn delete_handler(
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let digest = normalize_digest(&digest);
-    let users = state.app.store.endpoints_using(&digest).await?;
+    let users = state.app.endpoints_using(&digest).await?;
     if !users.is_empty() {
         return Err(ApiError::conflict(format!(
             "handler {digest} is used by endpoint(s) {users:?}; point them at another version or delete them first"
@@ -345,8 +345,7 @@ pub async fn create_endpoint(
         created_at: now,
         updated_at: now,
     };
-    state.app.store.create_endpoint(&record).await?;
-    state.app.endpoint_changed(record.clone());
+    state.app.create_endpoint(record.clone()).await?;
     Ok((
         StatusCode::CREATED,
         Json(endpoint_view(&state, record).await?),
@@ -363,7 +362,7 @@ pub async fn list_endpoints(
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
     let mut out = Vec::new();
-    for e in state.app.store.list_endpoints().await? {
+    for e in state.app.list_endpoints().await? {
         out.push(endpoint_view(&state, e).await?);
     }
     Ok(Json(json!({ "endpoints": out })))
@@ -388,8 +387,7 @@ pub async fn get_endpoint(
     caller.require_admin()?;
     let e = state
         .app
-        .store
-        .get_endpoint(&id)
+        .endpoint(&id)
         .await?
         .ok_or_else(|| endpoint_not_found(&id))?;
     Ok(Json(endpoint_view(&state, e).await?))
@@ -418,8 +416,7 @@ pub async fn update_endpoint(
     };
     let mut record = state
         .app
-        .store
-        .get_endpoint(&id)
+        .endpoint(&id)
         .await?
         .ok_or_else(|| endpoint_not_found(&id))?;
     if let Some(v) = changes.remove("id")
@@ -459,11 +456,9 @@ pub async fn update_endpoint(
     check_world(&state, &record.handler, &record.config).await?;
     let updated = state
         .app
-        .store
         .update_endpoint(&record)
         .await?
         .ok_or_else(|| endpoint_not_found(&id))?;
-    state.app.endpoint_changed(updated.clone());
     Ok(Json(endpoint_view(&state, updated).await?))
 }
 
@@ -481,10 +476,10 @@ pub async fn delete_endpoint(
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    if state.app.store.get_endpoint(&id).await?.is_none() {
+    if state.app.endpoint(&id).await?.is_none() {
         return Err(endpoint_not_found(&id));
     }
-    let counts = state.app.store.job_counts(&id).await?;
+    let counts = state.app.job_counts(&id).await?;
     let busy = counts.in_queue + counts.in_progress;
     if busy > 0 && !q.force.unwrap_or(false) {
         return Err(ApiError::conflict(format!(
@@ -494,13 +489,12 @@ pub async fn delete_endpoint(
     }
     if busy > 0 {
         state.app.purge_queue(&id).await?;
-        for job in state.app.store.job_ids(&id, JobStatus::InProgress).await? {
+        for job in state.app.job_ids(&id, JobStatus::InProgress).await? {
             state.app.cancel(&id, &job).await?;
         }
     }
     // Workers finish (or, cancelled, abandon) what they hold and stop.
-    state.app.stop_endpoint(&id).await;
-    state.app.store.delete_endpoint(&id).await?;
+    state.app.delete_endpoint(&id).await?;
     state.keys.clear();
     Ok(Json(json!({ "id": id, "deleted": true })))
 }

@@ -96,7 +96,7 @@ impl FromRequestParts<ApiState> for Caller {
         {
             return Ok(Caller(record.clone()));
         }
-        let record = state.app.store.find_key(&hash).await?.ok_or_else(|| {
+        let record = state.app.find_key(&hash).await?.ok_or_else(|| {
             unauthorized(
                 "invalid or revoked API key; create one with POST /v1/keys using an admin key",
             )

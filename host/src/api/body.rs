@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::StreamExt;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ApiResult};
@@ -62,7 +63,7 @@ async fn drain(stream: &mut axum::body::BodyDataStream, limit: usize) {
 }
 
 /// Parse a JSON body; an empty body is `{}` when `empty_ok`.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], example: &str) -> ApiResult<T> {
+pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8], example: &str) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(format!(
             "the request body is empty; send a JSON object such as {example}"

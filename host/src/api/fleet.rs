@@ -85,13 +85,8 @@ pub async fn usage(
             "since ({since}) is after until ({until})"
         )));
     }
-    // Bring the meter up to this moment, so the answer includes the
-    // workers running now.
-    let ctx = state.app.ctx();
-    ctx.slices.accrue();
-    ctx.meter.flush(&state.app.store).await;
     let endpoint = q.get("endpoint").map(|e| e.as_str());
-    let usage = state.app.store.usage(endpoint, since, until).await?;
+    let usage = state.app.usage_now(endpoint, since, until).await?;
     let total_worker_seconds = usage.iter().map(|u| u.worker_seconds).sum();
     Ok(Json(UsageBody {
         since,

@@ -3,12 +3,13 @@
 //! `/retry/{job}`, `/purge-queue` and `/health`, with RunPod's field names,
 //! statuses and HTTP codes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -18,11 +19,11 @@ use super::auth::Caller;
 use super::body::{parse_json, read_limited};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::ratelimit::{Admitted, Operation, admit};
-use super::view::{JobStatusBody, id_status, job_status, job_status_body};
-use crate::serve::{LastBoot, RequestCounts, WorkerCounts, WorkerDetail};
+use crate::serve::{LastBoot, RequestCounts, SyncAnswer, WorkerCounts, WorkerDetail};
 use crate::store::{
     CancelOutcome, EndpointKind, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome,
 };
+use crate::wire::{JobStatusBody, final_status, id_status, job_status};
 
 /// A job submission.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -168,48 +169,46 @@ fn positive_ms(policy: &serde_json::Map<String, Value>, key: &str) -> ApiResult<
     }
 }
 
-/// RunPod's queue limit: 429 once more than 50 jobs wait and more than
-/// `max_workers` × 500 (batch requests are counted apart).
-async fn queue_room(state: &ApiState, endpoint: &str) -> ApiResult<()> {
-    match state.app.queue_full(endpoint).await? {
-        None => Ok(()),
-        Some(depth) => {
-            state.app.rate_limited(endpoint, "queue");
-            Err(ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "endpoint {endpoint:?} already has {depth} jobs waiting, its queue limit (more than 50 and more than max_workers × 500); retry later or raise max_workers"
-                ),
-            )
-            .with_retry_after(Duration::from_secs(10)))
-        }
-    }
+/// A submission as read: the input is kept as the client's JSON text (it
+/// is stored and handed to the handler as it is, never re-encoded); the
+/// other fields are checked below with errors that say what to send.
+#[derive(Deserialize)]
+struct Submission<'a> {
+    #[serde(borrow)]
+    input: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    webhook: Value,
+    #[serde(default)]
+    policy: Value,
 }
 
 /// Validate a submission body and turn it into a job.
 fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiResult<NewJob> {
-    let body: Value = parse_json(bytes, EXAMPLE)?;
-    let Value::Object(body) = body else {
+    let trimmed = bytes.trim_ascii_start();
+    if !trimmed.is_empty() && trimmed[0] != b'{' {
+        // Valid JSON of another shape, or not JSON at all.
+        let _: Value = parse_json(bytes, EXAMPLE)?;
         return Err(ApiError::bad_request(format!(
             "the request body must be a JSON object such as {EXAMPLE}"
         )));
-    };
-    let input = match body.get("input") {
+    }
+    let body: Submission<'_> = parse_json(bytes, EXAMPLE)?;
+    let input = match body.input {
         None => {
             return Err(ApiError::bad_request(format!(
                 "the request body has no \"input\"; put the handler's input under it: {EXAMPLE}"
             )));
         }
-        Some(Value::Null) => {
+        Some(raw) if raw.get() == "null" => {
             return Err(ApiError::bad_request(format!(
                 "\"input\" is null; give the handler's input, e.g. {EXAMPLE}"
             )));
         }
-        Some(v) => v.to_string(),
+        Some(raw) => raw.get().to_string(),
     };
-    let webhook = match body.get("webhook") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(url)) => {
+    let webhook = match &body.webhook {
+        Value::Null => None,
+        Value::String(url) => {
             let parsed = reqwest::Url::parse(url).map_err(|e| {
                 ApiError::bad_request(format!(
                     "webhook {url:?} is not a URL ({e}); give an http(s) URL"
@@ -222,15 +221,15 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
             }
             Some(url.clone())
         }
-        Some(other) => {
+        other => {
             return Err(ApiError::bad_request(format!(
                 "webhook must be a URL string, got {other}"
             )));
         }
     };
-    let (execution_timeout_ms, ttl_ms, low_priority) = match body.get("policy") {
-        None | Some(Value::Null) => (None, None, false),
-        Some(Value::Object(p)) => {
+    let (execution_timeout_ms, ttl_ms, low_priority) = match &body.policy {
+        Value::Null => (None, None, false),
+        Value::Object(p) => {
             let low = match p.get("lowPriority") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
@@ -246,13 +245,16 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
                 low,
             )
         }
-        Some(other) => {
+        other => {
             return Err(ApiError::bad_request(format!(
                 "policy must be an object such as {{\"executionTimeout\": 60000, \"ttl\": 3600000}}, got {other}"
             )));
         }
     };
-    let id = uuid::Uuid::new_v4().to_string();
+    // Time-ordered (UUIDv7): consecutive jobs land next to each other in
+    // the id index, so a group commit touches a page or two of it instead
+    // of one random page per job.
+    let id = uuid::Uuid::now_v7().to_string();
     Ok(NewJob {
         id: if sync { format!("sync-{id}") } else { id },
         endpoint_id: endpoint.to_string(),
@@ -275,7 +277,7 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown endpoint", body = ErrorBody),
         (status = 413, description = "Body over 10 MB", body = ErrorBody),
-        (status = 429, description = "Past the endpoint's rate limit or queue limit; see Retry-After", body = ErrorBody)),
+        (status = 429, description = "Past the endpoint's rate limit; see Retry-After", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn run(
     State(state): State<ApiState>,
@@ -287,9 +289,9 @@ pub async fn run(
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Run)?;
     let bytes = read_limited(&headers, body, state.app.config.run_body_limit, "/run").await?;
     let job = new_job(&state, &endpoint, &bytes, false)?;
-    queue_room(&state, &endpoint).await?;
-    state.app.submit(&job).await?;
-    Ok(Json(id_status(&job.id, JobStatus::InQueue)))
+    let id = job.id.clone();
+    state.app.submit(job).await?;
+    Ok(Json(id_status(&id, JobStatus::InQueue)))
 }
 
 /// Run a job and wait for it (`?wait=` ms, default 90 s); if it is not done
@@ -302,7 +304,7 @@ pub async fn run(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 413, description = "Body over 20 MB", body = ErrorBody),
-        (status = 429, description = "Past the endpoint's rate limit or queue limit; see Retry-After", body = ErrorBody)),
+        (status = 429, description = "Past the endpoint's rate limit; see Retry-After", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn runsync(
     State(state): State<ApiState>,
@@ -311,7 +313,7 @@ pub async fn runsync(
     Query(query): Query<WaitQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Runsync)?;
     let config = &state.app.config;
     let wait = match query.wait.as_deref() {
@@ -328,28 +330,10 @@ pub async fn runsync(
     };
     let bytes = read_limited(&headers, body, config.runsync_body_limit, "/runsync").await?;
     let job = new_job(&state, &endpoint, &bytes, true)?;
-    queue_room(&state, &endpoint).await?;
-    let events = std::sync::Arc::clone(&state.app.ctx().events);
-    let mut waiter = events.subscribe(&job.id);
-    state.app.submit(&job).await?;
-    let deadline = Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let finished = tokio::select! {
-            _ = waiter.finished() => true,
-            // A safety net in case a notice is missed: look at the store.
-            _ = tokio::time::sleep(left.min(Duration::from_secs(2))) => false,
-        };
-        let record = state.app.store.get_job(&endpoint, &job.id).await?;
-        let Some(record) = record else {
-            return Err(not_found_job(&state, &endpoint, &job.id));
-        };
-        if record.status.is_final() {
-            return Ok(Json(job_status_body(&record)));
-        }
-        if finished || Instant::now() >= deadline {
-            return Ok(Json(id_status(&record.id, record.status)));
-        }
+    let id = job.id.clone();
+    match state.app.run_sync(job, wait).await? {
+        SyncAnswer::Finished(job) => Ok(Json(final_status(&job)).into_response()),
+        SyncAnswer::Pending(status) => Ok(Json(id_status(&id, status)).into_response()),
     }
 }
 
@@ -368,8 +352,7 @@ pub async fn status(
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Status)?;
     let record = state
         .app
-        .store
-        .get_job(&endpoint, &job)
+        .job(&endpoint, &job)
         .await?
         .ok_or_else(|| not_found_job(&state, &endpoint, &job))?;
     Ok(Json(job_status(&record)))
@@ -392,11 +375,10 @@ pub async fn stream(
     // so a final status read here guarantees the chunks below are the last.
     let record = state
         .app
-        .store
-        .get_job(&endpoint, &job)
+        .job(&endpoint, &job)
         .await?
         .ok_or_else(|| not_found_job(&state, &endpoint, &job))?;
-    let chunks = state.app.store.take_stream(&job).await?;
+    let chunks = state.app.take_stream(&job).await?;
     Ok(Json(StreamBody {
         id: record.id,
         status: record.status,
@@ -485,13 +467,8 @@ pub async fn health(
 ) -> ApiResult<Json<HealthBody>> {
     authorize(&state, &caller, &endpoint)?;
     let _admitted = admit(&state, &endpoint, Operation::Health)?;
-    let jobs = state.app.store.job_counts(&endpoint).await?;
-    let queue_delay_ms = state
-        .app
-        .store
-        .oldest_queued_ms(&endpoint, crate::store::now_ms())
-        .await?
-        .unwrap_or(0);
+    let jobs = state.app.job_counts(&endpoint).await?;
+    let queue_delay_ms = state.app.queue_delay_ms(&endpoint).await?;
     Ok(Json(HealthBody {
         jobs,
         workers: state.app.worker_counts(&endpoint),

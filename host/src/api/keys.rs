@@ -13,7 +13,6 @@ use super::ApiState;
 use super::auth::Caller;
 use super::body::read_json;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use crate::serve::keys;
 use crate::store::{ApiKeyRecord, Scope};
 
 /// Create a key.
@@ -94,7 +93,7 @@ pub async fn create_key(
             ));
         }
         ("invoke", Some(endpoint_id)) => {
-            if state.app.store.get_endpoint(&endpoint_id).await?.is_none() {
+            if state.app.endpoint(&endpoint_id).await?.is_none() {
                 return Err(ApiError::bad_request(format!(
                     "no endpoint {endpoint_id:?} for this invoke key; create the endpoint first"
                 )));
@@ -112,7 +111,7 @@ pub async fn create_key(
             )));
         }
     };
-    let (record, key) = keys::create(&state.app.store, req.name.trim(), scope).await?;
+    let (record, key) = state.app.create_key(req.name.trim(), scope).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
@@ -128,14 +127,7 @@ pub async fn create_key(
     security(("api_key" = [])))]
 pub async fn list_keys(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    let keys: Vec<KeyView> = state
-        .app
-        .store
-        .list_keys()
-        .await?
-        .into_iter()
-        .map(view)
-        .collect();
+    let keys: Vec<KeyView> = state.app.list_keys().await?.into_iter().map(view).collect();
     Ok(Json(json!({ "keys": keys })))
 }
 
@@ -150,7 +142,7 @@ pub async fn revoke_key(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    if !state.app.store.revoke_key(&id).await? {
+    if !state.app.revoke_key(&id).await? {
         return Err(ApiError::not_found(format!(
             "no live API key with id {id:?}; list them with GET /v1/keys"
         )));

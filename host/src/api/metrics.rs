@@ -18,7 +18,6 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiResult;
 use crate::serve::meter::{Histogram, LATENCY_BUCKETS};
-use crate::store::now_ms;
 
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "fleet",
@@ -82,7 +81,7 @@ async fn render(state: &ApiState) -> ApiResult<String> {
     // the counter never goes back.
     ctx.slices.accrue();
     let mut seconds: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for u in app.store.usage(None, 0, i64::MAX).await? {
+    for u in app.usage(None, 0, i64::MAX).await? {
         *seconds.entry((u.endpoint_id, u.slice_type)).or_default() += u.worker_seconds;
     }
     for (k, s) in ctx.meter.pending_seconds() {
@@ -104,14 +103,13 @@ async fn render(state: &ApiState) -> ApiResult<String> {
     }
 
     let pools = app.pools.all();
-    let now = now_ms();
     let mut depth = Vec::new();
     let mut delay = Vec::new();
     let mut jobs = Vec::new();
     for (id, _) in &pools {
-        depth.push((id, app.store.queue_depth(id, now).await?));
-        delay.push((id, app.store.oldest_queued_ms(id, now).await?.unwrap_or(0)));
-        jobs.push((id, app.store.job_counts(id).await?));
+        depth.push((id, app.queue_depth(id).await?));
+        delay.push((id, app.queue_delay_ms(id).await?));
+        jobs.push((id, app.job_counts(id).await?));
     }
     family(
         &mut out,

@@ -2,13 +2,12 @@
 //! of every endpoint ([`jobs`]), the v1 admin API ([`admin`], [`models`],
 //! [`keys`], [`fleet`]: inventory and usage), Prometheus metrics
 //! ([`metrics`]), API-key auth ([`auth`]), load-balancing endpoints'
-//! `/lb/{endpoint}/...` ([`lb`]), batch jobs ([`batches`]), rate limits ([`ratelimit`]) and the
+//! `/lb/{endpoint}/...` ([`lb`]), rate limits ([`ratelimit`]) and the
 //! OpenAPI document at `/openapi.json`. Every error is a JSON
 //! `{"error": ...}` ([`error`]).
 
 pub mod admin;
 pub mod auth;
-pub mod batches;
 pub mod body;
 pub mod error;
 pub mod fleet;
@@ -18,7 +17,6 @@ pub mod lb;
 pub mod metrics;
 pub mod models;
 pub mod ratelimit;
-pub mod view;
 
 use std::sync::Arc;
 
@@ -57,8 +55,6 @@ pub struct ApiState {
         keys::create_key, keys::list_keys, keys::revoke_key,
         fleet::inventory, fleet::usage, metrics::metrics,
         lb::lb,
-        batches::create, batches::list, batches::get, batches::rename, batches::add_requests,
-        batches::remove_request, batches::finalize, batches::cancel, batches::requests,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -69,7 +65,6 @@ pub struct ApiState {
         (name = "keys", description = "API keys"),
         (name = "fleet", description = "Devices, slices, executors, metering and metrics"),
         (name = "load-balancing", description = "HTTP requests to load-balancing endpoints' handlers"),
-        (name = "batches", description = "RunPod's batch jobs: large sets of requests run behind real-time jobs"),
     )
 )]
 pub struct ApiDoc;
@@ -128,28 +123,7 @@ pub fn router(app: App) -> Router {
         .route("/{endpoint_id}/cancel/{job_id}", post(jobs::cancel))
         .route("/{endpoint_id}/retry/{job_id}", post(jobs::retry))
         .route("/{endpoint_id}/purge-queue", post(jobs::purge_queue))
-        .route("/{endpoint_id}/health", get(jobs::health))
-        .route(
-            "/{endpoint_id}/batch",
-            post(batches::create).get(batches::list),
-        )
-        .route(
-            "/{endpoint_id}/batch/{batch_id}",
-            get(batches::get).put(batches::rename),
-        )
-        .route(
-            "/{endpoint_id}/batch/{batch_id}/requests",
-            post(batches::add_requests).get(batches::requests),
-        )
-        .route(
-            "/{endpoint_id}/batch/{batch_id}/requests/{request_id}",
-            axum::routing::delete(batches::remove_request),
-        )
-        .route(
-            "/{endpoint_id}/batch/{batch_id}/finalize",
-            post(batches::finalize),
-        )
-        .route("/{endpoint_id}/batch/{batch_id}/cancel", post(batches::cancel));
+        .route("/{endpoint_id}/health", get(jobs::health));
     let v1 = Router::new()
         .route(
             "/handlers",

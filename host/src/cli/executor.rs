@@ -21,11 +21,21 @@ pub struct ExecutorArgs {
     /// Unix socket to serve HTTP handlers' requests on (HTTP/2).
     #[arg(long)]
     pub http_socket: Option<PathBuf>,
+    /// Instances the process may hold at once (its engine's pool); unset,
+    /// the engine's default. Shared CPU executors hold many endpoints'.
+    #[arg(long)]
+    pub max_instances: Option<u32>,
 }
 
 pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
     let slice: SliceSpec = serde_json::from_str(&args.slice)?;
-    wasmpod::executor::server::serve(slice, args.cache_dir, args.page_budget, args.http_socket)
+    wasmpod::executor::server::serve(
+        slice,
+        args.cache_dir,
+        args.page_budget,
+        args.max_instances,
+        args.http_socket,
+    )
         .await?;
     Ok(ExitCode::SUCCESS)
 }

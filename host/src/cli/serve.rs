@@ -86,20 +86,12 @@ pub struct ServeArgs {
     /// `rate_limits` still apply).
     #[arg(long)]
     pub no_rate_limits: bool,
-    /// Requests one batch may hold (RunPod: 5000).
-    #[arg(long, default_value_t = 5000)]
-    pub batch_max_requests: usize,
-    /// Active batches (drafts, or finalized with requests left) per
-    /// endpoint (RunPod: 10).
-    #[arg(long, default_value_t = 10)]
-    pub batch_max_active: usize,
-    /// Batch requests that may wait in one endpoint's queue (RunPod: 50000).
-    #[arg(long, default_value_t = 50_000)]
-    pub batch_max_queued: usize,
-    /// How long a batch and its results are kept after its last request
-    /// finished (a draft: after its last change).
-    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
-    pub batch_retention: Duration,
+    /// Executor processes the CPU workers of every endpoint share (the
+    /// wasm sandbox isolates them; a crash fails only that process's jobs,
+    /// which are re-queued, and it is restarted). Each GPU slice keeps its
+    /// own process.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub cpu_executors: u16,
 }
 
 pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -130,12 +122,7 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .lb_domain
         .map(|d| d.trim_matches('.').to_ascii_lowercase());
     config.rate_limits = !args.no_rate_limits;
-    config.batch = wasmpod::serve::BatchLimits {
-        max_requests: args.batch_max_requests,
-        max_active: args.batch_max_active,
-        max_queued: args.batch_max_queued,
-        retention: args.batch_retention,
-    };
+    config.cpu_executors = usize::from(args.cpu_executors);
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty());

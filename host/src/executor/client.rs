@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::http::HttpLink;
 use super::protocol::{Event, ParkReport, Request, SliceSpec, WorkerSpec, WorkerStarted};
@@ -28,11 +28,27 @@ pub enum ExecutorError {
     WorkerFailed(String),
 }
 
-type JobReply = Result<String, JobError>;
+/// How a job ended on the executor (its handler's output or error).
+pub type JobReply = Result<String, JobError>;
+
+/// Where a job's end is reported: one waiting call, or a worker's channel
+/// of `(job id, reply)` shared by all its jobs.
+enum Done {
+    Once(oneshot::Sender<JobReply>),
+    Channel(mpsc::UnboundedSender<(String, JobReply)>),
+}
 
 struct PendingJob {
     sink: Arc<dyn JobSink>,
-    done: oneshot::Sender<JobReply>,
+    done: Done,
+}
+
+/// One job to start on an executor.
+pub struct JobRun<'a> {
+    pub job: &'a str,
+    pub input: &'a str,
+    pub timeout: Duration,
+    pub sink: Arc<dyn JobSink>,
 }
 
 type StopReply = (Option<ParkReport>, Option<String>);
@@ -74,6 +90,7 @@ impl ExecutorProcess {
         slice: SliceSpec,
         cache_dir: Option<PathBuf>,
         page_budget: u64,
+        max_instances: Option<u32>,
     ) -> Result<Arc<Self>, ExecutorError> {
         let spawn_err = |message: String| ExecutorError::Spawn {
             slice: slice.id.clone(),
@@ -94,6 +111,9 @@ impl ExecutorProcess {
             .kill_on_drop(true);
         if let Some(dir) = &cache_dir {
             cmd.arg("--cache-dir").arg(dir);
+        }
+        if let Some(n) = max_instances {
+            cmd.arg("--max-instances").arg(n.to_string());
         }
         // The executor runs untrusted guests: it gets none of the host's
         // secrets (a guest escaping its sandbox must not find the admin key
@@ -192,9 +212,13 @@ impl ExecutorProcess {
     async fn send(&self, request: &Request) -> Result<(), ExecutorError> {
         let mut line = serde_json::to_vec(request).expect("requests serialize");
         line.push(b'\n');
+        self.write_all(&line).await
+    }
+
+    async fn write_all(&self, bytes: &[u8]) -> Result<(), ExecutorError> {
         let mut stdin = self.stdin.lock().await;
         stdin
-            .write_all(&line)
+            .write_all(bytes)
             .await
             .map_err(|_| ExecutorError::Died(self.slice.id.clone()))?;
         stdin
@@ -267,9 +291,13 @@ impl ExecutorProcess {
             if !self.is_alive() {
                 return Err(ExecutorError::Died(self.slice.id.clone()));
             }
-            routes
-                .jobs
-                .insert(job.to_string(), PendingJob { sink, done: tx });
+            routes.jobs.insert(
+                job.to_string(),
+                PendingJob {
+                    sink,
+                    done: Done::Once(tx),
+                },
+            );
         }
         let sent = self
             .send(&Request::RunJob {
@@ -285,6 +313,52 @@ impl ExecutorProcess {
         }
         rx.await
             .map_err(|_| ExecutorError::Died(self.slice.id.clone()))
+    }
+
+    /// Start jobs on `worker` without waiting for them: all their requests
+    /// go in one write, and each job's end arrives on `done` as `(job id,
+    /// reply)`. `Err` means the executor is dead and none of them started;
+    /// one that dies later drops them (the caller watches [`Self::died`]).
+    pub async fn start_jobs(
+        &self,
+        worker: &str,
+        runs: Vec<JobRun<'_>>,
+        done: &mpsc::UnboundedSender<(String, JobReply)>,
+    ) -> Result<(), ExecutorError> {
+        let mut lines = Vec::new();
+        {
+            let mut routes = self.routes.lock().expect("routes lock");
+            if !self.is_alive() {
+                return Err(ExecutorError::Died(self.slice.id.clone()));
+            }
+            for run in &runs {
+                routes.jobs.insert(
+                    run.job.to_string(),
+                    PendingJob {
+                        sink: Arc::clone(&run.sink),
+                        done: Done::Channel(done.clone()),
+                    },
+                );
+            }
+        }
+        for run in &runs {
+            let request = Request::RunJob {
+                worker: worker.to_string(),
+                job: run.job.to_string(),
+                input: run.input.to_string(),
+                timeout_ms: run.timeout.as_millis() as u64,
+            };
+            serde_json::to_writer(&mut lines, &request).expect("requests serialize");
+            lines.push(b'\n');
+        }
+        let sent = self.write_all(&lines).await;
+        if sent.is_err() {
+            let mut routes = self.routes.lock().expect("routes lock");
+            for run in &runs {
+                routes.jobs.remove(run.job);
+            }
+        }
+        sent
     }
 
     /// Ask the executor to cancel a running job (it then reports Cancelled).
@@ -435,7 +509,14 @@ fn route(routes: &Mutex<Routes>, event: Event) {
         }
         Event::JobDone { job, result } => {
             if let Some(p) = r.jobs.remove(&job) {
-                let _ = p.done.send(result);
+                match p.done {
+                    Done::Once(tx) => {
+                        let _ = tx.send(result);
+                    }
+                    Done::Channel(tx) => {
+                        let _ = tx.send((job, result));
+                    }
+                }
             }
         }
     }

@@ -14,6 +14,6 @@ pub mod http;
 pub mod protocol;
 pub mod server;
 
-pub use client::{ExecutorError, ExecutorProcess, ParkedWorker};
+pub use client::{ExecutorError, ExecutorProcess, JobReply, JobRun, ParkedWorker};
 pub use http::{HttpLink, LinkBody};
 pub use protocol::{ParkReport, SliceSpec, WorkerSpec, WorkerStarted};

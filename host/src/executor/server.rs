@@ -127,6 +127,7 @@ pub async fn serve(
     slice: SliceSpec,
     cache_dir: Option<std::path::PathBuf>,
     page_budget: u64,
+    max_instances: Option<u32>,
     http_socket: Option<PathBuf>,
 ) -> Result<(), ServeError> {
     let state_dir = cache_dir
@@ -135,10 +136,14 @@ pub async fn serve(
     // Spill files of a previous process for this slice died with it.
     let spill_dir = state_dir.join("paging").join(&slice.id);
     let _ = std::fs::remove_dir_all(&spill_dir);
-    let runtime = Runtime::new(&RuntimeConfig {
+    let mut config = RuntimeConfig {
         cache_dir,
         ..Default::default()
-    })?;
+    };
+    if let Some(n) = max_instances {
+        config.limits.max_instances = n;
+    }
+    let runtime = Runtime::new(&config)?;
     let flashboot = FlashBoot::new(
         runtime.clone(),
         SnapshotStore::new(state_dir.join("snapshots")),
@@ -146,10 +151,20 @@ pub async fn serve(
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
+        let mut buf = Vec::new();
         while let Some(event) = rx.recv().await {
-            let mut line = serde_json::to_vec(&event).expect("events serialize");
-            line.push(b'\n');
-            if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
+            // Everything that is ready goes in one write: under load, many
+            // jobs' ends cost one system call and one wake-up of the host.
+            buf.clear();
+            let mut next = Some(event);
+            while let Some(event) = next.take() {
+                serde_json::to_writer(&mut buf, &event).expect("events serialize");
+                buf.push(b'\n');
+                if buf.len() < 1 << 20 {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if stdout.write_all(&buf).await.is_err() || stdout.flush().await.is_err() {
                 break;
             }
         }

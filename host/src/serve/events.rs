@@ -1,67 +1,93 @@
-//! Completion notices inside one host process: a `/runsync` request waits
-//! here for its job to become final instead of polling the database.
+//! The "finished" event: every job that becomes final (completed, failed,
+//! timed out, cancelled, purged, expired, lost past its retries) is
+//! announced once, by the lifecycle owner ([`super::lifecycle::Jobs`]), to
+//! the [`FinishedListener`]s registered at start: `/runsync` waiters
+//! ([`Waiters`]), the webhook sender ([`WebhookWake`]) and the metrics
+//! ([`super::meter::Meter`]). A cluster backend can forward the same
+//! events to other hosts (their waiters subscribe the same way).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
-/// Waiters for jobs to finish, by job id.
-#[derive(Default)]
-pub struct JobEvents {
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+use crate::store::FinalJob;
+
+/// Subscribes to jobs becoming final. Called on the lifecycle's task: queue
+/// work, don't block.
+pub trait FinishedListener: Send + Sync {
+    fn finished(&self, jobs: &[Arc<FinalJob>]);
 }
 
-impl JobEvents {
-    /// Register before the job can possibly finish (before enqueueing it),
-    /// so the notice cannot be missed.
-    pub fn subscribe(&self, job_id: &str) -> Waiter<'_> {
+/// `/runsync` requests waiting for their job, by job id.
+#[derive(Default)]
+pub struct Waiters {
+    waiting: Mutex<HashMap<String, oneshot::Sender<Arc<FinalJob>>>>,
+}
+
+impl Waiters {
+    /// Register before the job can possibly finish (before accepting it),
+    /// so the event cannot be missed.
+    pub fn wait_for(self: &Arc<Self>, job_id: &str) -> Waiter {
         let (tx, rx) = oneshot::channel();
-        self.waiters
+        self.waiting
             .lock()
-            .expect("job events lock")
-            .entry(job_id.to_string())
-            .or_default()
-            .push(tx);
+            .expect("waiters lock")
+            .insert(job_id.to_string(), tx);
         Waiter {
-            events: self,
+            waiters: Arc::clone(self),
             job_id: job_id.to_string(),
             rx,
         }
     }
+}
 
-    /// The job became final: wake everyone waiting for it.
-    pub fn finished(&self, job_id: &str) {
-        let waiters = self.waiters.lock().expect("job events lock").remove(job_id);
-        for tx in waiters.into_iter().flatten() {
-            let _ = tx.send(());
+impl FinishedListener for Waiters {
+    fn finished(&self, jobs: &[Arc<FinalJob>]) {
+        let mut waiting = self.waiting.lock().expect("waiters lock");
+        if waiting.is_empty() {
+            return;
+        }
+        for job in jobs {
+            if let Some(tx) = waiting.remove(&job.id) {
+                let _ = tx.send(Arc::clone(job));
+            }
         }
     }
 }
 
 /// One registration; dropping it unregisters.
-pub struct Waiter<'a> {
-    events: &'a JobEvents,
+pub struct Waiter {
+    waiters: Arc<Waiters>,
     job_id: String,
-    rx: oneshot::Receiver<()>,
+    rx: oneshot::Receiver<Arc<FinalJob>>,
 }
 
-impl Waiter<'_> {
-    /// Resolves when the job finished (or immediately if it already did
-    /// after this registration).
-    pub async fn finished(&mut self) {
-        let _ = (&mut self.rx).await;
+impl Waiter {
+    /// The job as it became final.
+    pub async fn finished(&mut self) -> Option<Arc<FinalJob>> {
+        (&mut self.rx).await.ok()
     }
 }
 
-impl Drop for Waiter<'_> {
+impl Drop for Waiter {
     fn drop(&mut self) {
-        let mut map = self.events.waiters.lock().expect("job events lock");
-        if let Some(list) = map.get_mut(&self.job_id) {
-            list.retain(|tx| !tx.is_closed());
-            if list.is_empty() {
-                map.remove(&self.job_id);
-            }
+        self.waiters
+            .waiting
+            .lock()
+            .expect("waiters lock")
+            .remove(&self.job_id);
+    }
+}
+
+/// Wakes the webhook sender when a finished job has a delivery due.
+#[derive(Default)]
+pub struct WebhookWake(pub Notify);
+
+impl FinishedListener for WebhookWake {
+    fn finished(&self, jobs: &[Arc<FinalJob>]) {
+        if jobs.iter().any(|j| j.webhook_pending) {
+            self.0.notify_one();
         }
     }
 }

@@ -417,7 +417,7 @@ impl App {
             if waiting.is_none() {
                 lb.waiting.fetch_add(1, Ordering::SeqCst);
                 waiting = Some(Waiting(lb));
-                self.pools.wake(endpoint_id);
+                shared.wake.notify_waiters();
             }
             tokio::select! {
                 _ = &mut changed => {}

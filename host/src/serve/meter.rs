@@ -3,7 +3,8 @@
 //! flush loop writes it to the store once a second (so a crash loses at
 //! most a second of it), and read back per endpoint and slice type. Job
 //! latencies are kept in memory as Prometheus histograms since the host
-//! started.
+//! started, fed by the lifecycle's "finished" event (every final job,
+//! whichever way it ended).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -86,25 +87,6 @@ impl Meter {
         out
     }
 
-    /// A job finished: `delay_ms` in the queue, `execution_ms` running.
-    pub fn job_finished(
-        &self,
-        endpoint: &str,
-        status: &str,
-        delay_ms: Option<i64>,
-        execution_ms: Option<i64>,
-    ) {
-        let mut jobs = self.jobs.lock().expect("meter lock");
-        let stats = jobs.entry(endpoint.to_string()).or_default();
-        if let Some(d) = delay_ms {
-            stats.queue_delay.observe(d.max(0) as f64 / 1e3);
-        }
-        if let Some(e) = execution_ms {
-            stats.execution.observe(e.max(0) as f64 / 1e3);
-        }
-        *stats.finished.entry(status.to_string()).or_default() += 1;
-    }
-
     pub fn job_stats(&self) -> BTreeMap<String, JobStats> {
         self.jobs.lock().expect("meter lock").clone()
     }
@@ -140,6 +122,30 @@ impl Meter {
             let rest = d - Duration::from_millis(d.as_millis() as u64);
             if !rest.is_zero() {
                 *pending.entry(k).or_default() += rest;
+            }
+        }
+    }
+}
+
+impl super::events::FinishedListener for Meter {
+    fn finished(&self, jobs: &[Arc<crate::store::FinalJob>]) {
+        let mut stats = self.jobs.lock().expect("meter lock");
+        for job in jobs {
+            let s = match stats.get_mut(&job.endpoint_id) {
+                Some(s) => s,
+                None => stats.entry(job.endpoint_id.clone()).or_default(),
+            };
+            if let Some(d) = job.delay_ms {
+                s.queue_delay.observe(d.max(0) as f64 / 1e3);
+            }
+            if let Some(e) = job.execution_ms {
+                s.execution.observe(e.max(0) as f64 / 1e3);
+            }
+            match s.finished.get_mut(job.status.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    s.finished.insert(job.status.as_str().to_string(), 1);
+                }
             }
         }
     }

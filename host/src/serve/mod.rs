@@ -3,12 +3,12 @@
 //! webhook sender and the retention sweeper together. The HTTP layer
 //! ([`crate::api`]) calls it; it knows nothing of HTTP.
 
-pub mod batches;
 pub mod events;
 pub mod handlers;
 pub mod housekeeping;
 pub mod keys;
 pub mod lb;
+pub mod lifecycle;
 pub mod meter;
 pub mod models;
 pub mod pool;
@@ -29,13 +29,14 @@ use crate::gpu::Inventory;
 use crate::gpu::inventory::InventoryError;
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, SnapshotStore};
 use crate::store::{
-    CancelOutcome, EndpointRecord, NewJob, RetryOutcome, Store, StoreError, now_ms,
+    ApiKeyRecord, CancelOutcome, EndpointRecord, HandlerRecord, JobCounts, JobRecord, JobStatus,
+    NewJob, RetryOutcome, Store, StoreError, UsageTotal, now_ms,
 };
-pub use batches::{BatchError, BatchLimits, BatchPage};
-pub use events::JobEvents;
+use events::{FinishedListener, WebhookWake};
 pub use handlers::{HandlerError, HandlerRepo};
 pub use keys::Bootstrap;
 pub use lb::{LbBody, LbError, RequestCounts};
+pub use lifecycle::{Jobs, SyncAnswer};
 pub use meter::Meter;
 pub use models::{ModelRepo, ModelRepoError};
 pub use pool::{Pools, Retention, WorkerContext, WorkerCounts, WorkerDetail};
@@ -66,8 +67,6 @@ pub struct ServeConfig {
     pub runsync_body_limit: usize,
     /// Default ttl of a job (RunPod: 24 h).
     pub default_ttl: Duration,
-    /// How often idle workers look at the queue without being woken.
-    pub poll: Duration,
     /// The admin key from the environment (WASMPOD_ADMIN_KEY), if set.
     pub admin_key: Option<String>,
     /// A simulated inventory (TOML) instead of NVML's.
@@ -96,8 +95,8 @@ pub struct ServeConfig {
     /// Apply RunPod's rate-limit table to operations an endpoint sets no
     /// limit for.
     pub rate_limits: bool,
-    /// Batch jobs' limits and retention.
-    pub batch: BatchLimits,
+    /// Executor processes shared by every endpoint's CPU workers.
+    pub cpu_executors: usize,
 }
 
 impl ServeConfig {
@@ -120,7 +119,7 @@ impl ServeConfig {
             run_body_limit: 10 << 20,
             runsync_body_limit: 20 << 20,
             default_ttl: Duration::from_secs(24 * 3600),
-            poll: Duration::from_millis(500),
+            cpu_executors: 2,
             admin_key: None,
             inventory: None,
             executor_exe: None,
@@ -132,7 +131,6 @@ impl ServeConfig {
             lb_body_limit: 30 << 20,
             lb_domain: None,
             rate_limits: true,
-            batch: BatchLimits::default(),
         }
     }
 }
@@ -169,6 +167,10 @@ pub struct AppInner {
     pub pools: Pools,
     /// Requests refused past a rate limit, by endpoint and operation.
     rejections: rejections::Rejections,
+    /// The lifecycle owner of every job of this host.
+    pub jobs: Arc<Jobs>,
+    /// Woken when a finished job's webhook is due.
+    pub(crate) webhook_wake: Arc<WebhookWake>,
     /// Set on shutdown: background loops stop.
     shutdown: Arc<Notify>,
 }
@@ -214,13 +216,22 @@ impl App {
             config.max_model_file_bytes,
         );
         let host_id = uuid::Uuid::new_v4().simple().to_string();
-        let (requeued, failed) = store
-            .recover_orphans(&host_id, now_ms(), config.retention.run.as_millis() as i64)
-            .await?;
-        if !requeued.is_empty() || !failed.is_empty() {
+        let meter = Arc::new(Meter::default());
+        let webhook_wake = Arc::new(WebhookWake::default());
+        let jobs = Jobs::start(
+            store.clone(),
+            host_id.clone(),
+            config.retention,
+            vec![
+                Arc::clone(&meter) as Arc<dyn FinishedListener>,
+                Arc::clone(&webhook_wake) as Arc<dyn FinishedListener>,
+            ],
+        );
+        let (requeued, failed) = jobs.recover_orphans().await?;
+        if requeued > 0 || failed > 0 {
             tracing::warn!(
-                requeued = requeued.len(),
-                failed = failed.len(),
+                requeued,
+                failed,
                 "recovered jobs a previous host process left running"
             );
         }
@@ -233,26 +244,22 @@ impl App {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(ServeError::Executable)?,
         };
-        let meter = Arc::new(Meter::default());
         let slices = Arc::new(Slices::new(
             inventory,
             ExecutorLaunch {
                 exe,
                 cache_dir: config.home.join("cache"),
                 page_budget: config.flashboot_ram,
+                cpu_executors: config.cpu_executors,
             },
             Arc::clone(&meter),
         ));
         let ctx = Arc::new(WorkerContext {
             store: store.clone(),
             handlers: Arc::clone(&handlers),
-            events: Arc::new(JobEvents::default()),
-            running: Default::default(),
-            webhooks: Notify::new(),
+            jobs: Arc::clone(&jobs),
             host_id,
-            retention: config.retention,
             model_tree: models.tree_dir(),
-            poll: config.poll,
             slices: Arc::clone(&slices),
             meter: Arc::clone(&meter),
         });
@@ -265,12 +272,11 @@ impl App {
                 models,
                 pools,
                 rejections: Default::default(),
+                jobs,
+                webhook_wake,
                 shutdown: Arc::new(Notify::new()),
             }),
         };
-        for id in failed {
-            app.ctx().events.finished(&id);
-        }
         for endpoint in app.store.list_endpoints().await? {
             app.pools.apply(endpoint);
         }
@@ -300,11 +306,27 @@ impl App {
         self.ctx().slices.stop_all();
     }
 
-    /// Queue a job and wake the endpoint's workers.
-    pub async fn submit(&self, job: &NewJob) -> Result<(), StoreError> {
-        self.store.enqueue(job, now_ms()).await?;
-        self.pools.wake(&job.endpoint_id);
-        Ok(())
+    /// Queue a job (durable when this returns).
+    pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
+        self.jobs.submit(job).await
+    }
+
+    /// Queue a job and wait up to `wait` for it to finish (`/runsync`).
+    pub async fn run_sync(&self, job: NewJob, wait: Duration) -> Result<SyncAnswer, StoreError> {
+        self.jobs.submit_and_wait(job, wait).await
+    }
+
+    pub async fn job(
+        &self,
+        endpoint_id: &str,
+        job_id: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.jobs.get(endpoint_id, job_id).await
+    }
+
+    /// Stream chunks of a job not read yet, each handed out once.
+    pub async fn take_stream(&self, job_id: &str) -> Result<Vec<String>, StoreError> {
+        self.store.take_stream(job_id).await
     }
 
     pub async fn cancel(
@@ -312,62 +334,137 @@ impl App {
         endpoint_id: &str,
         job_id: &str,
     ) -> Result<CancelOutcome, StoreError> {
-        let outcome = self
-            .store
-            .cancel(
-                endpoint_id,
-                job_id,
-                now_ms(),
-                self.config.retention.run.as_millis() as i64,
-            )
-            .await?;
-        if let CancelOutcome::Cancelled { was_running } = outcome {
-            if was_running {
-                self.ctx().running.cancel(job_id);
-            }
-            self.ctx().events.finished(job_id);
-            self.ctx().webhooks.notify_one();
-        }
-        Ok(outcome)
+        self.jobs.cancel(endpoint_id, job_id).await
     }
 
     pub async fn retry(&self, endpoint_id: &str, job_id: &str) -> Result<RetryOutcome, StoreError> {
-        let outcome = self.store.retry(endpoint_id, job_id, now_ms()).await?;
-        if matches!(outcome, RetryOutcome::Requeued) {
-            self.pools.wake(endpoint_id);
-        }
-        Ok(outcome)
+        self.jobs.retry(endpoint_id, job_id).await
     }
 
     /// Cancel every queued job of an endpoint; returns how many.
     pub async fn purge_queue(&self, endpoint_id: &str) -> Result<usize, StoreError> {
-        let ids = self
+        self.jobs.purge_queue(endpoint_id).await
+    }
+
+    pub async fn job_counts(&self, endpoint_id: &str) -> Result<JobCounts, StoreError> {
+        self.store.job_counts(endpoint_id).await
+    }
+
+    pub async fn job_ids(
+        &self,
+        endpoint_id: &str,
+        status: JobStatus,
+    ) -> Result<Vec<String>, StoreError> {
+        self.store.job_ids(endpoint_id, status).await
+    }
+
+    pub async fn queue_depth(&self, endpoint_id: &str) -> Result<i64, StoreError> {
+        self.store.queue_depth(endpoint_id, now_ms()).await
+    }
+
+    /// Milliseconds the oldest queued job has waited (0 with none).
+    pub async fn queue_delay_ms(&self, endpoint_id: &str) -> Result<i64, StoreError> {
+        Ok(self
             .store
-            .purge_queue(
-                endpoint_id,
-                "removed from the queue by purge-queue before it started",
-                now_ms(),
-                self.config.retention.run.as_millis() as i64,
-            )
-            .await?;
-        for id in &ids {
-            self.ctx().events.finished(id);
-        }
-        if !ids.is_empty() {
-            self.ctx().webhooks.notify_one();
-        }
-        Ok(ids.len())
+            .oldest_queued_ms(endpoint_id, now_ms())
+            .await?
+            .unwrap_or(0))
     }
 
-    /// A new or updated endpoint: (re)configure its pool.
-    pub fn endpoint_changed(&self, endpoint: EndpointRecord) {
-        self.pools.apply(endpoint);
+    // --- handlers, endpoints, keys, usage --------------------------------
+
+    pub async fn handler(&self, digest: &str) -> Result<Option<HandlerRecord>, StoreError> {
+        self.store.get_handler(digest).await
     }
 
-    /// Stop an endpoint's workers (they finish their jobs) before deleting it.
-    pub async fn stop_endpoint(&self, endpoint_id: &str) {
+    pub async fn list_handlers(&self) -> Result<Vec<HandlerRecord>, StoreError> {
+        self.store.list_handlers().await
+    }
+
+    /// Endpoints that use a handler version.
+    pub async fn endpoints_using(&self, digest: &str) -> Result<Vec<String>, StoreError> {
+        self.store.endpoints_using(digest).await
+    }
+
+    pub async fn endpoint(&self, id: &str) -> Result<Option<EndpointRecord>, StoreError> {
+        self.store.get_endpoint(id).await
+    }
+
+    pub async fn list_endpoints(&self) -> Result<Vec<EndpointRecord>, StoreError> {
+        self.store.list_endpoints().await
+    }
+
+    /// Store a new endpoint and start its pool.
+    pub async fn create_endpoint(&self, record: EndpointRecord) -> Result<(), StoreError> {
+        self.store.create_endpoint(&record).await?;
+        self.pools.apply(record);
+        Ok(())
+    }
+
+    /// Store an endpoint's new settings and apply them to its pool (a new
+    /// handler is a hot swap). None if it does not exist.
+    pub async fn update_endpoint(
+        &self,
+        record: &EndpointRecord,
+    ) -> Result<Option<EndpointRecord>, StoreError> {
+        let updated = self.store.update_endpoint(record).await?;
+        if let Some(e) = &updated {
+            self.pools.apply(e.clone());
+        }
+        Ok(updated)
+    }
+
+    /// Stop an endpoint's workers (they finish their jobs), then delete it
+    /// with its jobs and keys.
+    pub async fn delete_endpoint(&self, endpoint_id: &str) -> Result<bool, StoreError> {
         self.pools.stop(endpoint_id).await;
         self.rejections.forget(endpoint_id);
+        self.store.delete_endpoint(endpoint_id).await
+    }
+
+    /// The live key with this hash.
+    pub async fn find_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.store.find_key(hash).await
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.store.list_keys().await
+    }
+
+    pub async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        self.store.revoke_key(id).await
+    }
+
+    /// Create a key; returns its record and the key (shown once).
+    pub async fn create_key(
+        &self,
+        name: &str,
+        scope: crate::store::Scope,
+    ) -> Result<(ApiKeyRecord, String), StoreError> {
+        keys::create(&self.store, name, scope).await
+    }
+
+    /// Metered worker time in `[since, until)` as stored.
+    pub async fn usage(
+        &self,
+        endpoint_id: Option<&str>,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<UsageTotal>, StoreError> {
+        self.store.usage(endpoint_id, since, until).await
+    }
+
+    /// The same, with the meter brought up to this moment first (the
+    /// workers running now included).
+    pub async fn usage_now(
+        &self,
+        endpoint_id: Option<&str>,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<UsageTotal>, StoreError> {
+        self.ctx().slices.accrue();
+        self.ctx().meter.flush(&self.store).await;
+        self.store.usage(endpoint_id, since, until).await
     }
 
     /// A request to `endpoint_id`'s `operation` was refused past its rate

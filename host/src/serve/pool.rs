@@ -12,18 +12,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::events::JobEvents;
 use super::handlers::HandlerRepo;
+use super::lifecycle::Jobs;
 use super::meter::Meter;
 use super::slices::Slices;
 use super::worker::{self, WorkerExit};
 pub use super::worker_state::{
     PoolShared, WorkerCounts, WorkerDetail, WorkerShared, WorkerSlice, WorkerStage,
 };
-use crate::runtime::CancelSignal;
 use crate::scheduler::{self, PlacementError};
 use crate::store::{EndpointKind, EndpointRecord, ScalerType, Store, now_ms};
 
@@ -43,49 +42,16 @@ impl Retention {
     }
 }
 
-/// Cancel signals of the jobs running on this host.
-#[derive(Default)]
-pub struct RunningJobs(Mutex<HashMap<String, CancelSignal>>);
-
-impl RunningJobs {
-    pub fn insert(&self, id: &str, signal: CancelSignal) {
-        self.0
-            .lock()
-            .expect("running jobs lock")
-            .insert(id.to_string(), signal);
-    }
-
-    pub fn remove(&self, id: &str) {
-        self.0.lock().expect("running jobs lock").remove(id);
-    }
-
-    /// Tell the instance running `id` (if on this host) to stop.
-    pub fn cancel(&self, id: &str) -> bool {
-        match self.0.lock().expect("running jobs lock").get(id) {
-            Some(s) => {
-                s.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-}
-
 /// What every worker of this host shares.
 pub struct WorkerContext {
     pub store: Store,
     pub handlers: Arc<HandlerRepo>,
-    pub events: Arc<JobEvents>,
-    pub running: RunningJobs,
-    /// Woken when a job's webhook becomes due.
-    pub webhooks: Notify,
+    /// The lifecycle owner: hands workers their jobs and records their ends.
+    pub jobs: Arc<Jobs>,
     /// This host process's identity on claimed jobs.
     pub host_id: String,
-    pub retention: Retention,
     /// The managed model store's tree (for endpoints without `models_dir`).
     pub model_tree: PathBuf,
-    /// How often idle workers look at the queue without being woken.
-    pub poll: Duration,
     /// Every slice of this host and its executor.
     pub slices: Arc<Slices>,
     /// Worker time and job statistics.
@@ -150,8 +116,17 @@ pub struct Pools {
     hosts: Mutex<HashMap<String, String>>,
 }
 
-/// How often a supervisor re-evaluates without being woken.
+/// How often a supervisor with workers (or queued jobs) re-evaluates
+/// without being woken.
 const SUPERVISOR_TICK: Duration = Duration::from_millis(250);
+
+/// How often an idle supervisor (no worker, nothing queued) looks anyway.
+/// A host carries many idle endpoints: they must cost next to nothing.
+const IDLE_TICK: Duration = Duration::from_secs(5);
+
+/// Evaluations of one supervisor are at least this far apart, so a flood
+/// of submissions does not turn into a flood of queue-depth queries.
+const MIN_EVALUATION_GAP: Duration = Duration::from_millis(5);
 
 /// How long a crashed worker stays listed as unhealthy (while its
 /// replacement starts), so `/health` shows what happened.
@@ -187,12 +162,15 @@ impl Pools {
                 self.ctx.slices.release_parked(&endpoint.id);
             }
             let _ = p.config.send(Some(endpoint));
+            // Workers look at the paused flag again.
+            p.shared.wake.notify_waiters();
             return;
         }
         let id = endpoint.id.clone();
         let (tx, rx) = watch::channel(Some(endpoint));
         let shared = Arc::new(PoolShared::default());
         shared.set_paused(paused);
+        self.ctx.jobs.watch_endpoint(&id, Arc::clone(&shared));
         let task = tokio::spawn(supervise(Arc::clone(&self.ctx), Arc::clone(&shared), rx));
         pools.insert(
             id,
@@ -212,6 +190,7 @@ impl Pools {
             let _ = h.config.send(None);
             let _ = h.task.await;
         }
+        self.ctx.jobs.unwatch_endpoint(endpoint_id);
         self.ctx.slices.release_parked(endpoint_id);
     }
 
@@ -262,14 +241,6 @@ impl Pools {
         }
     }
 
-    /// A job was queued for `endpoint_id`: wake its idle workers and its
-    /// supervisor.
-    pub fn wake(&self, endpoint_id: &str) {
-        if let Some(p) = self.pools.lock().expect("pools lock").get(endpoint_id) {
-            p.shared.wake.notify_waiters();
-        }
-    }
-
     pub fn shared(&self, endpoint_id: &str) -> Option<Arc<PoolShared>> {
         self.pools
             .lock()
@@ -317,7 +288,14 @@ async fn supervise(
     let mut failures = 0u32;
     let mut retry_at: Option<Instant> = None;
     let short_host = ctx.host_id.chars().take(6).collect::<String>();
+    let mut last_evaluation: Option<Instant> = None;
     loop {
+        if let Some(gap) = last_evaluation.map(|t| MIN_EVALUATION_GAP.saturating_sub(t.elapsed()))
+            && !gap.is_zero()
+        {
+            tokio::time::sleep(gap).await;
+        }
+        last_evaluation = Some(Instant::now());
         let Some(endpoint) = config.borrow_and_update().clone() else {
             break;
         };
@@ -381,9 +359,16 @@ async fn supervise(
             }
         }
 
-        // A load balancer's queue is its requests waiting for a worker.
+        let hint = shared
+            .queued_hint
+            .swap(0, std::sync::atomic::Ordering::SeqCst);
         let queued = if spec.load_balancer {
+            // A load balancer's queue is its requests waiting for a worker.
             shared.lb.waiting()
+        } else if entries.is_empty() && hint > 0 {
+            // Woken from zero by new jobs: start for them at once; the next
+            // evaluation reads the queue.
+            hint
         } else {
             match ctx.store.queue_depth(&endpoint.id, now_ms()).await {
                 Ok(n) => n.max(0) as usize,
@@ -394,7 +379,6 @@ async fn supervise(
             }
         };
         let c = &endpoint.config;
-        shared.set_low_cap((c.max_workers as usize) * (c.concurrency.max(1) as usize));
         let scaler = match c.scaler_type {
             ScalerType::RequestCount => scheduler::Scaler::RequestCount {
                 jobs_per_worker: if c.scaler_value == 0 {
@@ -521,12 +505,25 @@ async fn supervise(
             }
         }
         shared.set_workers(entries.iter().map(|e| Arc::clone(&e.shared)).collect());
+        if queued > 0
+            && !spec.load_balancer
+            && entries
+                .iter()
+                .any(|e| e.shared.stage() == WorkerStage::Ready && !e.shared.is_retiring())
+        {
+            // A safety net: queued jobs and a ready worker; let it look.
+            ctx.jobs.recheck(&endpoint.id);
+        }
 
+        // Only a supervisor with something to watch wakes on its own (and on
+        // slices being freed); an idle one waits to be woken.
+        let active = !entries.is_empty() || queued > 0 || waiting_retry;
+        let tick = if active { SUPERVISOR_TICK } else { IDLE_TICK };
         tokio::select! {
             _ = &mut woken => {}
-            _ = &mut freed => {}
+            _ = &mut freed, if active => {}
             r = config.changed() => { if r.is_err() { break; } }
-            _ = tokio::time::sleep(SUPERVISOR_TICK) => {}
+            _ = tokio::time::sleep(tick) => {}
         }
     }
     // Shutdown: every worker finishes what it holds, then exits.

@@ -1,11 +1,15 @@
 //! The host's slices and their executors. Placement hands a worker a
 //! [`Lease`] on one slice (a whole GPU, a MIG device, a group of GPUs, or a
 //! CPU slice); while the lease lives no other worker gets a slice sharing
-//! one of its devices. Each slice is served by one supervised executor
-//! process ([`ExecutorSlot`]): spawned when a worker first needs it, kept
-//! warm between workers, and restarted at once if it dies.
+//! one of its devices. Each GPU slice is served by its own supervised
+//! executor process ([`ExecutorSlot`]): spawned when a worker first needs
+//! it, kept warm between workers, and restarted at once if it dies. CPU
+//! slices are shared: CPU workers of every endpoint are spread over a few
+//! executor processes (`cpu0`..`cpuN-1`, `--cpu-executors`), since the
+//! wasm sandbox is the isolation boundary there; a crash of one fails only
+//! the jobs it ran (re-queued) and it is restarted.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -46,7 +50,13 @@ pub struct ExecutorLaunch {
     /// Host memory each executor's parked (FlashBoot) state may hold before
     /// it spills to disk.
     pub page_budget: u64,
+    /// Shared CPU executor processes (at least 1).
+    pub cpu_executors: usize,
 }
+
+/// Instances a shared CPU executor can hold at once (live and parked
+/// workers of many endpoints); GPU executors keep the engine's default.
+pub const CPU_EXECUTOR_INSTANCES: u32 = 2048;
 
 #[derive(Default, Clone)]
 struct SlotInfo {
@@ -96,11 +106,13 @@ impl ExecutorSlot {
     /// holds `spawning`).
     async fn spawn_process(&self) -> Result<Arc<ExecutorProcess>, ExecutorError> {
         let launch = &self.launch;
+        let max_instances = self.keys.is_empty().then_some(CPU_EXECUTOR_INSTANCES);
         let spawned = ExecutorProcess::spawn(
             &launch.exe,
             self.spec.clone(),
             Some(launch.cache_dir.clone()),
             launch.page_budget,
+            max_instances,
         )
         .await;
         let exec = match spawned {
@@ -241,10 +253,18 @@ struct Held {
 struct State {
     /// Device key -> slice id holding it.
     busy: HashMap<String, String>,
-    /// Slice id -> its holder.
-    held: HashMap<String, Held>,
+    /// Lease id -> its holder (a GPU slice has one; a CPU slice many).
+    held: HashMap<u64, Held>,
+    next_lease: u64,
     executors: HashMap<String, Arc<ExecutorSlot>>,
-    cpu_in_use: BTreeSet<usize>,
+    /// Workers on each shared CPU executor, by index.
+    cpu_load: HashMap<usize, usize>,
+}
+
+impl State {
+    fn holds(&self, slice_id: &str) -> bool {
+        self.held.values().any(|h| h.usage.slice == slice_id)
+    }
 }
 
 /// Every slice of this host: placement, leases, executors, metering of
@@ -261,6 +281,7 @@ pub struct Slices {
 /// A worker's hold on a slice; dropping it releases the slice.
 pub struct Lease {
     slices: Arc<Slices>,
+    id: u64,
     slice: Slice,
     slot: Arc<ExecutorSlot>,
 }
@@ -277,7 +298,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.slices.release(&self.slice.spec.id);
+        self.slices.release(self.id);
     }
 }
 
@@ -317,9 +338,12 @@ impl Slices {
     ) -> Result<Lease, PlacementError> {
         let mut state = self.state.lock().expect("slices lock");
         let busy: HashSet<String> = state.busy.keys().cloned().collect();
-        // CPU slices never conflict; each gets the lowest free index so
-        // their executors are reused rather than multiplied.
-        let cpu_index = (0..).find(|i| !state.cpu_in_use.contains(i)).unwrap_or(0);
+        // CPU slices never conflict: a CPU worker goes to the shared
+        // executor with the fewest workers.
+        let shared = self.launch.cpu_executors.max(1);
+        let cpu_index = (0..shared)
+            .min_by_key(|i| state.cpu_load.get(i).copied().unwrap_or(0))
+            .unwrap_or(0);
         // Slices whose executor holds this endpoint's parked worker: a
         // start there restores it instead of starting cold.
         let parked: Vec<Slice> = state
@@ -327,7 +351,7 @@ impl Slices {
             .values()
             .filter(|slot| {
                 slot.live().is_some_and(|e| e.parked(endpoint).is_some())
-                    && !state.held.contains_key(&slot.spec.id)
+                    && (slot.keys.is_empty() || !state.holds(&slot.spec.id))
             })
             .map(|slot| Slice {
                 spec: slot.spec.clone(),
@@ -343,16 +367,18 @@ impl Slices {
             cpu_index,
             &parked,
         )?;
-        let cpu_index = slice
-            .spec
-            .id
-            .strip_prefix("cpu")
-            .and_then(|i| i.parse().ok())
-            .unwrap_or(cpu_index);
         let id = slice.spec.id.clone();
         let is_cpu = slice.keys.is_empty();
-        if is_cpu {
-            state.cpu_in_use.insert(cpu_index);
+        let cpu_index = is_cpu.then(|| {
+            slice
+                .spec
+                .id
+                .strip_prefix("cpu")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(cpu_index)
+        });
+        if let Some(i) = cpu_index {
+            *state.cpu_load.entry(i).or_default() += 1;
         }
         for key in &slice.keys {
             state.busy.insert(key.clone(), id.clone());
@@ -377,8 +403,10 @@ impl Slices {
             })
         }));
         *slot.idle_since.lock().expect("slot lock") = None;
+        state.next_lease += 1;
+        let lease_id = state.next_lease;
         state.held.insert(
-            id.clone(),
+            lease_id,
             Held {
                 usage: SliceUse {
                     slice: id,
@@ -389,28 +417,34 @@ impl Slices {
                     since: now_ms(),
                 },
                 metered_until: Instant::now(),
-                cpu_index: is_cpu.then_some(cpu_index),
+                cpu_index,
             },
         );
         Ok(Lease {
             slices: Arc::clone(self),
+            id: lease_id,
             slice,
             slot,
         })
     }
 
-    fn release(&self, slice_id: &str) {
+    fn release(&self, lease: u64) {
         {
             let mut state = self.state.lock().expect("slices lock");
-            if let Some(held) = state.held.remove(slice_id) {
-                if let Some(slot) = state.executors.get(slice_id) {
+            if let Some(held) = state.held.remove(&lease) {
+                let slice_id = &held.usage.slice;
+                if !state.holds(slice_id)
+                    && let Some(slot) = state.executors.get(slice_id)
+                {
                     *slot.idle_since.lock().expect("slot lock") = Some(Instant::now());
                 }
                 for key in &held.usage.devices {
                     state.busy.remove(key);
                 }
-                if let Some(i) = held.cpu_index {
-                    state.cpu_in_use.remove(&i);
+                if let Some(i) = held.cpu_index
+                    && let Some(n) = state.cpu_load.get_mut(&i)
+                {
+                    *n = n.saturating_sub(1);
                 }
                 self.meter.add_worker_time(
                     &held.usage.endpoint,
@@ -481,7 +515,7 @@ impl Slices {
             } else {
                 max_idle
             };
-            if !state.held.contains_key(id) && idle.is_some_and(|t| t.elapsed() >= limit) {
+            if !state.holds(id) && idle.is_some_and(|t| t.elapsed() >= limit) {
                 tracing::debug!(slice = %id, "stopping the idle executor");
                 slot.stop();
             }
@@ -534,6 +568,7 @@ mod tests {
                 exe: PathBuf::from("/nonexistent/wasmpod"),
                 cache_dir: PathBuf::from("/nonexistent/cache"),
                 page_budget: 0,
+                cpu_executors: 2,
             },
             Arc::new(Meter::default()),
         ))
@@ -578,14 +613,20 @@ mod tests {
     }
 
     #[test]
-    fn cpu_slices_reuse_the_lowest_free_index() {
+    fn cpu_workers_share_a_few_executors() {
         let s = slices();
         let a = s.acquire("e", "w1", &list(&["cpu"]), 1).unwrap();
-        let b = s.acquire("e", "w2", &list(&["cpu"]), 1).unwrap();
+        let b = s.acquire("f", "w2", &list(&["cpu"]), 1).unwrap();
+        let c = s.acquire("g", "w3", &list(&["cpu"]), 1).unwrap();
+        // Spread over the two shared executors, least loaded first.
         assert_eq!(a.slice().spec.id, "cpu0");
         assert_eq!(b.slice().spec.id, "cpu1");
+        assert_eq!(c.slice().spec.id, "cpu0");
+        assert_eq!(s.view().in_use.len(), 3);
         drop(a);
-        let c = s.acquire("e", "w3", &list(&["cpu"]), 1).unwrap();
-        assert_eq!(c.slice().spec.id, "cpu0", "its executor is reused");
+        drop(c);
+        let d = s.acquire("h", "w4", &list(&["cpu"]), 1).unwrap();
+        assert_eq!(d.slice().spec.id, "cpu0", "the emptier one");
+        assert_eq!(s.view().in_use.len(), 2);
     }
 }

@@ -1,4 +1,6 @@
-//! Webhooks: when a job with a `webhook` URL becomes final, the same object
+//! Webhooks: when a job with a `webhook` URL becomes final (the lifecycle's
+//! "finished" event wakes this loop; the due delivery is in the job's row),
+//! the same object
 //! `/status` returns is POSTed to it. A non-2xx answer or a network error is
 //! retried with exponential backoff up to the configured number of tries.
 //! Delivery state lives in the job row, so a restart resumes pending ones.
@@ -10,8 +12,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::App;
-use crate::api::view::job_status_body;
 use crate::store::{JobRecord, now_ms};
+use crate::wire::job_status_body;
 
 pub async fn run(app: App, shutdown: Arc<Notify>) {
     let client = match reqwest::Client::builder()
@@ -28,7 +30,7 @@ pub async fn run(app: App, shutdown: Arc<Notify>) {
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     loop {
         let stop = shutdown.notified();
-        let woken = app.ctx().webhooks.notified();
+        let woken = app.webhook_wake.0.notified();
         tokio::pin!(stop, woken);
         stop.as_mut().enable();
         woken.as_mut().enable();
@@ -48,7 +50,7 @@ pub async fn run(app: App, shutdown: Arc<Notify>) {
                     tokio::spawn(async move {
                         deliver(&app, &client, &job).await;
                         in_flight.lock().expect("webhook lock").remove(&job.id);
-                        app.ctx().webhooks.notify_one();
+                        app.webhook_wake.0.notify_one();
                     });
                 }
             }
@@ -71,7 +73,12 @@ async fn deliver(app: &App, client: &reqwest::Client, job: &JobRecord) {
         return;
     };
     let body = job_status_body(job);
-    let result = client.post(url).json(&body).send().await;
+    let result = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await;
     let error = match result {
         Ok(resp) if resp.status().is_success() => None,
         Ok(resp) => Some(format!("the receiver answered {}", resp.status())),

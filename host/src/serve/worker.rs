@@ -1,23 +1,28 @@
 //! One worker on its slice: it starts its instances on the slice's executor
-//! process, then runs `concurrency` lanes, each claiming jobs from the store
-//! and running them on the executor. What a handler reports while it runs
-//! (progress, stream chunks) is queued by a [`JobSink`] and written by a
-//! persister task, all of it before the job's final status, so `/stream`
+//! process, then takes up to `concurrency` jobs at a time from the lifecycle
+//! owner ([`super::lifecycle::Jobs`]: handed straight over on accept, or
+//! claimed from the queue in batches), runs them on the executor (several
+//! per write), and hands each end back. What a handler reports while it
+//! runs (progress, stream chunks) is queued by a [`JobSink`] and written by
+//! a persister task, all of it before the job's final status, so `/stream`
 //! never misses a chunk. If the executor dies, the jobs it held go back to
 //! the queue (a retry counted) and the worker ends unhealthy. A worker of a
 //! load-balancing endpoint serves HTTP requests instead ([`super::lb`]).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
+use super::lifecycle::WorkerLink;
 use super::pool::{PoolShared, WorkerContext, WorkerShared, WorkerSpec, WorkerStage};
 use super::slices::Lease;
-use crate::executor::{ExecutorError, ExecutorProcess, WorkerSpec as ExecutorWorkerSpec};
-use crate::runtime::{CancelSignal, JobError, JobSink, LogLevel};
-use crate::store::{ClaimedJob, JobOutcome, JobStatus, LostJobOutcome, now_ms};
+use crate::executor::{
+    ExecutorError, ExecutorProcess, JobReply, JobRun, WorkerSpec as ExecutorWorkerSpec,
+};
+use crate::runtime::{JobError, JobSink, LogLevel};
+use crate::store::{ClaimBy, ClaimedJob, Finish, JobOutcome, JobStatus, Store};
 
 /// Why a worker ended other than by being retired.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -93,11 +98,12 @@ pub async fn run_worker(
         }
     }
     let result = if spec.load_balancer {
-        // Serves HTTP requests (serve/lb.rs) instead of claiming jobs.
+        // Serves HTTP requests (serve/lb.rs) instead of taking jobs; it is
+        // ready once the handler's /ping answers 200.
         super::lb::serve_requests(&spec, &me, &pool, &exec).await
     } else {
         me.set_stage(WorkerStage::Ready);
-        run_lanes(&ctx, &spec, &me, &pool, &exec).await
+        serve_jobs(&ctx, &spec, &me, &pool, &exec).await
     };
     if let Err(e) = &result {
         // Shown at once, before the supervisor reaps the worker.
@@ -115,51 +121,42 @@ pub async fn run_worker(
     result
 }
 
-/// `concurrency` lanes claiming and running jobs until the worker retires
-/// (Ok) or a lane fails (the others finish what they hold).
-async fn run_lanes(
+/// A job running on the executor.
+struct Running {
+    job: ClaimedJob,
+    sink: Arc<StoreSink>,
+    /// Past this the executor is deemed wedged.
+    wedged_at: Instant,
+}
+
+/// Take jobs from the lifecycle owner (up to `concurrency` at once), run
+/// them on the executor, report their ends, until retired (Ok) or the
+/// executor dies (its jobs re-queued).
+async fn serve_jobs(
     ctx: &Arc<WorkerContext>,
     spec: &WorkerSpec,
     me: &Arc<WorkerShared>,
     pool: &Arc<PoolShared>,
     exec: &Arc<ExecutorProcess>,
 ) -> Result<(), WorkerExit> {
-    let mut lanes = JoinSet::new();
-    for _ in 0..spec.concurrency.max(1) {
-        lanes.spawn(lane(
-            Arc::clone(ctx),
-            spec.clone(),
-            Arc::clone(me),
-            Arc::clone(pool),
-            Arc::clone(exec),
-        ));
-    }
-    let mut result = Ok(());
-    while let Some(r) = lanes.join_next().await {
-        let r = r.unwrap_or_else(|e| {
-            Err(WorkerExit::StartFailed(format!(
-                "a worker lane ended abnormally: {e}"
-            )))
-        });
-        if let Err(e) = r {
-            // The other lanes finish what they hold and stop.
-            me.retire();
-            if result.is_ok() {
-                result = Err(e);
-            }
-        }
-    }
-    result
-}
-
-async fn lane(
-    ctx: Arc<WorkerContext>,
-    spec: WorkerSpec,
-    me: Arc<WorkerShared>,
-    pool: Arc<PoolShared>,
-    exec: Arc<ExecutorProcess>,
-) -> Result<(), WorkerExit> {
-    let mut db_backoff = Duration::from_millis(50);
+    let jobs = &ctx.jobs;
+    let (tx, mut incoming) = mpsc::unbounded_channel::<ClaimedJob>();
+    let link = Arc::new(WorkerLink {
+        endpoint: spec.endpoint_id.clone(),
+        claim: ClaimBy {
+            worker_id: me.id.clone(),
+            host_id: jobs.host_id().to_string(),
+            handler: spec.handler.clone(),
+        },
+        jobs: tx,
+    });
+    let concurrency = spec.concurrency.max(1) as usize;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, JobReply)>();
+    let mut running: HashMap<String, Running> = HashMap::new();
+    // Whether the lifecycle counts this worker as taking jobs.
+    let mut taking = false;
+    let mut wedge_check = tokio::time::interval(Duration::from_secs(1));
+    wedge_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let died = || {
         WorkerExit::ExecutorDied(format!(
             "the executor for slice {} (pid {}) died",
@@ -167,138 +164,142 @@ async fn lane(
             exec.pid()
         ))
     };
-    loop {
+    let result = loop {
         let woken = pool.wake.notified();
         let stopped = me.stop.notified();
-        let exec_died = exec.died();
-        tokio::pin!(woken, stopped, exec_died);
+        tokio::pin!(woken, stopped);
         woken.as_mut().enable();
         stopped.as_mut().enable();
-        if me.is_retiring() {
-            return Ok(());
+        let want = !me.is_retiring() && !pool.is_paused();
+        if want && !taking {
+            jobs.ready(&link, concurrency - running.len());
+            taking = true;
+        } else if !want && taking {
+            jobs.gone(&link);
+            taking = false;
         }
-        if !exec.is_alive() {
-            return Err(died());
+        if me.is_retiring() && running.is_empty() {
+            break Ok(());
         }
-        if pool.is_paused() {
-            tokio::select! {
-                _ = &mut woken => {}
-                _ = &mut stopped => {}
-                _ = &mut exec_died => {}
-                _ = tokio::time::sleep(ctx.poll) => {}
+        tokio::select! {
+            Some(first) = incoming.recv() => {
+                let mut batch = vec![first];
+                while let Ok(more) = incoming.try_recv() {
+                    batch.push(more);
+                }
+                if !taking {
+                    // Handed over just as we stopped taking jobs.
+                    for job in batch {
+                        jobs.give_back(&spec.endpoint_id, &me.id, &job).await;
+                    }
+                    continue;
+                }
+                if !start(ctx, spec, me, exec, batch, &done_tx, &mut running).await {
+                    break Err(died());
+                }
             }
-            continue;
-        }
-        // A low-priority lane is taken before claiming (and given back if
-        // the job claimed is real-time, or none), so batch work never holds
-        // every lane of the pool.
-        let low = pool.try_reserve_low();
-        let claimed = ctx
-            .store
-            .claim(
-                &spec.endpoint_id,
-                &me.id,
-                &ctx.host_id,
-                &spec.handler,
-                now_ms(),
-                low,
-            )
-            .await;
-        let holds_low = low && matches!(&claimed, Ok(Some(job)) if job.low_priority);
-        if low && !holds_low {
-            pool.release_low();
-        }
-        match claimed {
-            Ok(Some(job)) => {
-                db_backoff = Duration::from_millis(50);
-                me.job_started();
-                let lost = run_job(&ctx, &spec, &me.id, &exec, job).await;
+            Some((id, reply)) = done_rx.recv() => {
+                let Some(r) = running.remove(&id) else { continue };
+                end(ctx, &link, r, reply).await;
                 me.job_ended();
-                if holds_low {
-                    pool.release_low();
-                }
-                if lost {
-                    pool.wake.notify_waiters();
-                    return Err(died());
-                }
             }
-            Ok(None) => {
-                tokio::select! {
-                    _ = &mut woken => {}
-                    _ = &mut stopped => {}
-                    _ = &mut exec_died => {}
-                    _ = tokio::time::sleep(ctx.poll) => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(worker = %me.id, "claiming a job: {e}");
-                tokio::time::sleep(db_backoff).await;
-                db_backoff = (db_backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-/// Run one claimed job on the executor to its end and record the outcome.
-/// Returns true if the executor died under it (the job was re-queued or,
-/// its retries spent, failed).
-async fn run_job(
-    ctx: &Arc<WorkerContext>,
-    spec: &WorkerSpec,
-    worker_id: &str,
-    exec: &Arc<ExecutorProcess>,
-    job: ClaimedJob,
-) -> bool {
-    let cancel = CancelSignal::new();
-    ctx.running.insert(&job.id, cancel.clone());
-    let (tx, rx) = mpsc::unbounded_channel();
-    let persister = tokio::spawn(persist(ctx.store.clone(), job.id.clone(), job.attempt, rx));
-    let timeout = Duration::from_millis(
-        job.execution_timeout_ms
-            .map(|ms| ms as u64)
-            .unwrap_or(spec.execution_timeout_ms),
-    );
-    let sink: Arc<dyn JobSink> = Arc::new(StoreSink {
-        job_id: job.id.clone(),
-        tx,
-    });
-    let reply = {
-        let running = exec.run_job(worker_id, &job.id, &job.input, timeout, sink);
-        let wedged = tokio::time::sleep(timeout + WEDGED_GRACE);
-        tokio::pin!(running, wedged);
-        let mut cancel_sent = false;
-        loop {
-            tokio::select! {
-                r = &mut running => break r,
-                _ = cancel.cancelled(), if !cancel_sent => {
-                    cancel_sent = true;
-                    exec.cancel(&job.id).await;
-                }
-                _ = &mut wedged => {
+            _ = exec.died() => break Err(died()),
+            _ = &mut woken => {}
+            _ = &mut stopped => {}
+            _ = wedge_check.tick(), if !running.is_empty() => {
+                let now = Instant::now();
+                if let Some(r) = running.values().find(|r| now >= r.wedged_at) {
                     // The executor enforces the timeout itself; no answer
                     // long after it means the process is stuck. Kill it:
-                    // its death re-queues the job and restarts it.
-                    tracing::error!(job = %job.id, slice = %exec.slice().id, "executor did not answer past the job's timeout; killing it");
+                    // its death re-queues the jobs and restarts it.
+                    tracing::error!(job = %r.job.id, slice = %exec.slice().id, "executor did not answer past the job's timeout; killing it");
                     exec.kill();
-                    exec.died().await;
-                    break Err(ExecutorError::Died(exec.slice().id.clone()));
                 }
             }
         }
     };
-    // The executor dropped its copy of the sink when the job ended (or the
-    // process died), which closes the channel: the persister ends after
-    // writing everything.
-    let _ = persister.await;
-    ctx.running.remove(&job.id);
-    let result = match reply {
-        Ok(result) => result,
-        Err(_) => {
-            requeue_lost(ctx, exec, worker_id, &job).await;
-            return true;
+    if taking {
+        jobs.gone(&link);
+    }
+    // Jobs still handed to us (or running on a dead executor) go back.
+    incoming.close();
+    while let Ok(job) = incoming.try_recv() {
+        jobs.give_back(&spec.endpoint_id, &me.id, &job).await;
+    }
+    if result.is_err() {
+        pool.wake.notify_waiters();
+        let reason = format!(
+            "the executor running this job (slice {}) died",
+            exec.slice().id
+        );
+        for (_, r) in running.drain() {
+            ctx.jobs.running.remove(&r.job.id);
+            r.sink.close().await;
+            jobs.lost(&spec.endpoint_id, &me.id, &r.job, &reason).await;
+            me.job_ended();
         }
-    };
-    let outcome = match result {
+    }
+    result
+}
+
+/// Start claimed jobs on the executor in one write. False if it is dead
+/// (the jobs are then counted as running, and re-queued by the caller).
+async fn start(
+    ctx: &Arc<WorkerContext>,
+    spec: &WorkerSpec,
+    me: &Arc<WorkerShared>,
+    exec: &Arc<ExecutorProcess>,
+    batch: Vec<ClaimedJob>,
+    done: &mpsc::UnboundedSender<(String, JobReply)>,
+    running: &mut HashMap<String, Running>,
+) -> bool {
+    let now = Instant::now();
+    let mut runs = Vec::with_capacity(batch.len());
+    let mut started = Vec::with_capacity(batch.len());
+    for job in batch {
+        me.job_started();
+        let timeout = Duration::from_millis(
+            job.execution_timeout_ms
+                .map(|ms| ms as u64)
+                .unwrap_or(spec.execution_timeout_ms),
+        );
+        let sink = Arc::new(StoreSink::new(ctx.store.clone(), &job));
+        ctx.jobs.running.insert(&job.id, exec);
+        started.push((
+            job,
+            Arc::clone(&sink),
+            now + timeout + WEDGED_GRACE,
+            timeout,
+        ));
+    }
+    for (job, sink, _, timeout) in &started {
+        runs.push(JobRun {
+            job: &job.id,
+            input: &job.input,
+            timeout: *timeout,
+            sink: Arc::clone(sink) as Arc<dyn JobSink>,
+        });
+    }
+    let ok = exec.start_jobs(&me.id, runs, done).await.is_ok();
+    for (job, sink, wedged_at, _) in started {
+        running.insert(
+            job.id.clone(),
+            Running {
+                job,
+                sink,
+                wedged_at,
+            },
+        );
+    }
+    ok
+}
+
+/// A job's end: its reports stored first (so `/stream` never misses a
+/// chunk), then its outcome handed to the lifecycle owner.
+async fn end(ctx: &Arc<WorkerContext>, link: &WorkerLink, r: Running, reply: JobReply) {
+    ctx.jobs.running.remove(&r.job.id);
+    r.sink.close().await;
+    let outcome = match reply {
         Ok(output) => JobOutcome {
             status: JobStatus::Completed,
             output: Some(output),
@@ -320,87 +321,15 @@ async fn run_job(
             error: Some(e.to_string()),
         },
     };
-    let retention = ctx.retention.for_job_ms(job.sync);
-    let mut backoff = Duration::from_millis(50);
-    for attempt in 0.. {
-        match ctx
-            .store
-            .finish(&job.id, worker_id, &outcome, now_ms(), retention)
-            .await
-        {
-            Ok(Some(record)) => {
-                ctx.meter.job_finished(
-                    &record.endpoint_id,
-                    record.status.as_str(),
-                    record.delay_ms,
-                    record.execution_ms,
-                );
-                ctx.events.finished(&job.id);
-                if record.webhook_state.as_deref() == Some("pending") {
-                    ctx.webhooks.notify_one();
-                }
-                break;
-            }
-            // Cancelled (or otherwise finished) while it ran.
-            Ok(None) => break,
-            Err(e) if attempt < 20 => {
-                tracing::warn!(job = %job.id, "recording the job's result: {e}; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => {
-                // Left IN_PROGRESS: the next start of the host re-queues it.
-                tracing::error!(job = %job.id, "giving up recording the job's result: {e}");
-                break;
-            }
-        }
-    }
-    false
-}
-
-/// The executor died while `job` ran: put it back in the queue (or fail it
-/// when its retries are spent). Retried until the store answers, since a
-/// job left IN_PROGRESS would only come back at the next host start.
-async fn requeue_lost(
-    ctx: &Arc<WorkerContext>,
-    exec: &ExecutorProcess,
-    worker_id: &str,
-    job: &ClaimedJob,
-) {
-    let reason = format!(
-        "the executor running this job (slice {}) died",
-        exec.slice().id
+    ctx.jobs.finish(
+        link,
+        Finish {
+            id: r.job.id,
+            worker_id: link.claim.worker_id.clone(),
+            outcome,
+            retention_ms: ctx.jobs.retention().for_job_ms(r.job.sync),
+        },
     );
-    let retention = ctx.retention.for_job_ms(job.sync);
-    let mut backoff = Duration::from_millis(50);
-    for attempt in 0.. {
-        match ctx
-            .store
-            .requeue_lost(&job.id, worker_id, &reason, now_ms(), retention)
-            .await
-        {
-            Ok(LostJobOutcome::Requeued) => {
-                tracing::warn!(job = %job.id, "{reason}; re-queued");
-                return;
-            }
-            Ok(LostJobOutcome::Failed) => {
-                tracing::warn!(job = %job.id, "{reason}; its retries are spent: failed");
-                ctx.events.finished(&job.id);
-                ctx.webhooks.notify_one();
-                return;
-            }
-            Ok(LostJobOutcome::NotHeld) => return,
-            Err(e) if attempt < 20 => {
-                tracing::warn!(job = %job.id, "re-queueing a lost job: {e}; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => {
-                tracing::error!(job = %job.id, "giving up re-queueing a lost job: {e}");
-                return;
-            }
-        }
-    }
 }
 
 enum SinkEvent {
@@ -408,19 +337,63 @@ enum SinkEvent {
     Stream(String),
 }
 
-/// Queues what the handler reports; [`persist`] writes it.
+/// What a handler reports while a job runs, queued for a persister task
+/// that is started on the first report (most jobs report nothing).
 struct StoreSink {
     job_id: String,
+    attempt: i64,
+    store: Store,
+    persister: Mutex<Option<Persister>>,
+}
+
+struct Persister {
     tx: mpsc::UnboundedSender<SinkEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StoreSink {
+    fn new(store: Store, job: &ClaimedJob) -> Self {
+        Self {
+            job_id: job.id.clone(),
+            attempt: job.attempt,
+            store,
+            persister: Mutex::new(None),
+        }
+    }
+
+    fn send(&self, event: SinkEvent) {
+        let mut p = self.persister.lock().expect("sink lock");
+        let p = p.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(persist(
+                self.store.clone(),
+                self.job_id.clone(),
+                self.attempt,
+                rx,
+            ));
+            Persister { tx, task }
+        });
+        let _ = p.tx.send(event);
+    }
+
+    /// The job ended (its last report came before its end on the same
+    /// pipe): wait until everything it reported is stored.
+    async fn close(&self) {
+        let p = self.persister.lock().expect("sink lock").take();
+        if let Some(p) = p {
+            drop(p.tx);
+            let _ = p.task.await;
+        }
+    }
 }
 
 impl JobSink for StoreSink {
     fn progress(&self, value: serde_json::Value) {
-        let _ = self.tx.send(SinkEvent::Progress(value.to_string()));
+        self.send(SinkEvent::Progress(value.to_string()));
     }
 
     fn stream(&self, chunk: serde_json::Value) {
-        let _ = self.tx.send(SinkEvent::Stream(chunk.to_string()));
+        self.send(SinkEvent::Stream(chunk.to_string()));
     }
 
     fn log(&self, level: LogLevel, message: &str) {
@@ -444,7 +417,7 @@ impl JobSink for StoreSink {
 /// Write progress and stream chunks in arrival order, batching what
 /// arrived meanwhile.
 async fn persist(
-    store: crate::store::Store,
+    store: Store,
     job_id: String,
     attempt: i64,
     mut rx: mpsc::UnboundedReceiver<SinkEvent>,
@@ -466,19 +439,17 @@ async fn persist(
                 event = rx.try_recv().ok();
             }
         }
-        for _ in 0..10 {
-            match store.append_stream(&job_id, attempt, &chunks).await {
+        for attempt_no in 0..10 {
+            match store
+                .report(&job_id, attempt, progress.as_deref(), &chunks)
+                .await
+            {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(job = %job_id, "storing stream chunks: {e}; retrying");
+                    tracing::warn!(job = %job_id, try = attempt_no, "storing progress and stream chunks: {e}; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
-        }
-        if let Some(p) = progress
-            && let Err(e) = store.set_progress(&job_id, &p).await
-        {
-            tracing::warn!(job = %job_id, "storing progress: {e}");
         }
     }
 }

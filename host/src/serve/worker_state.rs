@@ -265,40 +265,20 @@ pub struct PoolShared {
     last_error: Mutex<Option<String>>,
     last_boot: Mutex<Option<LastBoot>>,
     /// Woken when a job is queued.
-    pub wake: Notify,
+    pub wake: Arc<Notify>,
+    /// Jobs queued since the supervisor last looked (the lifecycle adds
+    /// them as it commits): lets a pool at zero start its first worker
+    /// without reading the queue's depth first.
+    pub queued_hint: AtomicUsize,
     /// max_workers is 0: workers claim nothing and jobs wait in the queue.
     /// Set synchronously by [`Pools::apply`], so a job queued after the
     /// update returns is never picked up by a worker that has yet to retire.
     paused: AtomicBool,
     /// A load-balancing endpoint's ready workers and waiting requests.
     pub(super) lb: Arc<super::lb::LbRoutes>,
-    /// Low-priority (batch, `policy.lowPriority`) jobs running now, and how
-    /// many may run at once: all lanes of the pool at `max_workers` but
-    /// one, so a real-time job always finds a lane that batch work does
-    /// not hold (a pool of a single lane lets batch work use it).
-    low_running: AtomicUsize,
-    low_cap: AtomicUsize,
 }
 
 impl PoolShared {
-    /// Take one of the low-priority lanes if one is free.
-    pub(super) fn try_reserve_low(&self) -> bool {
-        let cap = self.low_cap.load(Ordering::SeqCst).max(1);
-        self.low_running
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < cap).then_some(n + 1))
-            .is_ok()
-    }
-
-    pub(super) fn release_low(&self) {
-        self.low_running.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Set from the endpoint's `max_workers` × `concurrency`.
-    pub(super) fn set_low_cap(&self, lanes: usize) {
-        self.low_cap
-            .store(lanes.saturating_sub(1).max(1), Ordering::SeqCst);
-    }
-
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::SeqCst)
     }

@@ -1,14 +1,17 @@
 //! The serving store: handler versions, endpoints, API keys, model files and
-//! the durable job queue. [`Store`] is what the API and the worker pools
-//! call; it dispatches to a database backend ([`sqlite`] now; a Postgres
-//! backend is one more variant of [`Backend`], and nothing above this module
-//! changes).
+//! the durable job queue. The interfaces a database implements are the
+//! per-aggregate traits of [`aggregates`]; [`Store`] is what the engine room
+//! holds: it dispatches to a backend ([`sqlite`] now; a Postgres backend is
+//! one more variant of [`Backend`] implementing the same traits, and nothing
+//! above this module changes).
 
-pub mod batches;
+pub mod aggregates;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 pub mod types;
 
-pub use batches::{BatchCounts, BatchItem, BatchRecord, BatchRefusal, BatchStatus};
+pub use aggregates::*;
 pub use types::*;
 
 /// Why a store operation failed.
@@ -47,7 +50,7 @@ pub enum Backend {
     Sqlite(sqlite::SqliteStore),
 }
 
-/// The serving store. Cheap to clone.
+/// The serving store: every aggregate of one backend. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
@@ -62,10 +65,6 @@ macro_rules! dispatch {
 }
 
 impl Store {
-    pub(crate) fn backend(&self) -> &Backend {
-        &self.backend
-    }
-
     /// Open (creating and migrating if needed) the database at `url`:
     /// `sqlite:///path/to/db.sqlite` or a plain file path.
     pub async fn open(url: &str) -> Result<Self> {
@@ -80,8 +79,7 @@ impl Store {
 
     // --- handlers -------------------------------------------------------
 
-    /// Record a handler version of `world` ("handler" or "http-handler");
-    /// returns false if it was already there.
+    /// Record a handler version; returns false if it was already there.
     pub async fn put_handler(&self, digest: &str, size: i64, world: &str) -> Result<bool> {
         dispatch!(self, s => s.put_handler(digest, size, world).await)
     }
@@ -157,56 +155,41 @@ impl Store {
 
     // --- jobs -----------------------------------------------------------
 
-    pub async fn enqueue(&self, job: &NewJob, now: i64) -> Result<()> {
-        dispatch!(self, s => s.enqueue(job, now).await)
+    pub async fn commit(&self, batch: Batch, now: i64) -> Result<BatchOutcome> {
+        dispatch!(self, s => s.commit(batch, now).await)
+    }
+    pub async fn accept(&self, jobs: &[Accept<'_>], now: i64) -> Result<()> {
+        dispatch!(self, s => s.accept(jobs, now).await)
     }
     pub async fn get_job(&self, endpoint_id: &str, id: &str) -> Result<Option<JobRecord>> {
         dispatch!(self, s => s.get_job(endpoint_id, id).await)
     }
-    /// Take the next runnable job of an endpoint for a worker: real-time
-    /// jobs first, then low-priority (batch) ones if `allow_low`.
     pub async fn claim(
         &self,
         endpoint_id: &str,
-        worker_id: &str,
-        host_id: &str,
-        handler: &str,
+        by: &ClaimBy,
+        limit: usize,
         now: i64,
-        allow_low: bool,
-    ) -> Result<Option<ClaimedJob>> {
-        dispatch!(self, s => s.claim(endpoint_id, worker_id, host_id, handler, now, allow_low).await)
+    ) -> Result<Vec<ClaimedJob>> {
+        dispatch!(self, s => s.claim(endpoint_id, by, limit, now).await)
     }
-    /// Real-time (not batch) jobs of an endpoint waiting in the queue.
-    pub async fn realtime_queue_depth(&self, endpoint_id: &str) -> Result<i64> {
-        dispatch!(self, s => s.realtime_queue_depth(endpoint_id).await)
+    pub async fn unclaim(&self, id: &str, worker_id: &str) -> Result<bool> {
+        dispatch!(self, s => s.unclaim(id, worker_id).await)
     }
-    pub async fn set_progress(&self, id: &str, progress: &str) -> Result<()> {
-        dispatch!(self, s => s.set_progress(id, progress).await)
-    }
-    /// Store stream chunks `(index, json)` of one attempt.
-    pub async fn append_stream(
+    pub async fn report(
         &self,
         id: &str,
         attempt: i64,
+        progress: Option<&str>,
         chunks: &[(i64, String)],
     ) -> Result<()> {
-        dispatch!(self, s => s.append_stream(id, attempt, chunks).await)
+        dispatch!(self, s => s.report(id, attempt, progress, chunks).await)
     }
-    /// Hand out (once) the chunks not yet read, in order.
     pub async fn take_stream(&self, id: &str) -> Result<Vec<String>> {
         dispatch!(self, s => s.take_stream(id).await)
     }
-    /// Record how a claimed job ended, if that worker still holds it (a
-    /// cancel may have finished it first). Returns the final record.
-    pub async fn finish(
-        &self,
-        id: &str,
-        worker_id: &str,
-        outcome: &JobOutcome,
-        now: i64,
-        retention_ms: i64,
-    ) -> Result<Option<JobRecord>> {
-        dispatch!(self, s => s.finish(id, worker_id, outcome, now, retention_ms).await)
+    pub async fn finish(&self, done: &[Finish], now: i64) -> Result<Vec<FinalJob>> {
+        dispatch!(self, s => s.finish(done, now).await)
     }
     pub async fn cancel(
         &self,
@@ -220,41 +203,32 @@ impl Store {
     pub async fn retry(&self, endpoint_id: &str, id: &str, now: i64) -> Result<RetryOutcome> {
         dispatch!(self, s => s.retry(endpoint_id, id, now).await)
     }
-    /// Cancel every queued job of an endpoint; returns their ids.
     pub async fn purge_queue(
         &self,
         endpoint_id: &str,
         reason: &str,
         now: i64,
         retention_ms: i64,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<FinalJob>> {
         dispatch!(self, s => s.purge_queue(endpoint_id, reason, now, retention_ms).await)
     }
-    /// Jobs of an endpoint waiting in the queue (runnable now).
     pub async fn queue_depth(&self, endpoint_id: &str, now: i64) -> Result<i64> {
         dispatch!(self, s => s.queue_depth(endpoint_id, now).await)
     }
-    /// Ids of an endpoint's jobs in one state.
     pub async fn job_ids(&self, endpoint_id: &str, status: JobStatus) -> Result<Vec<String>> {
         dispatch!(self, s => s.job_ids(endpoint_id, status).await)
     }
     pub async fn job_counts(&self, endpoint_id: &str) -> Result<JobCounts> {
         dispatch!(self, s => s.job_counts(endpoint_id).await)
     }
-    /// Jobs left IN_PROGRESS by another (dead) host process: re-queue them
-    /// (counting a retry) while the endpoint's `max_retries` allows, else
-    /// fail them. Returns (requeued, failed) ids.
     pub async fn recover_orphans(
         &self,
         host_id: &str,
         now: i64,
         retention_ms: i64,
-    ) -> Result<(Vec<String>, Vec<String>)> {
+    ) -> Result<(Vec<String>, Vec<FinalJob>)> {
         dispatch!(self, s => s.recover_orphans(host_id, now, retention_ms).await)
     }
-    /// A job whose worker was lost while it ran (its executor died): back
-    /// in the queue with a retry counted while the endpoint's `max_retries`
-    /// allows, else FAILED. Only if `worker_id` still holds it.
     pub async fn requeue_lost(
         &self,
         id: &str,
@@ -265,7 +239,6 @@ impl Store {
     ) -> Result<LostJobOutcome> {
         dispatch!(self, s => s.requeue_lost(id, worker_id, reason, now, retention_ms).await)
     }
-    /// How long the oldest runnable job of an endpoint has waited, in ms.
     pub async fn oldest_queued_ms(&self, endpoint_id: &str, now: i64) -> Result<Option<i64>> {
         dispatch!(self, s => s.oldest_queued_ms(endpoint_id, now).await)
     }
@@ -284,7 +257,7 @@ impl Store {
         dispatch!(self, s => s.usage(endpoint_id, since, until).await)
     }
     /// Queued jobs whose ttl passed become TIMED_OUT; returns their ids.
-    pub async fn expire_ttl(&self, now: i64, retention_ms: i64) -> Result<Vec<String>> {
+    pub async fn expire_ttl(&self, now: i64, retention_ms: i64) -> Result<Vec<FinalJob>> {
         dispatch!(self, s => s.expire_ttl(now, retention_ms).await)
     }
     /// Delete final jobs past their retention (and no webhook pending).

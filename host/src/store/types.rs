@@ -101,9 +101,105 @@ pub struct ClaimedJob {
     pub attempt: i64,
     /// Submitted through `/runsync` (shorter retention).
     pub sync: bool,
-    /// A batch request or a `policy.lowPriority` job: it runs behind
-    /// real-time jobs.
-    pub low_priority: bool,
+}
+
+/// Who takes a job: a worker of this host running one handler version.
+/// Claims carry the host id, so a store shared by several hosts (cluster
+/// mode) knows whose jobs to re-queue when a host dies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimBy {
+    pub worker_id: String,
+    pub host_id: String,
+    /// The handler digest the worker runs; a claim through
+    /// [`crate::store::JobStore::claim`] only takes jobs while it is still the
+    /// endpoint's handler (hot swap).
+    pub handler: String,
+}
+
+/// One job to accept, optionally handed straight to an idle worker in the
+/// same write (it is stored IN_PROGRESS, claimed by that worker).
+#[derive(Debug, Clone, Copy)]
+pub struct Accept<'a> {
+    pub job: &'a NewJob,
+    pub claim: Option<&'a ClaimBy>,
+}
+
+/// A claim to make in a group commit: up to `limit` queued jobs of an
+/// endpoint for one worker.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub endpoint_id: String,
+    pub by: ClaimBy,
+    pub limit: usize,
+}
+
+/// One group commit of the queue: finishes, then accepts (each optionally
+/// handed to a worker), then claims, in one transaction. Claims of one
+/// endpoint stop at the first that comes back short (its queue is empty).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub finishes: Vec<Finish>,
+    pub accepts: Vec<(NewJob, Option<ClaimBy>)>,
+    pub claims: Vec<ClaimRequest>,
+}
+
+/// What a group commit did. A failure of one part (say, the accepts) does
+/// not undo the others.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// The finishes that made jobs final (their worker still held them).
+    pub finished: Result<Vec<FinalJob>, crate::store::StoreError>,
+    /// The accepts, given back, and whether they were stored.
+    pub accepts: Vec<(NewJob, Option<ClaimBy>)>,
+    pub accepted: Result<(), crate::store::StoreError>,
+    /// Per claim request, in order: the jobs it took.
+    pub claimed: Vec<Vec<ClaimedJob>>,
+}
+
+/// How one claimed job ended, as its worker reports it.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub id: String,
+    pub worker_id: String,
+    pub outcome: JobOutcome,
+    /// How long the final job is kept (ms).
+    pub retention_ms: i64,
+}
+
+/// A job as it became final: what the "finished" event carries to its
+/// subscribers (`/runsync` waiters, webhooks, metrics). No input: nobody
+/// downstream needs it, and it may be large.
+#[derive(Debug, Clone)]
+pub struct FinalJob {
+    pub id: String,
+    pub endpoint_id: String,
+    pub status: JobStatus,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub delay_ms: Option<i64>,
+    pub execution_ms: Option<i64>,
+    pub worker_id: Option<String>,
+    pub retries: i64,
+    /// A webhook delivery is now due.
+    pub webhook_pending: bool,
+}
+
+impl FinalJob {
+    /// The final state of a full record.
+    pub fn of(r: &JobRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            endpoint_id: r.endpoint_id.clone(),
+            status: r.status,
+            output: r.output.clone(),
+            error: r.error.clone(),
+            delay_ms: r.delay_ms,
+            execution_ms: r.execution_ms,
+            worker_id: r.worker_id.clone(),
+            retries: r.retries,
+            webhook_pending: r.webhook_state.as_deref() == Some("pending"),
+        }
+    }
 }
 
 /// How a claimed job ended.
@@ -132,6 +228,7 @@ pub enum CancelOutcome {
     /// whether a worker must be told.
     Cancelled {
         was_running: bool,
+        job: FinalJob,
     },
     /// It had already finished with this status.
     AlreadyFinal(JobStatus),
@@ -470,12 +567,12 @@ pub struct ModelFile {
 }
 
 /// What happened to a job whose worker was lost (its executor died).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LostJobOutcome {
     /// Back in the queue, one more retry counted.
     Requeued,
     /// Its retries were spent (`max_retries`): FAILED.
-    Failed,
+    Failed(FinalJob),
     /// The worker no longer held it (cancelled or finished meanwhile).
     NotHeld,
 }

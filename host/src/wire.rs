@@ -1,13 +1,15 @@
-//! The wire shapes shared by several routes (and by webhooks): RunPod's job
-//! status object.
+//! The wire shapes shared by the HTTP edge and the engine room: RunPod's job
+//! status object, as `/status`, `/runsync` and webhooks send it. Outputs
+//! are stored as JSON text and go out as they are (no parse and re-print).
 
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::store::{JobRecord, JobStatus, now_ms};
+use crate::store::{FinalJob, JobRecord, JobStatus, now_ms};
 
-/// RunPod's status object, as `/status`, `/runsync` and webhooks send it.
+/// RunPod's status object.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStatusBody {
@@ -25,7 +27,7 @@ pub struct JobStatusBody {
     /// (IN_PROGRESS).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub output: Option<Value>,
+    pub output: Option<Box<RawValue>>,
     /// Why it FAILED or TIMED_OUT.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -33,10 +35,16 @@ pub struct JobStatusBody {
     pub retries: i64,
 }
 
-fn json_or_text(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+/// Stored JSON text as it is; anything else (a hand-edited row) as a
+/// JSON string.
+fn json_or_text(s: &str) -> Box<RawValue> {
+    RawValue::from_string(s.to_string()).unwrap_or_else(|_| {
+        RawValue::from_string(Value::String(s.to_string()).to_string())
+            .expect("a JSON string is JSON")
+    })
 }
 
+/// The status object of a job as stored.
 pub fn job_status(job: &JobRecord) -> JobStatusBody {
     let execution_time = match (job.status, job.execution_ms, job.started_at) {
         (_, Some(ms), _) => Some(ms),
@@ -60,9 +68,26 @@ pub fn job_status(job: &JobRecord) -> JobStatusBody {
     }
 }
 
-/// [`job_status`] as JSON.
-pub fn job_status_body(job: &JobRecord) -> Value {
-    serde_json::to_value(job_status(job)).unwrap_or_else(|_| json!({"id": job.id}))
+/// The status object of a job as it became final.
+pub fn final_status(job: &FinalJob) -> JobStatusBody {
+    JobStatusBody {
+        id: job.id.clone(),
+        status: job.status,
+        delay_time: job.delay_ms,
+        execution_time: job.execution_ms,
+        worker_id: job.worker_id.clone(),
+        output: match job.status {
+            JobStatus::Completed => job.output.as_deref().map(json_or_text),
+            _ => None,
+        },
+        error: job.error.clone(),
+        retries: job.retries,
+    }
+}
+
+/// [`job_status`] as JSON text.
+pub fn job_status_body(job: &JobRecord) -> String {
+    serde_json::to_string(&job_status(job)).expect("status objects serialize")
 }
 
 /// `{"id", "status"}`: the answer of /run, /cancel, /retry.

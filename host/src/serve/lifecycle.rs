@@ -1,0 +1,624 @@
+//! The one owner of a job's lifecycle on this host ([`Jobs`]): accept,
+//! hand-off to a worker, finish, cancel, retry, purge, expiry and loss all
+//! go through it, and every transition to a final state is announced once as
+//! a "finished" event to the [`FinishedListener`]s (`/runsync` waiters,
+//! webhooks, metrics).
+//!
+//! The hot path is one task, the committer, that takes every accept and
+//! every finish in arrival order and commits what arrived meanwhile
+//! together (group commit: one statement for all accepts, one for all
+//! finishes, each caller answered after its commit). It also owns the
+//! hand-off: workers tell it how many jobs they can take, and a new job for
+//! an endpoint whose queue is known to be empty goes straight to an idle
+//! worker, stored IN_PROGRESS under that worker in the same write (no
+//! queue poll, no second write to claim it). Otherwise jobs queue and idle
+//! workers claim in batches as they free up, oldest first.
+//!
+//! Claims name the worker and this host ([`ClaimBy`]), so a store shared by
+//! several hosts can re-queue a dead host's jobs; the direct hand-off is a
+//! local shortcut over the same claim rule.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::events::{FinishedListener, Waiters};
+use super::pool::{PoolShared, Retention};
+use crate::executor::ExecutorProcess;
+use crate::store::{
+    Batch, BatchOutcome, CancelOutcome, ClaimBy, ClaimRequest, ClaimedJob, FinalJob, Finish,
+    JobRecord, JobStatus, LostJobOutcome, NewJob, RetryOutcome, Store, StoreError, now_ms,
+};
+
+/// Most operations one group commit takes.
+const BATCH: usize = 1024;
+
+/// A worker as the committer hands it jobs.
+pub struct WorkerLink {
+    pub endpoint: String,
+    pub claim: ClaimBy,
+    pub jobs: mpsc::UnboundedSender<ClaimedJob>,
+}
+
+/// What `/runsync` got within its wait.
+pub enum SyncAnswer {
+    Finished(Arc<FinalJob>),
+    /// Not final yet: the client polls `/status` with the id.
+    Pending(JobStatus),
+}
+
+enum Op {
+    Accept {
+        job: NewJob,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Finish {
+        endpoint: String,
+        done: Finish,
+    },
+    /// A worker can take `free` more jobs.
+    Ready {
+        link: Arc<WorkerLink>,
+        free: usize,
+    },
+    /// A worker takes no more jobs (retiring, paused, dead).
+    Gone {
+        endpoint: String,
+        worker_id: String,
+    },
+    /// Jobs may have been queued for the endpoint outside the committer.
+    Wake {
+        endpoint: String,
+    },
+}
+
+struct Idle {
+    link: Arc<WorkerLink>,
+    free: usize,
+}
+
+/// The committer's view of the endpoints' workers.
+#[derive(Default)]
+struct Dispatch {
+    /// Workers with room, by endpoint, in the order they asked.
+    idle: HashMap<String, Vec<Idle>>,
+    /// Endpoints whose queue held nothing runnable at our last claim (and
+    /// nothing was queued since): new jobs may skip the queue.
+    drained: HashSet<String>,
+}
+
+impl Dispatch {
+    fn take_slot(&mut self, endpoint: &str) -> Option<Arc<WorkerLink>> {
+        if !self.drained.contains(endpoint) {
+            return None;
+        }
+        let idle = self.idle.get_mut(endpoint)?;
+        let w = idle.iter_mut().find(|w| w.free > 0)?;
+        w.free -= 1;
+        Some(Arc::clone(&w.link))
+    }
+
+    fn free(&mut self, endpoint: &str, worker_id: &str, n: usize) {
+        if let Some(w) = self
+            .idle
+            .get_mut(endpoint)
+            .and_then(|v| v.iter_mut().find(|w| w.link.claim.worker_id == worker_id))
+        {
+            w.free += n;
+        }
+    }
+}
+
+/// The executors running this host's jobs, by job id (for cancels).
+#[derive(Default)]
+pub struct RunningJobs(Mutex<HashMap<String, Arc<ExecutorProcess>>>);
+
+impl RunningJobs {
+    pub fn insert(&self, id: &str, exec: &Arc<ExecutorProcess>) {
+        self.0
+            .lock()
+            .expect("running jobs lock")
+            .insert(id.to_string(), Arc::clone(exec));
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.0.lock().expect("running jobs lock").remove(id);
+    }
+
+    /// Tell the executor running `id` (if on this host) to stop it; it then
+    /// reports the job CANCELLED.
+    pub fn cancel(&self, id: &str) -> bool {
+        let exec = self.0.lock().expect("running jobs lock").get(id).cloned();
+        match exec {
+            Some(exec) => {
+                let id = id.to_string();
+                tokio::spawn(async move { exec.cancel(&id).await });
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The lifecycle owner. Cheap to share (`Arc`).
+pub struct Jobs {
+    store: Store,
+    host_id: String,
+    retention: Retention,
+    ops: mpsc::UnboundedSender<Op>,
+    waiters: Arc<Waiters>,
+    listeners: Vec<Arc<dyn FinishedListener>>,
+    /// Cancel signals of the jobs running on this host.
+    pub running: RunningJobs,
+    /// Each endpoint's pool, whose supervisor is woken when jobs queue.
+    supervisors: Mutex<HashMap<String, Arc<PoolShared>>>,
+}
+
+impl Jobs {
+    /// Start the committer. `listeners` get every finished event, after the
+    /// `/runsync` waiters.
+    pub fn start(
+        store: Store,
+        host_id: String,
+        retention: Retention,
+        listeners: Vec<Arc<dyn FinishedListener>>,
+    ) -> Arc<Jobs> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let waiters = Arc::new(Waiters::default());
+        let mut all: Vec<Arc<dyn FinishedListener>> = vec![Arc::clone(&waiters) as _];
+        all.extend(listeners);
+        let jobs = Arc::new(Jobs {
+            store,
+            host_id,
+            retention,
+            ops: tx,
+            waiters,
+            listeners: all,
+            running: RunningJobs::default(),
+            supervisors: Mutex::default(),
+        });
+        tokio::spawn(commit_loop(Arc::downgrade(&jobs), rx));
+        jobs
+    }
+
+    pub fn host_id(&self) -> &str {
+        &self.host_id
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    fn send(&self, op: Op) {
+        // The committer lives as long as `Jobs`.
+        let _ = self.ops.send(op);
+    }
+
+    /// The endpoint's pool, whose supervisor to wake when jobs queue for it.
+    pub fn watch_endpoint(&self, endpoint: &str, supervisor: Arc<PoolShared>) {
+        self.supervisors
+            .lock()
+            .expect("supervisors lock")
+            .insert(endpoint.to_string(), supervisor);
+    }
+
+    pub fn unwatch_endpoint(&self, endpoint: &str) {
+        self.supervisors
+            .lock()
+            .expect("supervisors lock")
+            .remove(endpoint);
+    }
+
+    /// Wake the endpoint's supervisor: `queued` jobs were just queued.
+    fn wake_supervisor(&self, endpoint: &str, queued: usize) {
+        if let Some(p) = self
+            .supervisors
+            .lock()
+            .expect("supervisors lock")
+            .get(endpoint)
+        {
+            p.queued_hint
+                .fetch_add(queued, std::sync::atomic::Ordering::SeqCst);
+            p.wake.notify_waiters();
+        }
+    }
+
+    /// Jobs may have been queued for `endpoint` (retry, re-queue): idle
+    /// workers look again and the supervisor re-plans.
+    pub fn wake(&self, endpoint: &str) {
+        self.send(Op::Wake {
+            endpoint: endpoint.to_string(),
+        });
+        self.wake_supervisor(endpoint, 0);
+    }
+
+    /// Let idle workers of `endpoint` look at its queue again.
+    pub fn recheck(&self, endpoint: &str) {
+        self.send(Op::Wake {
+            endpoint: endpoint.to_string(),
+        });
+    }
+
+    /// Accept a job: returns once it is durable (IN_QUEUE, or IN_PROGRESS on
+    /// an idle worker).
+    pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Accept { job, reply });
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Database("the host is shutting down".into())))
+    }
+
+    /// Accept a job and wait up to `wait` for it to finish.
+    pub async fn submit_and_wait(
+        &self,
+        job: NewJob,
+        wait: Duration,
+    ) -> Result<SyncAnswer, StoreError> {
+        let mut waiter = self.waiters.wait_for(&job.id);
+        let (endpoint, id) = (job.endpoint_id.clone(), job.id.clone());
+        self.submit(job).await?;
+        let finished = tokio::select! {
+            f = waiter.finished() => f,
+            _ = tokio::time::sleep(wait) => None,
+        };
+        if let Some(job) = finished {
+            return Ok(SyncAnswer::Finished(job));
+        }
+        // Not final in time (or the event was lost with a dying host
+        // process): the store has the truth.
+        match self.store.get_job(&endpoint, &id).await? {
+            Some(r) if r.status.is_final() => Ok(SyncAnswer::Finished(Arc::new(FinalJob::of(&r)))),
+            Some(r) => Ok(SyncAnswer::Pending(r.status)),
+            None => Ok(SyncAnswer::Pending(JobStatus::InQueue)),
+        }
+    }
+
+    pub async fn get(&self, endpoint: &str, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        self.store.get_job(endpoint, id).await
+    }
+
+    /// Tell every listener that these jobs became final.
+    fn announce(&self, jobs: Vec<FinalJob>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let jobs: Vec<Arc<FinalJob>> = jobs.into_iter().map(Arc::new).collect();
+        for l in &self.listeners {
+            l.finished(&jobs);
+        }
+    }
+
+    pub async fn cancel(&self, endpoint: &str, id: &str) -> Result<CancelOutcome, StoreError> {
+        let outcome = self
+            .store
+            .cancel(
+                endpoint,
+                id,
+                now_ms(),
+                self.retention.run.as_millis() as i64,
+            )
+            .await?;
+        if let CancelOutcome::Cancelled { was_running, job } = &outcome {
+            if *was_running {
+                self.running.cancel(id);
+            }
+            self.announce(vec![job.clone()]);
+        }
+        Ok(outcome)
+    }
+
+    pub async fn retry(&self, endpoint: &str, id: &str) -> Result<RetryOutcome, StoreError> {
+        let outcome = self.store.retry(endpoint, id, now_ms()).await?;
+        if matches!(outcome, RetryOutcome::Requeued) {
+            self.wake(endpoint);
+        }
+        Ok(outcome)
+    }
+
+    /// Cancel every queued job of an endpoint; returns how many.
+    pub async fn purge_queue(&self, endpoint: &str) -> Result<usize, StoreError> {
+        let purged = self
+            .store
+            .purge_queue(
+                endpoint,
+                "removed from the queue by purge-queue before it started",
+                now_ms(),
+                self.retention.run.as_millis() as i64,
+            )
+            .await?;
+        let n = purged.len();
+        self.announce(purged);
+        Ok(n)
+    }
+
+    /// Queued jobs past their ttl become TIMED_OUT.
+    pub async fn expire_ttl(&self) -> Result<usize, StoreError> {
+        let expired = self
+            .store
+            .expire_ttl(now_ms(), self.retention.run.as_millis() as i64)
+            .await?;
+        let n = expired.len();
+        self.announce(expired);
+        Ok(n)
+    }
+
+    /// At start: jobs a previous host process left running are re-queued
+    /// (or failed, their retries spent). Returns (re-queued, failed).
+    pub async fn recover_orphans(&self) -> Result<(usize, usize), StoreError> {
+        let (requeued, failed) = self
+            .store
+            .recover_orphans(
+                &self.host_id,
+                now_ms(),
+                self.retention.run.as_millis() as i64,
+            )
+            .await?;
+        let counts = (requeued.len(), failed.len());
+        self.announce(failed);
+        Ok(counts)
+    }
+
+    /// The worker running `job` was lost (its executor died): back in the
+    /// queue with a retry counted, or failed when its retries are spent.
+    /// Retried until the store answers, since a job left IN_PROGRESS would
+    /// only come back at the next host start.
+    pub async fn lost(&self, endpoint: &str, worker_id: &str, job: &ClaimedJob, reason: &str) {
+        let retention = self.retention.for_job_ms(job.sync);
+        let mut backoff = Duration::from_millis(50);
+        for attempt in 0.. {
+            match self
+                .store
+                .requeue_lost(&job.id, worker_id, reason, now_ms(), retention)
+                .await
+            {
+                Ok(LostJobOutcome::Requeued) => {
+                    tracing::warn!(job = %job.id, "{reason}; re-queued");
+                    self.wake(endpoint);
+                    return;
+                }
+                Ok(LostJobOutcome::Failed(final_job)) => {
+                    tracing::warn!(job = %job.id, "{reason}; its retries are spent: failed");
+                    self.announce(vec![final_job]);
+                    return;
+                }
+                Ok(LostJobOutcome::NotHeld) => return,
+                Err(e) if attempt < 20 => {
+                    tracing::warn!(job = %job.id, "re-queueing a lost job: {e}; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(job = %job.id, "giving up re-queueing a lost job: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A worker can take `free` more jobs.
+    pub fn ready(&self, link: &Arc<WorkerLink>, free: usize) {
+        self.send(Op::Ready {
+            link: Arc::clone(link),
+            free,
+        });
+    }
+
+    /// A worker takes no more jobs.
+    pub fn gone(&self, link: &WorkerLink) {
+        self.send(Op::Gone {
+            endpoint: link.endpoint.clone(),
+            worker_id: link.claim.worker_id.clone(),
+        });
+    }
+
+    /// A claimed job of `link`'s worker ended; its slot is free again.
+    pub fn finish(&self, link: &WorkerLink, done: Finish) {
+        self.send(Op::Finish {
+            endpoint: link.endpoint.clone(),
+            done,
+        });
+    }
+
+    /// A job handed to a worker that no longer takes jobs goes back to the
+    /// queue untouched.
+    pub async fn give_back(&self, endpoint: &str, worker_id: &str, job: &ClaimedJob) {
+        match self.store.unclaim(&job.id, worker_id).await {
+            Ok(_) => self.wake(endpoint),
+            Err(e) => tracing::warn!(job = %job.id, "giving a job back to the queue: {e}"),
+        }
+    }
+}
+
+async fn commit_loop(jobs: std::sync::Weak<Jobs>, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let mut dispatch = Dispatch::default();
+    let mut ops = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        ops.push(first);
+        while ops.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let Some(jobs) = jobs.upgrade() else { return };
+        jobs.commit(&mut dispatch, std::mem::take(&mut ops)).await;
+    }
+}
+
+impl Jobs {
+    /// One group commit: every finish and accept that arrived meanwhile, and
+    /// claims for the idle workers of endpoints that may have queued jobs,
+    /// in one write.
+    async fn commit(&self, d: &mut Dispatch, ops: Vec<Op>) {
+        let mut accepts: Vec<(NewJob, Option<ClaimBy>)> = Vec::new();
+        let mut replies: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
+        let mut handed: Vec<Option<Arc<WorkerLink>>> = Vec::new();
+        let mut finishes: Vec<Finish> = Vec::new();
+        let mut queued_for: HashMap<String, usize> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Accept { job, reply } => {
+                    // Straight to an idle worker when the endpoint's queue is
+                    // known to be empty; else behind what is queued.
+                    let to = d.take_slot(&job.endpoint_id);
+                    if to.is_none() {
+                        *queued_for.entry(job.endpoint_id.clone()).or_default() += 1;
+                    }
+                    accepts.push((job, to.as_ref().map(|l| l.claim.clone())));
+                    handed.push(to);
+                    replies.push(reply);
+                }
+                Op::Finish { endpoint, done } => {
+                    // The slot is free from now on (in op order: a later
+                    // Gone/Ready of the same worker accounts for it).
+                    d.free(&endpoint, &done.worker_id, 1);
+                    finishes.push(done);
+                }
+                Op::Ready { link, free } => {
+                    let endpoint = link.endpoint.clone();
+                    let idle = d.idle.entry(endpoint.clone()).or_default();
+                    match idle
+                        .iter_mut()
+                        .find(|w| w.link.claim.worker_id == link.claim.worker_id)
+                    {
+                        Some(w) => w.free += free,
+                        None => idle.push(Idle { link, free }),
+                    }
+                    // A new worker (maybe of a new handler version) looks
+                    // at the queue before taking jobs past it.
+                    d.drained.remove(&endpoint);
+                }
+                Op::Gone {
+                    endpoint,
+                    worker_id,
+                } => {
+                    if let Some(idle) = d.idle.get_mut(&endpoint) {
+                        idle.retain(|w| w.link.claim.worker_id != worker_id);
+                        if idle.is_empty() {
+                            d.idle.remove(&endpoint);
+                        }
+                    }
+                }
+                Op::Wake { endpoint } => {
+                    d.drained.remove(&endpoint);
+                }
+            }
+        }
+        for endpoint in queued_for.keys() {
+            d.drained.remove(endpoint);
+        }
+        // Idle workers of endpoints not known to be drained claim, after
+        // the accepts of this same write.
+        let mut claim_links: Vec<Arc<WorkerLink>> = Vec::new();
+        let mut claims: Vec<ClaimRequest> = Vec::new();
+        for (endpoint, idle) in d.idle.iter_mut() {
+            if d.drained.contains(endpoint) {
+                continue;
+            }
+            for w in idle.iter_mut().filter(|w| w.free > 0) {
+                claims.push(ClaimRequest {
+                    endpoint_id: endpoint.clone(),
+                    by: w.link.claim.clone(),
+                    limit: w.free,
+                });
+                // Taken now; what the claim does not fill is given back.
+                w.free = 0;
+                claim_links.push(Arc::clone(&w.link));
+            }
+        }
+        if accepts.is_empty() && finishes.is_empty() && claims.is_empty() {
+            return;
+        }
+        let n_finishes = finishes.len();
+        let batch = Batch {
+            finishes,
+            accepts,
+            claims,
+        };
+        let requests: Vec<(String, usize)> = batch
+            .claims
+            .iter()
+            .map(|c| (c.endpoint_id.clone(), c.limit))
+            .collect();
+        let outcome = self.commit_batch(batch).await;
+        let (finished, accepts, accepted, claimed) = match outcome {
+            Ok(o) => (o.finished, o.accepts, o.accepted, o.claimed),
+            Err(e) => {
+                // Nothing was written: the accepts fail (the clients are
+                // told), claims give their slots back, finishes stay
+                // IN_PROGRESS (the next start re-queues them).
+                tracing::error!("a group commit failed: {e}");
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                for to in handed.into_iter().flatten() {
+                    d.free(&to.endpoint, &to.claim.worker_id, 1);
+                }
+                for (link, (_, limit)) in claim_links.iter().zip(&requests) {
+                    d.free(&link.endpoint, &link.claim.worker_id, *limit);
+                }
+                return;
+            }
+        };
+        match finished {
+            Ok(done) => self.announce(done),
+            Err(e) => tracing::error!("recording {n_finishes} job results failed: {e}"),
+        }
+        match accepted {
+            Ok(()) => {
+                for (((job, _), reply), to) in accepts.into_iter().zip(replies).zip(handed) {
+                    let _ = reply.send(Ok(()));
+                    if let Some(link) = to {
+                        let claimed = ClaimedJob {
+                            id: job.id,
+                            input: job.input,
+                            execution_timeout_ms: job.execution_timeout_ms,
+                            attempt: 0,
+                            sync: job.sync,
+                        };
+                        if let Err(mpsc::error::SendError(job)) = link.jobs.send(claimed) {
+                            // The worker went away meanwhile.
+                            self.give_back(&link.endpoint, &link.claim.worker_id, &job)
+                                .await;
+                        }
+                    }
+                }
+                for (endpoint, n) in &queued_for {
+                    self.wake_supervisor(endpoint, *n);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                for to in handed.into_iter().flatten() {
+                    d.free(&to.endpoint, &to.claim.worker_id, 1);
+                }
+            }
+        }
+        for ((link, (endpoint, limit)), jobs) in claim_links.iter().zip(requests).zip(claimed) {
+            let n = jobs.len();
+            if n < limit {
+                d.drained.insert(endpoint);
+                d.free(&link.endpoint, &link.claim.worker_id, limit - n);
+            }
+            for job in jobs {
+                if let Err(mpsc::error::SendError(job)) = link.jobs.send(job) {
+                    self.give_back(&link.endpoint, &link.claim.worker_id, &job)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// The store's group commit.
+    async fn commit_batch(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
+        self.store.commit(batch, now_ms()).await
+    }
+}

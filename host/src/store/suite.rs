@@ -1,0 +1,455 @@
+//! The queue's rules, tested against a store directly through its
+//! interfaces ([`JobStore`], [`EndpointStore`], [`HandlerStore`]). Every
+//! backend runs the same suite: one `store_suite!` line each (a Postgres
+//! backend adds `store_suite!(postgres, ...)`).
+
+use super::*;
+
+const H1: &str = "h1";
+const H2: &str = "h2";
+
+fn endpoint(id: &str, max_retries: u32) -> EndpointRecord {
+    EndpointRecord {
+        id: id.to_string(),
+        name: id.to_string(),
+        handler: H1.to_string(),
+        config: EndpointConfig {
+            max_retries,
+            ..Default::default()
+        },
+        generation: 1,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn job(id: &str, endpoint: &str) -> NewJob {
+    NewJob {
+        id: id.to_string(),
+        endpoint_id: endpoint.to_string(),
+        input: format!("{{\"job\":\"{id}\"}}"),
+        webhook: None,
+        execution_timeout_ms: None,
+        ttl_ms: 60_000,
+        low_priority: false,
+        sync: false,
+    }
+}
+
+fn by(worker: &str, host: &str) -> ClaimBy {
+    ClaimBy {
+        worker_id: worker.to_string(),
+        host_id: host.to_string(),
+        handler: H1.to_string(),
+    }
+}
+
+fn done(id: &str, worker: &str, status: JobStatus) -> Finish {
+    Finish {
+        id: id.to_string(),
+        worker_id: worker.to_string(),
+        outcome: JobOutcome {
+            status,
+            output: (status == JobStatus::Completed).then(|| "{\"ok\":true}".to_string()),
+            error: (status == JobStatus::Failed).then(|| "boom".to_string()),
+        },
+        retention_ms: 1000,
+    }
+}
+
+/// A store with handlers h1, h2 and endpoints "e" (max_retries 1) and "f".
+async fn seeded<S: JobStore + EndpointStore + HandlerStore>(s: &S) {
+    s.put_handler(H1, 1, "handler").await.unwrap();
+    s.put_handler(H2, 1, "handler").await.unwrap();
+    s.create_endpoint(&endpoint("e", 1)).await.unwrap();
+    s.create_endpoint(&endpoint("f", 0)).await.unwrap();
+}
+
+async fn accept<S: JobStore>(s: &S, jobs: &[NewJob], now: i64) {
+    let batch: Vec<Accept<'_>> = jobs.iter().map(|job| Accept { job, claim: None }).collect();
+    s.accept(&batch, now).await.unwrap();
+}
+
+async fn status<S: JobStore>(s: &S, endpoint: &str, id: &str) -> Option<JobStatus> {
+    s.get_job(endpoint, id).await.unwrap().map(|r| r.status)
+}
+
+pub async fn claims_take_normal_priority_first_in_order<
+    S: JobStore + EndpointStore + HandlerStore,
+>(
+    s: S,
+) {
+    seeded(&s).await;
+    let mut low = job("low", "e");
+    low.low_priority = true;
+    accept(
+        &s,
+        &[low, job("a", "e"), job("b", "e"), job("c", "e")],
+        1000,
+    )
+    .await;
+    accept(&s, &[job("other", "f")], 1000).await;
+    let got = s.claim("e", &by("w1", "host"), 2, 1010).await.unwrap();
+    let ids: Vec<&str> = got.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(got[0].input, "{\"job\":\"a\"}");
+    assert_eq!(got[0].attempt, 0);
+    let rec = s.get_job("e", "a").await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::InProgress);
+    assert_eq!(rec.worker_id.as_deref(), Some("w1"));
+    assert_eq!(rec.delay_ms, Some(10));
+    let rest = s.claim("e", &by("w2", "host"), 10, 1020).await.unwrap();
+    let ids: Vec<&str> = rest.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["c", "low"], "low priority after every normal one");
+    assert!(
+        s.claim("e", &by("w2", "host"), 10, 1020)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.queue_depth("f", 1020).await.unwrap(), 1);
+}
+
+pub async fn claims_only_for_the_current_handler<S: JobStore + EndpointStore + HandlerStore>(s: S) {
+    seeded(&s).await;
+    accept(&s, &[job("a", "e")], 0).await;
+    let mut old = by("w-old", "host");
+    old.handler = H2.to_string();
+    assert!(s.claim("e", &old, 1, 1).await.unwrap().is_empty());
+    assert_eq!(s.claim("e", &by("w", "host"), 1, 1).await.unwrap().len(), 1);
+}
+
+pub async fn accept_can_hand_a_job_to_a_worker<S: JobStore + EndpointStore + HandlerStore>(s: S) {
+    seeded(&s).await;
+    let (a, b) = (job("a", "e"), job("b", "e"));
+    let w = by("w", "host");
+    s.accept(
+        &[
+            Accept {
+                job: &a,
+                claim: Some(&w),
+            },
+            Accept {
+                job: &b,
+                claim: None,
+            },
+        ],
+        5,
+    )
+    .await
+    .unwrap();
+    let rec = s.get_job("e", "a").await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::InProgress);
+    assert_eq!(rec.worker_id.as_deref(), Some("w"));
+    assert_eq!(rec.delay_ms, Some(0));
+    assert_eq!(status(&s, "e", "b").await, Some(JobStatus::InQueue));
+    // Given back untouched: queued again, no retry counted.
+    assert!(s.unclaim("a", "w").await.unwrap());
+    let rec = s.get_job("e", "a").await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.retries), (JobStatus::InQueue, 0));
+    // A duplicate id fails the whole batch.
+    let dup = job("b", "e");
+    let c = job("c", "e");
+    assert!(
+        s.accept(
+            &[
+                Accept {
+                    job: &c,
+                    claim: None
+                },
+                Accept {
+                    job: &dup,
+                    claim: None
+                }
+            ],
+            6
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(status(&s, "e", "c").await, None, "all or nothing");
+}
+
+pub async fn finish_needs_the_claiming_worker<S: JobStore + EndpointStore + HandlerStore>(s: S) {
+    seeded(&s).await;
+    accept(&s, &[job("a", "e"), job("b", "e"), job("c", "e")], 0).await;
+    s.claim("e", &by("w", "host"), 3, 10).await.unwrap();
+    let finished = s
+        .finish(
+            &[
+                done("a", "w", JobStatus::Completed),
+                done("b", "w", JobStatus::Failed),
+                done("c", "someone-else", JobStatus::Completed),
+            ],
+            30,
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = finished.iter().map(|j| j.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    let a = finished.iter().find(|j| j.id == "a").unwrap();
+    assert_eq!(a.status, JobStatus::Completed);
+    assert_eq!(a.output.as_deref(), Some("{\"ok\":true}"));
+    assert_eq!(a.execution_ms, Some(20));
+    let rec = s.get_job("e", "a").await.unwrap().unwrap();
+    assert_eq!(rec.expires_at, Some(30 + 1000), "kept for its retention");
+    assert_eq!(status(&s, "e", "c").await, Some(JobStatus::InProgress));
+    // Finished twice: the second is a no-op.
+    assert!(
+        s.finish(&[done("a", "w", JobStatus::Failed)], 40)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn lost_jobs_are_requeued_until_retries_are_spent<
+    S: JobStore + EndpointStore + HandlerStore,
+>(
+    s: S,
+) {
+    seeded(&s).await;
+    accept(&s, &[job("a", "e")], 0).await;
+    s.claim("e", &by("w1", "host"), 1, 1).await.unwrap();
+    assert!(matches!(
+        s.requeue_lost("a", "not-me", "gone", 2, 1000)
+            .await
+            .unwrap(),
+        LostJobOutcome::NotHeld
+    ));
+    assert!(matches!(
+        s.requeue_lost("a", "w1", "gone", 2, 1000).await.unwrap(),
+        LostJobOutcome::Requeued
+    ));
+    let rec = s.get_job("e", "a").await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.retries), (JobStatus::InQueue, 1));
+    let again = s.claim("e", &by("w2", "host"), 1, 3).await.unwrap();
+    assert_eq!(again[0].attempt, 1, "the attempt keys its stream chunks");
+    match s.requeue_lost("a", "w2", "gone", 4, 1000).await.unwrap() {
+        LostJobOutcome::Failed(job) => {
+            assert_eq!(job.status, JobStatus::Failed);
+            assert!(job.error.unwrap().contains("max_retries"));
+        }
+        other => panic!("retries spent, yet {other:?}"),
+    }
+}
+
+pub async fn orphans_of_another_host_are_recovered<S: JobStore + EndpointStore + HandlerStore>(
+    s: S,
+) {
+    seeded(&s).await;
+    accept(
+        &s,
+        &[
+            job("a", "e"),
+            job("b", "f"),
+            job("mine", "e"),
+            job("q", "e"),
+        ],
+        0,
+    )
+    .await;
+    s.claim("e", &by("w", "dead-host"), 1, 1).await.unwrap(); // a
+    s.claim("f", &by("w", "dead-host"), 1, 1).await.unwrap(); // b, max_retries 0
+    s.claim("e", &by("w", "me"), 1, 1).await.unwrap(); // mine
+    let (requeued, failed) = s.recover_orphans("me", 5, 1000).await.unwrap();
+    assert_eq!(requeued, ["a"]);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, "b");
+    assert_eq!(status(&s, "e", "mine").await, Some(JobStatus::InProgress));
+    assert_eq!(status(&s, "e", "q").await, Some(JobStatus::InQueue));
+    assert_eq!(s.get_job("e", "a").await.unwrap().unwrap().retries, 1);
+}
+
+pub async fn cancel_queued_running_and_final<S: JobStore + EndpointStore + HandlerStore>(s: S) {
+    seeded(&s).await;
+    accept(&s, &[job("run", "e"), job("q", "e")], 0).await;
+    s.claim("e", &by("w", "host"), 1, 1).await.unwrap();
+    match s.cancel("e", "q", 2, 1000).await.unwrap() {
+        CancelOutcome::Cancelled { was_running, job } => {
+            assert!(!was_running);
+            assert_eq!(job.status, JobStatus::Cancelled);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.cancel("e", "run", 3, 1000).await.unwrap(),
+        CancelOutcome::Cancelled {
+            was_running: true,
+            ..
+        }
+    ));
+    // The worker's late result does not overwrite the cancel.
+    assert!(
+        s.finish(&[done("run", "w", JobStatus::Completed)], 4)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        s.cancel("e", "run", 5, 1000).await.unwrap(),
+        CancelOutcome::AlreadyFinal(JobStatus::Cancelled)
+    ));
+    assert!(matches!(
+        s.cancel("f", "run", 5, 1000).await.unwrap(),
+        CancelOutcome::NotFound
+    ));
+}
+
+pub async fn retry_only_failed_or_timed_out<S: JobStore + EndpointStore + HandlerStore>(s: S) {
+    seeded(&s).await;
+    accept(&s, &[job("ok", "e"), job("bad", "e")], 0).await;
+    s.claim("e", &by("w", "host"), 2, 1).await.unwrap();
+    s.finish(
+        &[
+            done("ok", "w", JobStatus::Completed),
+            done("bad", "w", JobStatus::Failed),
+        ],
+        2,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.retry("e", "ok", 3).await.unwrap(),
+        RetryOutcome::NotRetryable(JobStatus::Completed)
+    ));
+    assert!(matches!(
+        s.retry("e", "bad", 3).await.unwrap(),
+        RetryOutcome::Requeued
+    ));
+    let rec = s.get_job("e", "bad").await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.retries), (JobStatus::InQueue, 1));
+    assert_eq!(rec.error, None);
+    assert!(matches!(
+        s.retry("e", "nope", 3).await.unwrap(),
+        RetryOutcome::NotFound
+    ));
+}
+
+pub async fn ttl_expires_queued_jobs_only<S: JobStore + EndpointStore + HandlerStore>(s: S) {
+    seeded(&s).await;
+    let mut short = job("short", "e");
+    short.ttl_ms = 100;
+    let mut running = job("running", "e");
+    running.ttl_ms = 100;
+    accept(&s, &[running, short, job("long", "e")], 0).await;
+    s.claim("e", &by("w", "host"), 1, 1).await.unwrap(); // "running"
+    // Past its ttl a queued job is not claimed, and the sweep times it out.
+    assert_eq!(s.queue_depth("e", 150).await.unwrap(), 1);
+    let expired = s.expire_ttl(150, 1000).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].id, "short");
+    assert_eq!(expired[0].status, JobStatus::TimedOut);
+    assert_eq!(
+        status(&s, "e", "running").await,
+        Some(JobStatus::InProgress)
+    );
+    assert_eq!(status(&s, "e", "long").await, Some(JobStatus::InQueue));
+}
+
+pub async fn retention_purges_final_jobs_once_webhooks_settle<
+    S: JobStore + EndpointStore + HandlerStore + WebhookStore,
+>(
+    s: S,
+) {
+    seeded(&s).await;
+    let mut hooked = job("hooked", "e");
+    hooked.webhook = Some("http://127.0.0.1:9/hook".into());
+    accept(&s, &[job("plain", "e"), hooked, job("queued", "e")], 0).await;
+    s.claim("e", &by("w", "host"), 2, 1).await.unwrap();
+    let finished = s
+        .finish(
+            &[
+                done("plain", "w", JobStatus::Completed),
+                done("hooked", "w", JobStatus::Completed),
+            ],
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(
+        finished
+            .iter()
+            .any(|j| j.id == "hooked" && j.webhook_pending)
+    );
+    assert_eq!(s.next_webhook_at().await.unwrap(), Some(10));
+    assert_eq!(s.due_webhooks(10, 10).await.unwrap().len(), 1);
+    // Not yet expired: kept.
+    assert_eq!(s.purge_expired(500).await.unwrap(), 0);
+    // Expired: the plain one goes; the hooked one waits for its webhook.
+    assert_eq!(s.purge_expired(2000).await.unwrap(), 1);
+    assert_eq!(status(&s, "e", "plain").await, None);
+    s.webhook_attempted("hooked", true, None, None)
+        .await
+        .unwrap();
+    assert_eq!(s.purge_expired(2000).await.unwrap(), 1);
+    assert_eq!(status(&s, "e", "queued").await, Some(JobStatus::InQueue));
+}
+
+pub async fn reports_stream_in_order_once<S: JobStore + EndpointStore + HandlerStore>(s: S) {
+    seeded(&s).await;
+    accept(&s, &[job("a", "e")], 0).await;
+    s.claim("e", &by("w", "host"), 1, 1).await.unwrap();
+    s.report(
+        "a",
+        0,
+        Some("{\"p\":1}"),
+        &[(0, "\"x\"".into()), (1, "\"y\"".into())],
+    )
+    .await
+    .unwrap();
+    let rec = s.get_job("e", "a").await.unwrap().unwrap();
+    assert_eq!(rec.progress.as_deref(), Some("{\"p\":1}"));
+    s.report("a", 0, None, &[(2, "\"z\"".into())])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.take_stream("a").await.unwrap(),
+        ["\"x\"", "\"y\"", "\"z\""]
+    );
+    assert!(
+        s.take_stream("a").await.unwrap().is_empty(),
+        "handed out once"
+    );
+}
+
+/// Runs every rule above against one backend: `store_suite!(name, make)`
+/// where `make` is an async block yielding `(guard, store)` (the guard
+/// keeps the database alive for the test).
+macro_rules! store_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            macro_rules! case {
+                ($case:ident) => {
+                    #[tokio::test]
+                    async fn $case() {
+                        let (_guard, store) = $make.await;
+                        super::$case(store).await;
+                    }
+                };
+            }
+
+            case!(claims_take_normal_priority_first_in_order);
+            case!(claims_only_for_the_current_handler);
+            case!(accept_can_hand_a_job_to_a_worker);
+            case!(finish_needs_the_claiming_worker);
+            case!(lost_jobs_are_requeued_until_retries_are_spent);
+            case!(orphans_of_another_host_are_recovered);
+            case!(cancel_queued_running_and_final);
+            case!(retry_only_failed_or_timed_out);
+            case!(ttl_expires_queued_jobs_only);
+            case!(retention_purges_final_jobs_once_webhooks_settle);
+            case!(reports_stream_in_order_once);
+        }
+    };
+}
+
+store_suite!(sqlite, async {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let store = crate::store::sqlite::SqliteStore::open(&url)
+        .await
+        .expect("opening SQLite");
+    (dir, store)
+});
