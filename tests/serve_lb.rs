@@ -17,9 +17,9 @@ use std::process::Command;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use server::Server;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use server::Server;
 
 /// A request through the load balancer, with the admin key.
 fn lb(s: &Server, method: reqwest::Method, endpoint: &str, path: &str) -> reqwest::RequestBuilder {
@@ -121,7 +121,9 @@ async fn rust_http_handler_serves_through_the_load_balancer() {
 
     // A 20 MB body goes through the handler and back, streamed (the
     // handler copies it piece by piece), byte for byte.
-    let big: Vec<u8> = (0..20u32 << 20).map(|i| i.wrapping_mul(2654435761) as u8).collect();
+    let big: Vec<u8> = (0..20u32 << 20)
+        .map(|i| i.wrapping_mul(2654435761) as u8)
+        .collect();
     let r = lb(&s, reqwest::Method::POST, "hello", "/echo")
         .header("content-type", "application/x-test")
         .body(big.clone())
@@ -136,13 +138,17 @@ async fn rust_http_handler_serves_through_the_load_balancer() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..8).map(|i| Ok(vec![b'a' + i as u8; 100_000])).collect();
     let r = lb(&s, reqwest::Method::POST, "hello", "/echo")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
     let back = r.bytes().await.unwrap();
     assert_eq!(back.len(), 800_000);
-    assert!(back[..100_000].iter().all(|&b| b == b'a') && back[700_000..].iter().all(|&b| b == b'h'));
+    assert!(
+        back[..100_000].iter().all(|&b| b == b'a') && back[700_000..].iter().all(|&b| b == b'h')
+    );
 
     // A streamed answer: the first piece arrives while the handler is still
     // writing the rest (4 pieces, 400 ms apart).
@@ -182,15 +188,26 @@ async fn rust_http_handler_serves_through_the_load_balancer() {
         (200, "hello, again".into())
     );
 
-    // Over the payload limit (24 MiB here): 413, the handler never sees it.
-    let r = lb(&s, reqwest::Method::POST, "hello", "/echo")
-        .body(vec![0u8; 25 << 20])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
-    let body: Value = r.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("24 MB limit"), "{body}");
+    // Over the payload limit (24 MiB here): 413 from the declared length
+    // alone, before any of the body is read, so the handler never sees it.
+    // (Over a raw socket: a client still writing 25 MiB would race the
+    // early answer and might see a broken pipe instead.)
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = s.base.trim_start_matches("http://").to_string();
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /lb/hello/echo HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            s.key,
+            25 << 20
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("24 MB limit"), "{answer}");
+    }
 
     // Host: routing, by the endpoint's own name and by --lb-domain.
     for host in ["hello.example.com", "hello.lb.test:8000"] {
@@ -208,7 +225,12 @@ async fn rust_http_handler_serves_through_the_load_balancer() {
     assert_eq!(s.get("/v2/hello/health").await.status, 200);
 
     // Keys: none is 401.
-    let r = s.client.get(s.url("/lb/hello/hello/x")).send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url("/lb/hello/hello/x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     // The kinds stay apart: no jobs on a load balancer, no HTTP handler on
@@ -225,7 +247,10 @@ async fn rust_http_handler_serves_through_the_load_balancer() {
     s.create_endpoint("queue", &echo, json!({})).await;
     // Another endpoint's invoke key is 403.
     let key = s
-        .post("/v1/keys", &json!({"name": "q", "scope": "invoke", "endpoint_id": "queue"}))
+        .post(
+            "/v1/keys",
+            &json!({"name": "q", "scope": "invoke", "endpoint_id": "queue"}),
+        )
         .await;
     assert_eq!(key.status, 201, "{key:?}");
     let r = s
@@ -264,12 +289,14 @@ async fn rust_http_handler_serves_through_the_load_balancer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scaling_on_in_flight_requests_and_the_limits() {
     let home = tempfile::tempdir().unwrap();
-    let s = server::start(home.path(), &["--lb-start-wait", "2s"]);
+    // The start bound is generous for a loaded CI box, and the requests
+    // outlast it, so the fifth one is refused by the bound, not by luck.
+    let s = server::start(home.path(), &["--lb-start-wait", "6s"]);
     lb_endpoint(
         &s,
         "busy",
         "http-hello",
-        json!({"concurrency": 2, "max_workers": 2, "idle_timeout_s": 30, "request_timeout_ms": 2000}),
+        json!({"concurrency": 2, "max_workers": 2, "idle_timeout_s": 30, "request_timeout_ms": 12000}),
     )
     .await;
 
@@ -277,7 +304,7 @@ async fn scaling_on_in_flight_requests_and_the_limits() {
     let started = Instant::now();
     let four: Vec<_> = (0..4)
         .map(|_| {
-            let req = lb(&s, reqwest::Method::GET, "busy", "/sleep/1500");
+            let req = lb(&s, reqwest::Method::GET, "busy", "/sleep/9000");
             tokio::spawn(async move { text(req.send().await.unwrap()).await })
         })
         .collect();
@@ -286,10 +313,16 @@ async fn scaling_on_in_flight_requests_and_the_limits() {
             server::workers(h, "ready") + server::workers(h, "initializing") == 2
         })
         .await;
+    eprintln!("health with 4 in flight, starting: {health}");
+    // Both ready: all four requests are running (none can finish for 9 s).
+    let health = s
+        .wait_health("busy", "two ready workers", Duration::from_secs(60), |h| {
+            server::workers(h, "ready") == 2
+        })
+        .await;
     eprintln!("health with 4 in flight: {health}");
     // A fifth finds every worker at its concurrency: it waits the start
-    // bound (2 s), then 503 with Retry-After.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // bound (6 s), then 503 with Retry-After.
     let r = lb(&s, reqwest::Method::GET, "busy", "/hello/late")
         .send()
         .await
@@ -297,7 +330,7 @@ async fn scaling_on_in_flight_requests_and_the_limits() {
     let fifth_status = r.status().as_u16();
     let retry = r.headers().get("retry-after").cloned();
     for t in four {
-        assert_eq!(t.await.unwrap(), (200, "slept 1500 ms".into()));
+        assert_eq!(t.await.unwrap(), (200, "slept 9000 ms".into()));
     }
     eprintln!("4 concurrent requests took {:?}", started.elapsed());
     assert_eq!(fifth_status, 503, "the fifth request should find no room");
@@ -306,8 +339,8 @@ async fn scaling_on_in_flight_requests_and_the_limits() {
     assert_eq!(h["requests"]["rejected"], 1, "{h}");
     assert_eq!(h["requests"]["served"], 4, "{h}");
 
-    // Past the request timeout (2 s): 504, and the worker serves on.
-    let r = lb(&s, reqwest::Method::GET, "busy", "/sleep/5000")
+    // Past the request timeout (12 s): 504, and the worker serves on.
+    let r = lb(&s, reqwest::Method::GET, "busy", "/sleep/15000")
         .send()
         .await
         .unwrap();
@@ -319,7 +352,8 @@ async fn scaling_on_in_flight_requests_and_the_limits() {
     );
 
     // A paused endpoint answers at once.
-    s.patch("/v1/endpoints/busy", &json!({"max_workers": 0})).await;
+    s.patch("/v1/endpoints/busy", &json!({"max_workers": 0}))
+        .await;
     let r = lb(&s, reqwest::Method::GET, "busy", "/hello/x")
         .send()
         .await
@@ -341,9 +375,12 @@ async fn scaling_on_in_flight_requests_and_the_limits() {
         tokio::spawn(async move { text(req.send().await.unwrap()).await })
     };
     let h = s
-        .wait_health("warm", "an initializing worker", Duration::from_secs(60), |h| {
-            server::workers(h, "initializing") == 1
-        })
+        .wait_health(
+            "warm",
+            "an initializing worker",
+            Duration::from_secs(60),
+            |h| server::workers(h, "initializing") == 1,
+        )
         .await;
     assert_eq!(h["requests"]["waiting"], 1, "{h}");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -490,12 +527,17 @@ async fn rate_limits_answer_429_past_the_limit() {
     assert_eq!(get_text(&s, "one", "/hello/y").await.0, 200);
 
     let h = s.get("/v2/limited/health").await.body;
-    assert_eq!(h["rateLimited"], json!({"purge-queue": 1, "runsync": 3}), "{h}");
+    assert_eq!(
+        h["rateLimited"],
+        json!({"purge-queue": 1, "runsync": 3}),
+        "{h}"
+    );
     let h = s.get("/v2/one/health").await.body;
     assert_eq!(h["rateLimited"], json!({"lb": 1}), "{h}");
     let metrics = s.text("/metrics").await;
     assert!(
-        metrics.contains("wasmpod_rate_limited_total{endpoint=\"limited\",operation=\"runsync\"} 3"),
+        metrics
+            .contains("wasmpod_rate_limited_total{endpoint=\"limited\",operation=\"runsync\"} 3"),
         "{metrics}"
     );
     // A bad limit is refused with what to write instead.

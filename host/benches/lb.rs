@@ -51,7 +51,12 @@ impl Target {
             req = req.bearer_auth(k);
         }
         let resp = req.send().await.expect("request");
-        assert!(resp.status().is_success(), "{}: {}", self.name, resp.status());
+        assert!(
+            resp.status().is_success(),
+            "{}: {}",
+            self.name,
+            resp.status()
+        );
         let v: Value = resp.json().await.expect("a JSON answer");
         if self.job_api {
             assert_eq!(v["status"], "COMPLETED", "{}: {v}", self.name);
@@ -89,7 +94,13 @@ async fn start_wasmpod(client: &reqwest::Client, home: &Path) -> (Killed, Target
     )
     .await;
     let pool = json!({"min_workers": 1, "max_workers": 2, "concurrency": 8});
-    let echo = upload_handler(client, &base, ADMIN_KEY, std::fs::read(example_wasm("echo")).unwrap()).await;
+    let echo = upload_handler(
+        client,
+        &base,
+        ADMIN_KEY,
+        std::fs::read(example_wasm("echo")).unwrap(),
+    )
+    .await;
     let mut queue = json!({"id": "echo", "handler": echo});
     let http = upload_handler(
         client,
@@ -180,7 +191,12 @@ async fn latency(client: &reqwest::Client, t: &Target, n: usize) -> Vec<Duration
 }
 
 /// `n` calls from `concurrency` clients; requests per second.
-async fn throughput(client: &reqwest::Client, t: &Arc<Target>, n: usize, concurrency: usize) -> f64 {
+async fn throughput(
+    client: &reqwest::Client,
+    t: &Arc<Target>,
+    n: usize,
+    concurrency: usize,
+) -> f64 {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();

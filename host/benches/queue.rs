@@ -156,7 +156,11 @@ async fn start_wasmpod(client: &reqwest::Client, bin: &Path, home: &Path) -> (Ki
         .output()
         .expect("running the binary's --help");
     let no_limits = String::from_utf8_lossy(&help.stdout).contains("--no-rate-limits");
-    let args: &[&str] = if no_limits { &["--no-rate-limits"] } else { &[] };
+    let args: &[&str] = if no_limits {
+        &["--no-rate-limits"]
+    } else {
+        &[]
+    };
     let (child, base) = start_serve(
         bin,
         home,

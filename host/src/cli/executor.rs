@@ -36,6 +36,6 @@ pub async fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
         args.max_instances,
         args.http_socket,
     )
-        .await?;
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -19,7 +19,12 @@ use super::types::*;
 pub trait HandlerStore {
     /// Record a handler version of `world` ("handler" or "http-handler");
     /// returns false if it was already there.
-    fn put_handler(&self, digest: &str, size: i64, world: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn put_handler(
+        &self,
+        digest: &str,
+        size: i64,
+        world: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
     fn get_handler(
         &self,
         digest: &str,

@@ -216,10 +216,11 @@ impl HandlerStore for SqliteStore {
     }
 
     async fn get_handler(&self, digest: &str) -> Result<Option<HandlerRecord>> {
-        let row = sqlx::query("SELECT digest, size, created_at, world FROM handlers WHERE digest = ?")
-            .bind(digest)
-            .fetch_optional(&self.read)
-            .await?;
+        let row =
+            sqlx::query("SELECT digest, size, created_at, world FROM handlers WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.read)
+                .await?;
         row.map(|r| {
             Ok(HandlerRecord {
                 digest: r.try_get("digest")?,
@@ -232,9 +233,10 @@ impl HandlerStore for SqliteStore {
     }
 
     async fn list_handlers(&self) -> Result<Vec<HandlerRecord>> {
-        let rows = sqlx::query("SELECT digest, size, created_at, world FROM handlers ORDER BY created_at")
-            .fetch_all(&self.read)
-            .await?;
+        let rows =
+            sqlx::query("SELECT digest, size, created_at, world FROM handlers ORDER BY created_at")
+                .fetch_all(&self.read)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(HandlerRecord {
