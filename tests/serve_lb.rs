@@ -573,7 +573,9 @@ fn guest(lang: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn python_and_javascript_http_handlers_serve_through_the_load_balancer() {
     let home = tempfile::tempdir().unwrap();
-    let s = server::start(home.path(), &[]);
+    // A first request waits for its worker: compiling a 12-19 MiB component
+    // takes seconds on an idle box and can pass a minute on a loaded one.
+    let s = server::start(home.path(), &["--lb-start-wait", "300s"]);
     for (lang, name) in [("python", "python"), ("js", "javascript")] {
         let digest = upload_file(&s, &guest(lang)).await;
         s.create_endpoint(
