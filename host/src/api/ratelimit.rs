@@ -2,8 +2,8 @@
 //! default: `/run` 1000 requests per 10 s and 200 at once, `/runsync` 2000
 //! and 400, `/status` and `/stream` (one budget) 2000 and 400, `/cancel`
 //! 100 and 20, `/purge-queue` 2 per 10 s. Operations RunPod publishes no
-//! limit for get ours: `/retry` as `/cancel`, `/lb` as `/runsync`, the
-//! batch routes 100 and 20; `/health` none. An endpoint's `rate_limits`
+//! limit for get ours: `/retry` as `/cancel`, `/lb` as `/runsync`;
+//! `/health` none. An endpoint's `rate_limits`
 //! setting replaces an operation's default; `wasmpod serve
 //! --no-rate-limits` turns the defaults off. Past a limit the answer is 429
 //! with Retry-After, and the rejection is counted (`/health`, `/metrics`).
@@ -43,8 +43,6 @@ pub enum Operation {
     Health,
     /// Requests to a load-balancing endpoint.
     Lb,
-    /// The batch routes.
-    Batch,
 }
 
 impl Operation {
@@ -59,7 +57,6 @@ impl Operation {
             Operation::PurgeQueue => "purge-queue",
             Operation::Health => "health",
             Operation::Lb => "lb",
-            Operation::Batch => "batch",
         }
     }
 
@@ -72,9 +69,7 @@ impl Operation {
         };
         match self {
             Operation::Run => limit(1000, 200),
-            Operation::Runsync | Operation::Status | Operation::Lb | Operation::Batch => {
-                limit(2000, 400)
-            }
+            Operation::Runsync | Operation::Status | Operation::Lb => limit(2000, 400),
             Operation::Cancel | Operation::Retry => limit(100, 20),
             Operation::PurgeQueue => limit(2, 0),
             Operation::Health => limit(0, 0),

@@ -317,8 +317,8 @@ pub struct EndpointConfig {
     /// `https://{name}/{path}` instead of `/lb/{id}/{path}`.
     pub hostnames: Vec<String>,
     /// Rate limits by operation ("run", "runsync", "status" (also
-    /// `/stream`), "cancel", "retry", "purge-queue", "health", "lb",
-    /// "batch"), replacing the host's defaults (RunPod's table) for this
+    /// `/stream`), "cancel", "retry", "purge-queue", "health", "lb"),
+    /// replacing the host's defaults (RunPod's table) for this
     /// endpoint; `{"requests": 0}` lifts an operation's limit.
     pub rate_limits: BTreeMap<String, RateLimit>,
 }
@@ -343,7 +343,7 @@ impl RateLimit {
 }
 
 /// The operations a rate limit can name.
-pub const RATE_LIMITED_OPERATIONS: [&str; 9] = [
+pub const RATE_LIMITED_OPERATIONS: [&str; 8] = [
     "run",
     "runsync",
     "status",
@@ -352,7 +352,6 @@ pub const RATE_LIMITED_OPERATIONS: [&str; 9] = [
     "purge-queue",
     "health",
     "lb",
-    "batch",
 ];
 
 /// What kind of endpoint this is (RunPod's endpoint types).
