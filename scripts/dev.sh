@@ -66,12 +66,19 @@ done
 
 cat <<EOF
 
-wasmpod is serving on $BASE (state in $HOME_DIR). Try:
+wasmpod is serving on $BASE (state in $HOME_DIR).
+Dashboard: $BASE/ (sign in with the key below). Try:
 
   export KEY=$WASMPOD_ADMIN_KEY
   curl -s -H "Authorization: Bearer \$KEY" -d '{"input": {"hello": "world"}}' $BASE/v2/echo/runsync
   curl -s -H "Authorization: Bearer \$KEY" -d '{"input": {"inputs": [[1, 1], [-2, 0.5]]}}' $BASE/v2/mlp/runsync
   curl -s -H "Authorization: Bearer \$KEY" -d '{"input": {"sentences": ["a cat sat"]}}' $BASE/v2/embeddings/runsync
+
+or with the CLI (docs/operating.md):
+
+  export PATH="$(dirname "$WASMPOD"):\$PATH" WASMPOD_URL=$BASE WASMPOD_API_KEY=$WASMPOD_ADMIN_KEY
+  wasmpod new rust hello && wasmpod deploy hello --endpoint hello
+  wasmpod invoke hello --input '{"name": "ada"}' && wasmpod logs hello
 
 Ctrl-C stops the server.
 EOF

@@ -12,12 +12,23 @@
 #                                         components that
 #                                         gpu-device-flashboot.sh and
 #                                         gpu-device-models.sh use
+#   scripts/gpu-device-pack.sh ops        wasmpod and the components that
+#                                         gpu-device-ops.sh deploys
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 D=.devcarry
 rm -rf "$D" && mkdir -p "$D/bin" "$D/wasm"
 cp target/release/wasmpod "$D/bin/"
+if [ "${1:-}" = ops ]; then
+  strip "$D"/bin/*
+  xz -6 -T2 "$D"/bin/*
+  for e in stream mlp; do
+    cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
+  done
+  du -sh "$D"/* "$D"/bin/*
+  exit 0
+fi
 if [ "${1:-}" = flashboot ]; then
   f=$(ls -t target/release/deps/serve_coldstart-* | grep -v '\.d$' | head -1)
   cp "$f" "$D/bin/serve_coldstart"

@@ -6,6 +6,21 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 
+# The dashboard's browser test (tests/dashboard.rs) drives Debian's
+# Chromium; playwright-core comes from npm (tests/dashboard/package-lock.json).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Debian's chromium (the dashboard's browser test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "error: the dashboard test needs Debian's chromium: sudo apt-get install chromium" >&2
+    exit 1
+  fi
+fi
+if [ ! -f tests/dashboard/node_modules/playwright-core/package.json ]; then
+  (cd tests/dashboard && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use wasmpod::executor::{ExecutorError, ExecutorProcess, SliceSpec, WorkerSpec};
 use wasmpod::gpu::DeviceInfo;
-use wasmpod::runtime::{BootLayer, JobSink, LogLevel};
+use wasmpod::runtime::{BootLayer, JobSink, LogLevel, OutputStream};
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<String>>);
@@ -22,6 +22,9 @@ impl JobSink for Recorder {
     }
     fn log(&self, _: LogLevel, message: &str) {
         self.0.lock().unwrap().push(format!("log {message}"));
+    }
+    fn output(&self, stream: OutputStream, line: &str) {
+        self.0.lock().unwrap().push(format!("{stream:?} {line}"));
     }
 }
 
@@ -88,6 +91,21 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
             r#"stream {"i":0}"#,
             r#"stream {"i":1}"#,
             r#"stream {"i":2}"#
+        ],
+        "{events:?}"
+    );
+    // Its log call and its stdout lines come back in order, as the job's.
+    let lines: Vec<&String> = events
+        .iter()
+        .filter(|e| e.starts_with("log") || e.starts_with("Stdout"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            "log streaming 3 chunk(s)",
+            "Stdout chunk 0",
+            "Stdout chunk 1",
+            "Stdout chunk 2"
         ],
         "{events:?}"
     );

@@ -37,7 +37,7 @@ pub struct JobStatusBody {
 
 /// Stored JSON text as it is; anything else (a hand-edited row) as a
 /// JSON string.
-fn json_or_text(s: &str) -> Box<RawValue> {
+pub fn json_or_text(s: &str) -> Box<RawValue> {
     RawValue::from_string(s.to_string()).unwrap_or_else(|_| {
         RawValue::from_string(Value::String(s.to_string()).to_string())
             .expect("a JSON string is JSON")

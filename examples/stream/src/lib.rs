@@ -3,7 +3,8 @@
 //! `{"count": n}`. Shows [`wasmpod_sdk::stream`], [`wasmpod_sdk::progress`]
 //! and [`wasmpod_sdk::cancelled`]: RunPod's generator handlers in wasmpod
 //! terms. An optional `delay_ms` pauses between chunks, to watch them
-//! arrive.
+//! arrive. It logs a line ([`wasmpod_sdk::info!`]) and prints one per chunk
+//! to stdout: both land in the job's logs (`wasmpod logs stream`).
 
 use std::time::Duration;
 
@@ -34,10 +35,12 @@ struct Output {
 }
 
 fn handle(input: Input) -> Result<Output, Box<dyn std::error::Error>> {
+    wasmpod_sdk::info!("streaming {} chunk(s)", input.n);
     for i in 0..input.n {
         if wasmpod_sdk::cancelled() {
             return Err(format!("cancelled after {i} of {} chunks", input.n).into());
         }
+        println!("chunk {i}");
         wasmpod_sdk::stream(&Chunk { i })?;
         wasmpod_sdk::progress(&Progress {
             done: i + 1,

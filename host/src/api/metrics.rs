@@ -286,6 +286,31 @@ async fn render(state: &ApiState) -> ApiResult<String> {
             );
         }
     }
+    family(
+        &mut out,
+        "wasmpod_cold_start_seconds",
+        "histogram",
+        "Time from placing a worker on a slice to its instances being ready (executor start, load, init or FlashBoot restore).",
+    );
+    for (id, s) in &stats {
+        histogram(&mut out, "wasmpod_cold_start_seconds", id, &s.cold_start);
+    }
+    family(
+        &mut out,
+        "wasmpod_cold_starts_total",
+        "counter",
+        "Workers started, by the FlashBoot layer that served the start (cold, code-cached, pre-initialised, vram-restored).",
+    );
+    for (id, s) in &stats {
+        for (boot, n) in &s.cold_starts {
+            let _ = writeln!(
+                out,
+                "wasmpod_cold_starts_total{{endpoint=\"{}\",boot=\"{}\"}} {n}",
+                esc(id),
+                esc(boot)
+            );
+        }
+    }
 
     let view = ctx.slices.view();
     family(

@@ -1,22 +1,28 @@
 //! The HTTP API of `wasmpod serve` (axum): the RunPod-compatible v2 job API
 //! of every endpoint ([`jobs`]), the v1 admin API ([`admin`], [`models`],
-//! [`keys`], [`fleet`]: inventory and usage), Prometheus metrics
-//! ([`metrics`]), API-key auth ([`auth`]), load-balancing endpoints'
-//! `/lb/{endpoint}/...` ([`lb`]), rate limits ([`ratelimit`]) and the
-//! OpenAPI document at `/openapi.json`. Every error is a JSON
-//! `{"error": ...}` ([`error`]).
+//! [`keys`], [`fleet`]: inventory and usage; [`history`]: jobs lists and
+//! detail; [`logs`]; [`stats`]: latency percentiles), Prometheus metrics
+//! ([`metrics`]), the dashboard at `/` ([`dashboard`]), API-key auth
+//! ([`auth`]), load-balancing endpoints' `/lb/{endpoint}/...` ([`lb`]),
+//! rate limits ([`ratelimit`]) and the OpenAPI document at
+//! `/openapi.json`. Every error is a JSON `{"error": ...}` ([`error`]).
 
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod dashboard;
 pub mod error;
 pub mod fleet;
+pub mod history;
 pub mod jobs;
 pub mod keys;
 pub mod lb;
+pub mod logs;
 pub mod metrics;
 pub mod models;
+pub mod params;
 pub mod ratelimit;
+pub mod stats;
 
 use std::sync::Arc;
 
@@ -51,6 +57,7 @@ pub struct ApiState {
         admin::upload_handler, admin::list_handlers, admin::get_handler, admin::delete_handler,
         admin::create_endpoint, admin::list_endpoints, admin::get_endpoint, admin::update_endpoint,
         admin::delete_endpoint,
+        history::list_jobs, history::get_job, logs::logs, stats::endpoint_stats, stats::all_stats,
         models::upload_file, models::list_models, models::get_model, models::delete_model,
         keys::create_key, keys::list_keys, keys::revoke_key,
         fleet::inventory, fleet::usage, metrics::metrics,
@@ -143,6 +150,17 @@ pub fn router(app: App) -> Router {
                 .patch(admin::update_endpoint)
                 .delete(admin::delete_endpoint),
         )
+        .route("/endpoints/{endpoint_id}/jobs", get(history::list_jobs))
+        .route(
+            "/endpoints/{endpoint_id}/jobs/{job_id}",
+            get(history::get_job),
+        )
+        .route("/endpoints/{endpoint_id}/logs", get(logs::logs))
+        .route(
+            "/endpoints/{endpoint_id}/metrics",
+            get(stats::endpoint_stats),
+        )
+        .route("/metrics", get(stats::all_stats))
         .route("/models", get(models::list_models))
         .route(
             "/models/{model}",
@@ -161,6 +179,7 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics::metrics))
         .route("/ping", get(|| async { "pong" }))
+        .merge(dashboard::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         // Bodies are read (and limited) by the handlers themselves, streamed.

@@ -1,10 +1,23 @@
-//! Command-line interface: one module per subcommand.
+//! Command-line interface: one module per subcommand (or group of them).
+//! Local: `new`, `build`, `run`; the server: `serve` (and the internal
+//! `executor`), `gpus`; its client over HTTP ([`client`]): `deploy`,
+//! `invoke`, `endpoints`, `jobs`, `logs`, `keys`.
 
+mod client;
+mod deploy;
+mod endpoints;
 mod executor;
 mod gpus;
+mod jobs;
+mod keys;
+mod logs;
+mod new;
+mod project;
 mod run;
 mod run_http;
 mod serve;
+mod table;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,9 +37,25 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Make a handler project from a template (rust, python or js).
+    New(new::NewArgs),
+    /// Build a handler project into a component (.wasm).
+    Build(project::BuildArgs),
     /// Run one job through a handler locally and print what it reports, or
     /// (--http ADDR) serve an HTTP handler locally.
     Run(run::RunArgs),
+    /// Build, upload and serve a handler as an endpoint (create or hot swap).
+    Deploy(Box<deploy::DeployArgs>),
+    /// Run a job on an endpoint of the server and print its output.
+    Invoke(jobs::InvokeArgs),
+    /// List the server's endpoints.
+    Endpoints(endpoints::EndpointsArgs),
+    /// List an endpoint's jobs, or show one.
+    Jobs(jobs::JobsArgs),
+    /// Show (or follow) an endpoint's logs: guest output and worker events.
+    Logs(logs::LogsArgs),
+    /// Manage the server's API keys.
+    Keys(keys::KeysArgs),
     /// Serve the RunPod-compatible job API and the admin API over HTTP.
     Serve(serve::ServeArgs),
     /// Print the device inventory (GPUs, MIG instances, CPU).
@@ -55,7 +84,15 @@ impl Cli {
 pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = cli.home();
     match cli.command {
+        Command::New(args) => new::new(args),
+        Command::Build(args) => tokio::task::spawn_blocking(move || project::build(args)).await?,
         Command::Run(args) => run::run(&home, args).await,
+        Command::Deploy(args) => deploy::deploy(*args).await,
+        Command::Invoke(args) => jobs::invoke(args).await,
+        Command::Endpoints(args) => endpoints::endpoints(args).await,
+        Command::Jobs(args) => jobs::jobs(args).await,
+        Command::Logs(args) => logs::logs(args).await,
+        Command::Keys(args) => keys::keys(args).await,
         Command::Gpus(args) => gpus::gpus(args),
         Command::Serve(args) => serve::serve(&home, args).await,
         Command::Executor(args) => executor::executor(args).await,

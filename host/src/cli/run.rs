@@ -21,11 +21,15 @@ use wasmpod_tensor::PageStore;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// The handler component (.wasm).
+    /// The handler: a component (.wasm), or a project directory, which is
+    /// built first.
     pub handler: PathBuf,
-    /// The job's input, as JSON.
-    #[arg(long, default_value = "{}")]
-    pub input: String,
+    /// The job's input, as JSON (default: a project's test_input.json,
+    /// else `{}`).
+    #[arg(long)]
+    pub input: Option<String>,
+    #[command(flatten)]
+    pub sdk: super::project::SdkArgs,
     /// Directory of models the handler may open (one sub-directory per model).
     #[arg(long)]
     pub models: Option<PathBuf>,
@@ -167,11 +171,32 @@ impl JobSink for ConsoleSink {
     }
 }
 
+/// The job's input: `--input`, else the project's test_input.json, else
+/// `{}`.
+fn job_input(args: &RunArgs, project: Option<&super::project::Project>) -> anyhow::Result<String> {
+    if let Some(input) = &args.input {
+        serde_json::from_str::<serde::de::IgnoredAny>(input)
+            .with_context(|| format!("--input is not valid JSON: {input}"))?;
+        return Ok(input.clone());
+    }
+    let from_file = match project {
+        Some(p) => super::project::test_input(&p.dir)?,
+        None => None,
+    };
+    Ok(from_file
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "{}".into()))
+}
+
 pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
-    serde_json::from_str::<serde::de::IgnoredAny>(&args.input)
-        .with_context(|| format!("--input is not valid JSON: {}", args.input))?;
-    let wasm = std::fs::read(&args.handler)
-        .with_context(|| format!("reading {}", args.handler.display()))?;
+    let (handler, sdk) = (args.handler.clone(), args.sdk.clone());
+    let (wasm_path, project) =
+        tokio::task::spawn_blocking(move || super::project::component(&handler, &sdk))
+            .await
+            .context("the build task")??;
+    let input = job_input(&args, project.as_ref())?;
+    let wasm =
+        std::fs::read(&wasm_path).with_context(|| format!("reading {}", wasm_path.display()))?;
     let cache_dir = (!args.no_cache).then(|| home.join("cache"));
     let runtime = Runtime::new(&RuntimeConfig {
         cache_dir,
@@ -242,7 +267,7 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         result = instance
             .handle(
                 "local",
-                &args.input,
+                &input,
                 Arc::new(ConsoleSink),
                 CancelSignal::new(),
                 args.timeout,

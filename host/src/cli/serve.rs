@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use wasmpod::serve::{App, Bootstrap, Retention, ServeConfig};
+use wasmpod::serve::{App, Bootstrap, LogLimits, Retention, ServeConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -86,6 +86,20 @@ pub struct ServeArgs {
     /// `rate_limits` still apply).
     #[arg(long)]
     pub no_rate_limits: bool,
+    /// How long handlers' log lines (and workers' lifecycle events) are
+    /// kept.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub log_retention: Duration,
+    /// Log lines kept in all, across endpoints (the oldest go first).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub log_max_lines: u64,
+    /// Bytes of log lines and output one job (or one worker outside jobs)
+    /// may write; past it the rest is dropped and counted in one line.
+    #[arg(long, default_value = "1MiB", value_parser = super::parse_size)]
+    pub log_max_job_bytes: u64,
+    /// Longer log lines are cut.
+    #[arg(long, default_value = "8KiB", value_parser = super::parse_size)]
+    pub log_max_line_bytes: u64,
     /// Executor processes the CPU workers of every endpoint share (the
     /// wasm sandbox isolates them; a crash fails only that process's jobs,
     /// which are re-queued, and it is restarted). Each GPU slice keeps its
@@ -122,6 +136,16 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .lb_domain
         .map(|d| d.trim_matches('.').to_ascii_lowercase());
     config.rate_limits = !args.no_rate_limits;
+    anyhow::ensure!(
+        args.log_max_line_bytes >= 64,
+        "--log-max-line-bytes must be at least 64"
+    );
+    config.log_limits = LogLimits {
+        retention: args.log_retention,
+        max_lines: args.log_max_lines,
+        max_bytes_per_job: args.log_max_job_bytes as usize,
+        max_line_bytes: args.log_max_line_bytes as usize,
+    };
     config.cpu_executors = usize::from(args.cpu_executors);
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()

@@ -58,6 +58,18 @@ struct Routes {
     workers: HashMap<String, oneshot::Sender<Result<WorkerStarted, String>>>,
     stops: HashMap<String, oneshot::Sender<StopReply>>,
     jobs: HashMap<String, PendingJob>,
+    /// Where a worker's log calls and output outside jobs go.
+    worker_logs: HashMap<String, Arc<dyn JobSink>>,
+}
+
+impl Routes {
+    /// The sink of a line from `job`, else from `worker` outside a job.
+    fn log_sink(&self, job: &Option<String>, worker: &Option<String>) -> Option<&Arc<dyn JobSink>> {
+        match job {
+            Some(j) => self.jobs.get(j).map(|p| &p.sink),
+            None => worker.as_ref().and_then(|w| self.worker_logs.get(w)),
+        }
+    }
 }
 
 /// An endpoint's worker parked on this executor (FlashBoot).
@@ -175,6 +187,7 @@ impl ExecutorProcess {
                 let _ = w.send(Err(format!("the executor for slice {} died", slice.id)));
             }
             r.stops.clear();
+            r.worker_logs.clear();
             r.jobs.clear(); // dropping the senders wakes the waiters with Died
             exited.notify_waiters();
         });
@@ -269,6 +282,20 @@ impl ExecutorProcess {
             Ok(Ok(started)) => Ok(started),
             Ok(Err(e)) => Err(ExecutorError::WorkerFailed(e)),
             Err(_) => Err(ExecutorError::Died(self.slice.id.clone())),
+        }
+    }
+
+    /// Send `worker`'s log calls and output outside jobs (its `init`, and
+    /// between jobs) to `sink`; None stops that (the worker ended).
+    pub fn set_worker_log(&self, worker: &str, sink: Option<Arc<dyn JobSink>>) {
+        let mut routes = self.routes.lock().expect("routes lock");
+        match sink {
+            Some(s) => {
+                routes.worker_logs.insert(worker.to_string(), s);
+            }
+            None => {
+                routes.worker_logs.remove(worker);
+            }
         }
     }
 
@@ -494,17 +521,28 @@ fn route(routes: &Mutex<Routes>, event: Event) {
         }
         Event::Log {
             job,
+            worker,
             level,
             message,
         } => {
-            if let Some(p) = r.jobs.get(&job) {
+            if let Some(sink) = r.log_sink(&job, &worker) {
                 let level = match level.as_str() {
                     "debug" => LogLevel::Debug,
                     "warn" => LogLevel::Warn,
                     "error" => LogLevel::Error,
                     _ => LogLevel::Info,
                 };
-                p.sink.log(level, &message);
+                sink.log(level, &message);
+            }
+        }
+        Event::Output {
+            job,
+            worker,
+            stream,
+            line,
+        } => {
+            if let Some(sink) = r.log_sink(&job, &worker) {
+                sink.output(stream, &line);
             }
         }
         Event::JobDone { job, result } => {

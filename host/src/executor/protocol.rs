@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::DeviceInfo;
-use crate::runtime::{BootLayer, JobError};
+use crate::runtime::{BootLayer, JobError, OutputStream};
 
 /// What an executor serves: the devices of one slice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,10 +125,24 @@ pub enum Event {
         job: String,
         chunk: serde_json::Value,
     },
+    /// A guest log call: during a job (`job`), else in its worker (`init`,
+    /// between jobs).
     Log {
-        job: String,
+        #[serde(default)]
+        job: Option<String>,
+        #[serde(default)]
+        worker: Option<String>,
         level: String,
         message: String,
+    },
+    /// A line the guest wrote to stdout or stderr, attributed as [`Event::Log`].
+    Output {
+        #[serde(default)]
+        job: Option<String>,
+        #[serde(default)]
+        worker: Option<String>,
+        stream: OutputStream,
+        line: String,
     },
     JobDone {
         job: String,

@@ -23,7 +23,7 @@ use super::protocol::{Event, ParkReport, Request, SliceSpec, WorkerSpec, WorkerS
 use crate::gpu::{ModelStore, WorkerDevices};
 use crate::runtime::{
     BootLayer, CancelSignal, FlashBoot, Handler, Instance, InstanceConfig, JobError, JobSink,
-    LogLevel, Runtime, RuntimeConfig, SnapshotStore,
+    LogLevel, OutputStream, Runtime, RuntimeConfig, SnapshotStore,
 };
 use wasmpod_tensor::{Device, PageStore};
 
@@ -91,31 +91,56 @@ struct Executor {
     parked: Mutex<HashMap<String, Parked>>,
 }
 
-/// Forwards a job's reports to the host as events.
+/// Forwards a job's reports to the host as events; without a job, a
+/// worker's log calls and output (its instances' sink outside jobs).
 struct EventSink {
-    job: String,
+    job: Option<String>,
+    worker: String,
     events: mpsc::UnboundedSender<Event>,
+}
+
+impl EventSink {
+    fn worker(worker: &str, events: &mpsc::UnboundedSender<Event>) -> Arc<dyn JobSink> {
+        Arc::new(Self {
+            job: None,
+            worker: worker.to_string(),
+            events: events.clone(),
+        })
+    }
 }
 
 impl JobSink for EventSink {
     fn progress(&self, value: serde_json::Value) {
-        let _ = self.events.send(Event::Progress {
-            job: self.job.clone(),
-            value,
-        });
+        if let Some(job) = &self.job {
+            let _ = self.events.send(Event::Progress {
+                job: job.clone(),
+                value,
+            });
+        }
     }
     fn stream(&self, chunk: serde_json::Value) {
-        let _ = self.events.send(Event::Stream {
-            job: self.job.clone(),
-            chunk,
-        });
+        if let Some(job) = &self.job {
+            let _ = self.events.send(Event::Stream {
+                job: job.clone(),
+                chunk,
+            });
+        }
     }
     fn log(&self, level: LogLevel, message: &str) {
         let level = format!("{level:?}").to_lowercase();
         let _ = self.events.send(Event::Log {
             job: self.job.clone(),
+            worker: Some(self.worker.clone()),
             level,
             message: message.to_string(),
+        });
+    }
+    fn output(&self, stream: OutputStream, line: &str) {
+        let _ = self.events.send(Event::Output {
+            job: self.job.clone(),
+            worker: Some(self.worker.clone()),
+            stream,
+            line: line.to_string(),
         });
     }
 }
@@ -338,7 +363,7 @@ impl Executor {
     ) {
         let started = Instant::now();
         let result = self
-            .start_instances(&endpoint, &wasm_path, &digest, &spec)
+            .start_instances(&worker, &endpoint, &wasm_path, &digest, &spec)
             .await;
         let event = match result {
             Ok((w, boot, note)) => {
@@ -365,6 +390,7 @@ impl Executor {
     /// snapshot taken after `init`), else load + instantiate + `init`.
     async fn start_instances(
         &self,
+        worker_id: &str,
         endpoint: &str,
         wasm_path: &Path,
         digest: &str,
@@ -387,12 +413,19 @@ impl Executor {
                 })
                 .ok()
         });
+        let log_sink = EventSink::worker(worker_id, &self.events);
         let (starter, config, mut idle, mut first) = match restored {
-            Some((starter, config, idle)) => {
+            Some((starter, mut config, mut idle)) => {
+                // The parked instances now log as this worker.
+                config.log_sink = Some(Arc::clone(&log_sink));
+                for instance in &mut idle {
+                    instance.set_log_sink(Some(Arc::clone(&log_sink)));
+                }
                 (starter, config, idle, Some((BootLayer::VramRestored, None)))
             }
             None => {
-                let (starter, config) = self.prepare(wasm_path, digest, spec).await?;
+                let (starter, mut config) = self.prepare(wasm_path, digest, spec).await?;
+                config.log_sink = Some(log_sink);
                 (starter, config, Vec::new(), None)
             }
         };
@@ -444,6 +477,7 @@ impl Executor {
             memory_limit: spec.memory_limit as usize,
             env: spec.env.clone(),
             echo_output: false,
+            log_sink: None,
             init_timeout: Duration::from_secs(600),
         };
         let starter = if spec.flashboot {
@@ -590,7 +624,8 @@ impl Executor {
             .expect("running lock")
             .insert(job.to_string(), cancel.clone());
         let sink = Arc::new(EventSink {
-            job: job.to_string(),
+            job: Some(job.to_string()),
+            worker: worker.to_string(),
             events: self.events.clone(),
         });
         let result = instance.handle(job, input, sink, cancel, timeout).await;

@@ -219,6 +219,55 @@ fn mig_memory(profile: &str) -> Result<u64, InventoryError> {
         })
 }
 
+/// Memory in use on one device now, as NVML reports it (the driver's view:
+/// every process's allocations and contexts on it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeviceMemory {
+    /// The device key: "gpu0", or "gpu1/mig0" for a MIG instance.
+    pub device: String,
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl Inventory {
+    /// Memory in use on each GPU and MIG instance now; empty unless the
+    /// inventory came from NVML (simulated and CPU-only hosts have no
+    /// device memory to read).
+    pub fn memory_used(&self) -> Vec<DeviceMemory> {
+        if self.source != InventorySource::Nvml {
+            return Vec::new();
+        }
+        static NVML: std::sync::OnceLock<Option<nvml_wrapper::Nvml>> = std::sync::OnceLock::new();
+        let Some(nvml) = NVML.get_or_init(|| nvml_wrapper::Nvml::init().ok()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for gpu in &self.gpus {
+            let Ok(dev) = nvml.device_by_index(gpu.index) else {
+                continue;
+            };
+            if gpu.mig_enabled {
+                for i in 0..gpu.mig_devices.len() as u32 {
+                    if let Ok(m) = dev.mig_device_by_index(i).and_then(|m| m.memory_info()) {
+                        out.push(DeviceMemory {
+                            device: format!("gpu{}/mig{i}", gpu.index),
+                            used_bytes: m.used,
+                            total_bytes: m.total,
+                        });
+                    }
+                }
+            } else if let Ok(m) = dev.memory_info() {
+                out.push(DeviceMemory {
+                    device: format!("gpu{}", gpu.index),
+                    used_bytes: m.used,
+                    total_bytes: m.total,
+                });
+            }
+        }
+        out
+    }
+}
+
 /// GPUs as NVML reports them. NVML is loaded at run time, so this fails
 /// cleanly on machines without the driver.
 fn nvml_gpus() -> Result<Vec<Gpu>, nvml_wrapper::error::NvmlError> {

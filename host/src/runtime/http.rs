@@ -140,7 +140,7 @@ impl Instance {
         self.ensure_paged_in().map_err(JobError::Trap)?;
         let (req, out) = {
             let data = self.store.data_mut();
-            data.stderr.clear();
+            data.output.clear();
             data.limits.memory_refused = None;
             data.log.request = Some(id.to_string());
             let mut http = data.http();

@@ -17,7 +17,7 @@ use super::host::job::JobCtx;
 use super::host::model::ModelCtx;
 use super::host::tensor::TensorCtx;
 use super::http::{HttpExports, HttpPre};
-use super::job::{CancelSignal, CurrentJob, JobSink};
+use super::job::{CancelSignal, CurrentJob, JobSink, OutputStream};
 use super::limits::InstanceLimits;
 use super::output::GuestOutput;
 use super::state::WorkerState;
@@ -81,6 +81,9 @@ pub struct InstanceConfig {
     pub env: Vec<(String, String)>,
     /// Copy guest stdout/stderr to the host's stderr.
     pub echo_output: bool,
+    /// Where the guest's log calls and output go outside a job (in `init`,
+    /// between jobs): the worker's log. None: log calls go to tracing.
+    pub log_sink: Option<Arc<dyn JobSink>>,
     /// Limit on `init`.
     pub init_timeout: Duration,
 }
@@ -94,6 +97,7 @@ impl InstanceConfig {
             memory_limit,
             env: Vec::new(),
             echo_output: false,
+            log_sink: None,
             init_timeout: Duration::from_secs(600),
         }
     }
@@ -203,9 +207,11 @@ impl Handler {
 
     /// A fresh store for `config`: WASI context, limits, devices, models.
     fn new_store(&self, config: &InstanceConfig) -> Store<WorkerState> {
-        let stderr = GuestOutput::new(config.echo_output);
+        let output = GuestOutput::new(config.echo_output);
+        output.set_sink(config.log_sink.clone());
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stderr.clone()).stderr(stderr.clone());
+        wasi.stdout(output.stream(OutputStream::Stdout))
+            .stderr(output.stream(OutputStream::Stderr));
         for (k, v) in &config.env {
             wasi.env(k, v);
         }
@@ -216,10 +222,13 @@ impl Handler {
             table: ResourceTable::new(),
             limits: InstanceLimits::new(config.memory_limit),
             log: Default::default(),
-            stderr,
+            output,
             tensor: TensorCtx::new(Arc::clone(&config.devices)),
             model: ModelCtx::new(config.models.clone()),
-            job: JobCtx::default(),
+            job: JobCtx {
+                current: None,
+                idle_sink: config.log_sink.clone(),
+            },
             device: DeviceCtx {
                 devices: Arc::clone(&config.devices),
             },
@@ -340,7 +349,8 @@ impl Instance {
         }
         {
             let data = self.store.data_mut();
-            data.stderr.clear();
+            data.output.clear();
+            data.output.set_sink(Some(Arc::clone(&sink)));
             data.limits.memory_refused = None;
             data.job.current = Some(CurrentJob {
                 id: id.to_string(),
@@ -361,7 +371,11 @@ impl Instance {
                 _ = cancel.cancelled() => None,
             }
         };
-        self.store.data_mut().job.current = None;
+        {
+            let data = self.store.data_mut();
+            data.job.current = None;
+            data.output.set_sink(data.job.idle_sink.clone());
+        }
         let result = match outcome {
             Some(Ok(Ok(output))) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
                 Ok(_) => Ok(output),
@@ -397,6 +411,14 @@ impl Instance {
         Arc::clone(&self.bindings)
     }
 
+    /// Send the guest's log calls and output outside jobs to `sink` from
+    /// now on (a parked instance taken over by another worker).
+    pub fn set_log_sink(&mut self, sink: Option<Arc<dyn JobSink>>) {
+        let data = self.store.data_mut();
+        data.output.set_sink(sink.clone());
+        data.job.idle_sink = sink;
+    }
+
     /// Marks the instance unusable (its state was lost outside a job).
     pub(crate) fn mark_lost(&mut self) {
         self.lost = true;
@@ -426,7 +448,7 @@ impl Instance {
             // cause; the outer layers are wasmtime's backtrace context.
             None => trap.root_cause().to_string(),
         };
-        let tail = data.stderr.tail();
+        let tail = data.output.tail();
         let said: Vec<&str> = tail
             .lines()
             .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))

@@ -16,8 +16,18 @@ pub enum LogLevel {
     Error,
 }
 
-/// Receives what a handler reports while a job runs. Calls come from the
-/// instance's thread and must not block for long: queue, don't do I/O.
+/// Which of the guest's output streams a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives what a handler reports while a job runs (and, as an instance's
+/// worker sink, its log calls and output outside jobs, e.g. in `init`).
+/// Calls come from the instance's thread and must not block for long:
+/// queue, don't do I/O.
 pub trait JobSink: Send + Sync {
     /// A progress value (valid JSON) for `/status` while IN_PROGRESS.
     fn progress(&self, value: serde_json::Value);
@@ -25,6 +35,8 @@ pub trait JobSink: Send + Sync {
     fn stream(&self, chunk: serde_json::Value);
     /// A log line from the handler.
     fn log(&self, level: LogLevel, message: &str);
+    /// A line the guest wrote to stdout or stderr (without its newline).
+    fn output(&self, _stream: OutputStream, _line: &str) {}
 }
 
 /// A sink that drops everything (for `init`, which has no job).

@@ -31,7 +31,7 @@ pub use engine::EngineLimits;
 pub use flashboot::{BootLayer, BootReport, FlashBoot};
 pub use http::{ERROR_HEADER, HttpBody, HttpResponse, error_response, respond};
 pub use instance::{Handler, Instance, InstanceConfig, JobError, World};
-pub use job::{CancelSignal, JobSink, LogLevel, NullSink};
+pub use job::{CancelSignal, JobSink, LogLevel, NullSink, OutputStream};
 pub use paging::PagingError;
 pub use snapshot::{SnapshotError, SnapshotStore};
 use state::WorkerState;

@@ -22,7 +22,8 @@ pub struct WorkerState {
     pub(crate) http_hooks: NoOutgoingHttp,
     pub(crate) table: ResourceTable,
     pub(crate) limits: InstanceLimits,
-    pub(crate) stderr: GuestOutput,
+    /// The guest's stdout and stderr.
+    pub(crate) output: GuestOutput,
     pub(crate) tensor: TensorCtx,
     pub(crate) model: ModelCtx,
     pub(crate) job: JobCtx,

@@ -1,6 +1,7 @@
-//! The sweeper: queued jobs past their ttl become TIMED_OUT, and final
-//! jobs past their retention are deleted (once their webhook is settled).
-//! Expiry is a lifecycle transition, so it goes through [`super::Jobs`].
+//! The sweeper: queued jobs past their ttl become TIMED_OUT, final jobs
+//! past their retention are deleted (once their webhook is settled), and
+//! the log table is kept within its age and size bounds. Expiry is a
+//! lifecycle transition, so it goes through [`super::Jobs`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,18 @@ use super::App;
 use crate::store::now_ms;
 
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// Trimming the logs scans an index; it need not be as eager.
+const TRIM_LOGS_EVERY: u32 = 120;
 
 pub async fn run(app: App, shutdown: Arc<Notify>) {
+    let mut sweeps = 0u32;
     loop {
+        sweeps = sweeps.wrapping_add(1);
+        if sweeps % TRIM_LOGS_EVERY == 1
+            && let Err(e) = app.ctx().logs.trim().await
+        {
+            tracing::warn!("trimming the logs: {e}");
+        }
         let stop = shutdown.notified();
         tokio::pin!(stop);
         stop.as_mut().enable();

@@ -72,6 +72,12 @@ enum Op {
     Wake {
         endpoint: String,
     },
+    /// The endpoint now runs `handler`: workers of another version take no
+    /// more handed-over jobs (a claim checks the version itself).
+    Swapped {
+        endpoint: String,
+        handler: String,
+    },
 }
 
 struct Idle {
@@ -238,6 +244,17 @@ impl Jobs {
         self.wake_supervisor(endpoint, 0);
     }
 
+    /// `endpoint` was switched to `handler` (hot swap): from now on no job is
+    /// handed to a worker of another version, even before its supervisor
+    /// tells it to drain. Sent before the switch is answered, so every job
+    /// accepted after the answer runs the new version.
+    pub fn handler_changed(&self, endpoint: &str, handler: &str) {
+        self.send(Op::Swapped {
+            endpoint: endpoint.to_string(),
+            handler: handler.to_string(),
+        });
+    }
+
     /// Let idle workers of `endpoint` look at its queue again.
     pub fn recheck(&self, endpoint: &str) {
         self.send(Op::Wake {
@@ -367,8 +384,16 @@ impl Jobs {
     /// The worker running `job` was lost (its executor died): back in the
     /// queue with a retry counted, or failed when its retries are spent.
     /// Retried until the store answers, since a job left IN_PROGRESS would
-    /// only come back at the next host start.
-    pub async fn lost(&self, endpoint: &str, worker_id: &str, job: &ClaimedJob, reason: &str) {
+    /// only come back at the next host start. Some(true) when re-queued,
+    /// Some(false) when it failed, None when it was no longer this
+    /// worker's (or the store never answered).
+    pub async fn lost(
+        &self,
+        endpoint: &str,
+        worker_id: &str,
+        job: &ClaimedJob,
+        reason: &str,
+    ) -> Option<bool> {
         let retention = self.retention.for_job_ms(job.sync);
         let mut backoff = Duration::from_millis(50);
         for attempt in 0.. {
@@ -380,14 +405,14 @@ impl Jobs {
                 Ok(LostJobOutcome::Requeued) => {
                     tracing::warn!(job = %job.id, "{reason}; re-queued");
                     self.wake(endpoint);
-                    return;
+                    return Some(true);
                 }
                 Ok(LostJobOutcome::Failed(final_job)) => {
                     tracing::warn!(job = %job.id, "{reason}; its retries are spent: failed");
                     self.announce(vec![final_job]);
-                    return;
+                    return Some(false);
                 }
-                Ok(LostJobOutcome::NotHeld) => return,
+                Ok(LostJobOutcome::NotHeld) => return None,
                 Err(e) if attempt < 20 => {
                     tracing::warn!(job = %job.id, "re-queueing a lost job: {e}; retrying");
                     tokio::time::sleep(backoff).await;
@@ -395,10 +420,11 @@ impl Jobs {
                 }
                 Err(e) => {
                     tracing::error!(job = %job.id, "giving up re-queueing a lost job: {e}");
-                    return;
+                    return None;
                 }
             }
         }
+        None
     }
 
     /// A worker can take `free` more jobs.
@@ -507,6 +533,14 @@ impl Jobs {
                 }
                 Op::Wake { endpoint } => {
                     d.drained.remove(&endpoint);
+                }
+                Op::Swapped { endpoint, handler } => {
+                    if let Some(idle) = d.idle.get_mut(&endpoint) {
+                        idle.retain(|w| w.link.claim.handler == handler);
+                        if idle.is_empty() {
+                            d.idle.remove(&endpoint);
+                        }
+                    }
                 }
             }
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::latency::Latency;
 use crate::store::{Store, UsageDelta, now_ms};
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
@@ -47,6 +48,10 @@ pub struct JobStats {
     pub execution: Histogram,
     /// Finished jobs by final status.
     pub finished: BTreeMap<String, u64>,
+    /// From placing a worker to its instances being ready.
+    pub cold_start: Histogram,
+    /// Worker starts by the FlashBoot layer that served them.
+    pub cold_starts: BTreeMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -54,6 +59,8 @@ pub struct Meter {
     /// (endpoint, slice type, minute) -> worker time not yet in the store.
     pending: Mutex<HashMap<(String, String, i64), Duration>>,
     jobs: Mutex<BTreeMap<String, JobStats>>,
+    /// Recent samples for windowed percentiles.
+    pub latency: Latency,
 }
 
 fn minute_of(ms: i64) -> i64 {
@@ -85,6 +92,16 @@ impl Meter {
             *out.entry((e.clone(), t.clone())).or_default() += d.as_secs_f64();
         }
         out
+    }
+
+    /// A worker of `endpoint` became ready `time` after it was placed,
+    /// started by FlashBoot layer `boot`.
+    pub fn cold_start(&self, endpoint: &str, time: Duration, boot: &str) {
+        self.latency.cold_start(endpoint, time);
+        let mut jobs = self.jobs.lock().expect("meter lock");
+        let stats = jobs.entry(endpoint.to_string()).or_default();
+        stats.cold_start.observe(time.as_secs_f64());
+        *stats.cold_starts.entry(boot.to_string()).or_default() += 1;
     }
 
     pub fn job_stats(&self) -> BTreeMap<String, JobStats> {
@@ -135,6 +152,12 @@ impl super::events::FinishedListener for Meter {
                 Some(s) => s,
                 None => stats.entry(job.endpoint_id.clone()).or_default(),
             };
+            self.latency.job_finished(
+                &job.endpoint_id,
+                job.status == crate::store::JobStatus::Completed,
+                job.delay_ms,
+                job.execution_ms,
+            );
             if let Some(d) = job.delay_ms {
                 s.queue_delay.observe(d.max(0) as f64 / 1e3);
             }

@@ -5,10 +5,13 @@
 
 pub mod events;
 pub mod handlers;
+pub mod history;
 pub mod housekeeping;
 pub mod keys;
+pub mod latency;
 pub mod lb;
 pub mod lifecycle;
+pub mod logs;
 pub mod meter;
 pub mod models;
 pub mod pool;
@@ -34,9 +37,11 @@ use crate::store::{
 };
 use events::{FinishedListener, WebhookWake};
 pub use handlers::{HandlerError, HandlerRepo};
+pub use history::JobDetail;
 pub use keys::Bootstrap;
 pub use lb::{LbBody, LbError, RequestCounts};
 pub use lifecycle::{Jobs, SyncAnswer};
+pub use logs::{LogLimits, Logs};
 pub use meter::Meter;
 pub use models::{ModelRepo, ModelRepoError};
 pub use pool::{Pools, Retention, WorkerContext, WorkerCounts, WorkerDetail};
@@ -95,6 +100,8 @@ pub struct ServeConfig {
     /// Apply RunPod's rate-limit table to operations an endpoint sets no
     /// limit for.
     pub rate_limits: bool,
+    /// How much of the handlers' logs is kept.
+    pub log_limits: LogLimits,
     /// Executor processes shared by every endpoint's CPU workers.
     pub cpu_executors: usize,
 }
@@ -131,6 +138,7 @@ impl ServeConfig {
             lb_body_limit: 30 << 20,
             lb_domain: None,
             rate_limits: true,
+            log_limits: LogLimits::default(),
         }
     }
 }
@@ -255,6 +263,7 @@ impl App {
             Arc::clone(&meter),
         ));
         let ctx = Arc::new(WorkerContext {
+            logs: Logs::start(store.clone(), config.log_limits),
             store: store.clone(),
             handlers: Arc::clone(&handlers),
             jobs: Arc::clone(&jobs),
@@ -409,6 +418,7 @@ impl App {
     ) -> Result<Option<EndpointRecord>, StoreError> {
         let updated = self.store.update_endpoint(record).await?;
         if let Some(e) = &updated {
+            self.jobs.handler_changed(&e.id, &e.handler);
             self.pools.apply(e.clone());
         }
         Ok(updated)
@@ -419,7 +429,11 @@ impl App {
     pub async fn delete_endpoint(&self, endpoint_id: &str) -> Result<bool, StoreError> {
         self.pools.stop(endpoint_id).await;
         self.rejections.forget(endpoint_id);
-        self.store.delete_endpoint(endpoint_id).await
+        // Its workers' last lines are stored before its lines are deleted.
+        self.ctx().logs.flush().await;
+        let deleted = self.store.delete_endpoint(endpoint_id).await?;
+        self.ctx().meter.latency.forget(endpoint_id);
+        Ok(deleted)
     }
 
     /// The live key with this hash.

@@ -56,6 +56,8 @@ pub struct WorkerContext {
     pub slices: Arc<Slices>,
     /// Worker time and job statistics.
     pub meter: Arc<Meter>,
+    /// Handlers' log lines and workers' lifecycle events.
+    pub logs: Arc<super::logs::Logs>,
 }
 
 /// What a worker depends on: a change of any of these makes running
@@ -325,6 +327,26 @@ async fn supervise(
             };
             let msg = exit.to_string();
             tracing::warn!(endpoint = %endpoint.id, worker = %e.shared.id, "worker unhealthy: {msg}");
+            if matches!(exit, WorkerExit::StartFailed(_)) {
+                ctx.logs.system(
+                    &endpoint.id,
+                    Some(&e.shared.id),
+                    None,
+                    crate::store::Level::Warn,
+                    format!(
+                        "a replacement starts in {:.1} s (failed starts back off)",
+                        restart_backoff(failures + 1).as_secs_f64()
+                    ),
+                );
+            } else {
+                ctx.logs.system(
+                    &endpoint.id,
+                    Some(&e.shared.id),
+                    None,
+                    crate::store::Level::Warn,
+                    "a replacement worker starts",
+                );
+            }
             e.shared.set_stage(WorkerStage::Unhealthy);
             e.shared.set_error(Some(msg.clone()));
             shared.set_last_error(msg);
@@ -355,6 +377,13 @@ async fn supervise(
         for e in &entries {
             if e.spec != spec && e.task.is_some() && !e.shared.is_outdated() {
                 tracing::info!(endpoint = %endpoint.id, worker = %e.shared.id, "worker outdated; it finishes its jobs and stops");
+                ctx.logs.system(
+                    &endpoint.id,
+                    Some(&e.shared.id),
+                    None,
+                    crate::store::Level::Info,
+                    "worker outdated by a new handler version or settings: it finishes its jobs and stops",
+                );
                 e.shared.mark_outdated();
             }
         }
@@ -371,7 +400,10 @@ async fn supervise(
             hint
         } else {
             match ctx.store.queue_depth(&endpoint.id, now_ms()).await {
-                Ok(n) => n.max(0) as usize,
+                Ok(n) => {
+                    ctx.meter.latency.queue_depth(&endpoint.id, n);
+                    n.max(0) as usize
+                }
                 Err(e) => {
                     tracing::warn!(endpoint = %endpoint.id, "reading the queue depth: {e}");
                     0

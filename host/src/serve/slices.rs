@@ -311,6 +311,9 @@ pub struct InventoryView {
     pub in_use: Vec<SliceUse>,
     /// Executor processes, one per slice that has been used.
     pub executors: Vec<ExecutorView>,
+    /// Memory in use on each GPU and MIG device now (NVML; empty on
+    /// simulated and CPU-only hosts).
+    pub memory: Vec<crate::gpu::inventory::DeviceMemory>,
 }
 
 impl Slices {
@@ -477,10 +480,12 @@ impl Slices {
         in_use.sort_by(|a, b| a.slice.cmp(&b.slice));
         let mut executors: Vec<ExecutorView> = state.executors.values().map(|s| s.view()).collect();
         executors.sort_by(|a, b| a.slice.cmp(&b.slice));
+        drop(state);
         InventoryView {
             inventory: self.inventory.clone(),
             in_use,
             executors,
+            memory: self.inventory.memory_used(),
         }
     }
 

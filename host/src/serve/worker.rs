@@ -5,9 +5,12 @@
 //! per write), and hands each end back. What a handler reports while it
 //! runs (progress, stream chunks) is queued by a [`JobSink`] and written by
 //! a persister task, all of it before the job's final status, so `/stream`
-//! never misses a chunk. If the executor dies, the jobs it held go back to
-//! the queue (a retry counted) and the worker ends unhealthy. A worker of a
-//! load-balancing endpoint serves HTTP requests instead ([`super::lb`]).
+//! never misses a chunk; its log calls and output go to the log service
+//! ([`super::logs`]), stored before its final status too, beside the
+//! worker's lifecycle events (start, boot layer and time, crash, retire).
+//! If the executor dies, the jobs it held go back to the queue (a retry
+//! counted) and the worker ends unhealthy. A worker of a load-balancing
+//! endpoint serves HTTP requests instead ([`super::lb`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,13 +19,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::lifecycle::WorkerLink;
+use super::logs::{LogSink, level_of, source_of};
 use super::pool::{PoolShared, WorkerContext, WorkerShared, WorkerSpec, WorkerStage};
 use super::slices::Lease;
 use crate::executor::{
     ExecutorError, ExecutorProcess, JobReply, JobRun, WorkerSpec as ExecutorWorkerSpec,
 };
-use crate::runtime::{JobError, JobSink, LogLevel};
-use crate::store::{ClaimBy, ClaimedJob, Finish, JobOutcome, JobStatus, Store};
+use crate::runtime::{JobError, JobSink, LogLevel, OutputStream};
+use crate::store::{ClaimBy, ClaimedJob, Finish, JobOutcome, JobStatus, Level, LogSource, Store};
 
 /// Why a worker ended other than by being retired.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -47,11 +51,78 @@ pub async fn run_worker(
     pool: Arc<PoolShared>,
     lease: Lease,
 ) -> Result<(), WorkerExit> {
+    let started_at = Instant::now();
+    let log = |level, message: String| {
+        ctx.logs
+            .system(&spec.endpoint_id, Some(&me.id), None, level, message)
+    };
+    log(
+        Level::Info,
+        format!(
+            "worker starting on slice {} ({}) with handler {}",
+            lease.slice().spec.id,
+            lease.slice().type_name,
+            short(&spec.handler)
+        ),
+    );
+    let result = start_and_serve(&ctx, &spec, &me, &pool, &lease, started_at).await;
+    match &result {
+        Err(e) => log(Level::Error, format!("worker unhealthy: {e}")),
+        Ok(parked) => log(
+            Level::Info,
+            match (me.is_outdated(), parked) {
+                (true, _) => "worker stopped: outdated by a new handler version or settings".into(),
+                (false, true) => {
+                    "worker retired; FlashBoot parked its instances for the endpoint's next worker"
+                        .into()
+                }
+                (false, false) => "worker retired".into(),
+            },
+        ),
+    }
+    // Dropping the lease frees the slice (and meters the worker's time).
+    drop(lease);
+    result.map(|_| ())
+}
+
+/// The first twelve characters of a digest.
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// Start the worker's instances and serve jobs until it is retired;
+/// Ok(true) when its instances were parked.
+async fn start_and_serve(
+    ctx: &Arc<WorkerContext>,
+    spec: &WorkerSpec,
+    me: &Arc<WorkerShared>,
+    pool: &Arc<PoolShared>,
+    lease: &Lease,
+    started_at: Instant,
+) -> Result<bool, WorkerExit> {
     let exec = lease
         .slot()
         .get()
         .await
         .map_err(|e| WorkerExit::StartFailed(e.to_string()))?;
+    // The guest's log calls and output in `init` and between jobs.
+    let worker_log = ctx.logs.sink(&spec.endpoint_id, &me.id, None);
+    exec.set_worker_log(&me.id, Some(Arc::clone(&worker_log) as Arc<dyn JobSink>));
+    let served = start_on(ctx, spec, me, pool, &exec, started_at).await;
+    exec.set_worker_log(&me.id, None);
+    worker_log.finish().await;
+    served
+}
+
+/// Start the worker on its executor, serve jobs, stop (or park) it.
+async fn start_on(
+    ctx: &Arc<WorkerContext>,
+    spec: &WorkerSpec,
+    me: &Arc<WorkerShared>,
+    pool: &Arc<PoolShared>,
+    exec: &Arc<ExecutorProcess>,
+    started_at: Instant,
+) -> Result<bool, WorkerExit> {
     let wasm_path = ctx.handlers.path_of(&spec.handler);
     let models_dir = spec
         .models_dir
@@ -78,6 +149,26 @@ pub async fn run_worker(
     {
         Ok(started) => {
             tracing::debug!(worker = %me.id, slice = %exec.slice().id, init_ms = started.init_ms, boot = %started.boot, note = ?started.note, "worker ready");
+            let cold_start = started_at.elapsed();
+            ctx.meter
+                .cold_start(&spec.endpoint_id, cold_start, &started.boot.to_string());
+            ctx.logs.system(
+                &spec.endpoint_id,
+                Some(&me.id),
+                None,
+                Level::Info,
+                format!(
+                    "worker ready in {:.0} ms ({}: its instances were ready {:.0} ms after the executor was asked){}",
+                    cold_start.as_secs_f64() * 1e3,
+                    started.boot,
+                    started.init_ms,
+                    started
+                        .note
+                        .as_ref()
+                        .map(|n| format!("; {n}"))
+                        .unwrap_or_default()
+                ),
+            );
             pool.set_last_boot(&me.id, &started);
             me.set_boot(started);
         }
@@ -100,11 +191,12 @@ pub async fn run_worker(
     let result = if spec.load_balancer {
         // Serves HTTP requests (serve/lb.rs) instead of taking jobs; it is
         // ready once the handler's /ping answers 200.
-        super::lb::serve_requests(&spec, &me, &pool, &exec).await
+        super::lb::serve_requests(spec, me, pool, exec).await
     } else {
         me.set_stage(WorkerStage::Ready);
-        serve_jobs(&ctx, &spec, &me, &pool, &exec).await
+        serve_jobs(ctx, spec, me, pool, exec).await
     };
+    let mut parked = false;
     if let Err(e) = &result {
         // Shown at once, before the supervisor reaps the worker.
         me.set_error(Some(e.to_string()));
@@ -115,10 +207,9 @@ pub async fn run_worker(
         let park = (spec.flashboot && !me.is_outdated())
             .then_some((spec.endpoint_id.as_str(), spec.handler.as_str()));
         exec.stop_worker(&me.id, park).await;
+        parked = park.is_some() && exec.parked(&spec.endpoint_id).is_some();
     }
-    // Dropping the lease frees the slice (and meters the worker's time).
-    drop(lease);
-    result
+    result.map(|()| parked)
 }
 
 /// A job running on the executor.
@@ -235,7 +326,21 @@ async fn serve_jobs(
         for (_, r) in running.drain() {
             ctx.jobs.running.remove(&r.job.id);
             r.sink.close().await;
-            jobs.lost(&spec.endpoint_id, &me.id, &r.job, &reason).await;
+            let (level, what) = match jobs.lost(&spec.endpoint_id, &me.id, &r.job, &reason).await {
+                Some(true) => (
+                    Level::Warn,
+                    "the job is back in the queue (a retry counted)",
+                ),
+                Some(false) => (Level::Error, "its retries are spent: the job failed"),
+                None => (Level::Warn, "the job had already ended"),
+            };
+            ctx.logs.system(
+                &spec.endpoint_id,
+                Some(&me.id),
+                Some(&r.job.id),
+                level,
+                format!("{reason}; {what}"),
+            );
             me.job_ended();
         }
     }
@@ -263,7 +368,8 @@ async fn start(
                 .map(|ms| ms as u64)
                 .unwrap_or(spec.execution_timeout_ms),
         );
-        let sink = Arc::new(StoreSink::new(ctx.store.clone(), &job));
+        let log = ctx.logs.sink(&spec.endpoint_id, &me.id, Some(&job.id));
+        let sink = Arc::new(StoreSink::new(ctx.store.clone(), &job, log));
         ctx.jobs.running.insert(&job.id, exec);
         started.push((
             job,
@@ -294,8 +400,8 @@ async fn start(
     ok
 }
 
-/// A job's end: its reports stored first (so `/stream` never misses a
-/// chunk), then its outcome handed to the lifecycle owner.
+/// A job's end: its reports and log lines stored first (so `/stream` and
+/// the logs never miss a line), then its outcome handed to the lifecycle owner.
 async fn end(ctx: &Arc<WorkerContext>, link: &WorkerLink, r: Running, reply: JobReply) {
     ctx.jobs.running.remove(&r.job.id);
     r.sink.close().await;
@@ -338,12 +444,14 @@ enum SinkEvent {
 }
 
 /// What a handler reports while a job runs, queued for a persister task
-/// that is started on the first report (most jobs report nothing).
+/// that is started on the first report (most jobs report nothing); its log
+/// calls and output go to the log service.
 struct StoreSink {
     job_id: String,
     attempt: i64,
     store: Store,
     persister: Mutex<Option<Persister>>,
+    log: Arc<LogSink>,
 }
 
 struct Persister {
@@ -352,12 +460,13 @@ struct Persister {
 }
 
 impl StoreSink {
-    fn new(store: Store, job: &ClaimedJob) -> Self {
+    fn new(store: Store, job: &ClaimedJob, log: Arc<LogSink>) -> Self {
         Self {
             job_id: job.id.clone(),
             attempt: job.attempt,
             store,
             persister: Mutex::new(None),
+            log,
         }
     }
 
@@ -377,13 +486,14 @@ impl StoreSink {
     }
 
     /// The job ended (its last report came before its end on the same
-    /// pipe): wait until everything it reported is stored.
+    /// pipe): wait until everything it reported and logged is stored.
     async fn close(&self) {
         let p = self.persister.lock().expect("sink lock").take();
         if let Some(p) = p {
             drop(p.tx);
             let _ = p.task.await;
         }
+        self.log.finish().await;
     }
 }
 
@@ -397,20 +507,11 @@ impl JobSink for StoreSink {
     }
 
     fn log(&self, level: LogLevel, message: &str) {
-        match level {
-            LogLevel::Debug => {
-                tracing::debug!(target: "wasmpod::guest", job = %self.job_id, "{message}")
-            }
-            LogLevel::Info => {
-                tracing::info!(target: "wasmpod::guest", job = %self.job_id, "{message}")
-            }
-            LogLevel::Warn => {
-                tracing::warn!(target: "wasmpod::guest", job = %self.job_id, "{message}")
-            }
-            LogLevel::Error => {
-                tracing::error!(target: "wasmpod::guest", job = %self.job_id, "{message}")
-            }
-        }
+        self.log.line(LogSource::Log, level_of(level), message);
+    }
+
+    fn output(&self, stream: OutputStream, line: &str) {
+        self.log.line(source_of(stream), Level::Info, line);
     }
 }
 

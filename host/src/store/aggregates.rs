@@ -13,6 +13,7 @@
 use std::future::Future;
 
 use super::Result;
+use super::logs::{LogFilter, LogLine, NewLogLine};
 use super::types::*;
 
 /// Uploaded handler versions (content-addressed components).
@@ -47,7 +48,7 @@ pub trait EndpointStore {
         &self,
         e: &EndpointRecord,
     ) -> impl Future<Output = Result<Option<EndpointRecord>>> + Send;
-    /// Delete an endpoint, its jobs, and revoke its keys.
+    /// Delete an endpoint, its jobs and log lines, and revoke its keys.
     fn delete_endpoint(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
 }
 
@@ -88,6 +89,13 @@ pub trait JobStore {
         endpoint_id: &str,
         id: &str,
     ) -> impl Future<Output = Result<Option<JobRecord>>> + Send;
+    /// An endpoint's retained jobs, newest first, optionally in one state.
+    fn list_jobs(
+        &self,
+        endpoint_id: &str,
+        status: Option<JobStatus>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<JobSummary>>> + Send;
     /// Take up to `limit` runnable jobs of an endpoint (normal priority
     /// first, then in arrival order) for a worker, while `by.handler` is
     /// still the endpoint's handler. Returned in queue order.
@@ -110,6 +118,9 @@ pub trait JobStore {
         progress: Option<&str>,
         chunks: &[(i64, String)],
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Every stream chunk of a job's latest attempt, in order, read or not
+    /// (a look that does not consume them, unlike `take_stream`).
+    fn stream_chunks(&self, id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// Hand out (once) the chunks not yet read, in order.
     fn take_stream(&self, id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// Record how claimed jobs ended, each only if its worker still holds
@@ -218,4 +229,19 @@ pub trait UsageStore {
         since: i64,
         until: i64,
     ) -> impl Future<Output = Result<Vec<UsageTotal>>> + Send;
+}
+
+/// Log lines of handlers and workers, one stream per endpoint. Apart from
+/// the queue: a job's lines outlive its row.
+pub trait LogStore {
+    /// Store `lines` in one write; returns them with their `seq`.
+    fn append_logs(
+        &self,
+        lines: Vec<NewLogLine>,
+    ) -> impl Future<Output = Result<Vec<LogLine>>> + Send;
+    /// The last `filter.limit` lines matching `filter`, oldest first.
+    fn query_logs(&self, filter: &LogFilter) -> impl Future<Output = Result<Vec<LogLine>>> + Send;
+    /// Delete lines older than `before`, then all but the newest `keep`
+    /// lines; returns how many went.
+    fn trim_logs(&self, before: i64, keep: i64) -> impl Future<Output = Result<u64>> + Send;
 }

@@ -6,12 +6,14 @@
 //! above this module changes).
 
 pub mod aggregates;
+pub mod logs;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
 pub mod types;
 
 pub use aggregates::*;
+pub use logs::{Level, LogFilter, LogLine, LogSource, NewLogLine};
 pub use types::*;
 
 /// Why a store operation failed.
@@ -164,6 +166,20 @@ impl Store {
     pub async fn get_job(&self, endpoint_id: &str, id: &str) -> Result<Option<JobRecord>> {
         dispatch!(self, s => s.get_job(endpoint_id, id).await)
     }
+    /// An endpoint's retained jobs, newest first, optionally in one state.
+    pub async fn list_jobs(
+        &self,
+        endpoint_id: &str,
+        status: Option<JobStatus>,
+        limit: i64,
+    ) -> Result<Vec<JobSummary>> {
+        dispatch!(self, s => s.list_jobs(endpoint_id, status, limit).await)
+    }
+    /// Every stream chunk of a job's latest attempt, in order, read or not
+    /// (a look that does not consume them, unlike [`Store::take_stream`]).
+    pub async fn stream_chunks(&self, id: &str) -> Result<Vec<String>> {
+        dispatch!(self, s => s.stream_chunks(id).await)
+    }
     pub async fn claim(
         &self,
         endpoint_id: &str,
@@ -282,5 +298,20 @@ impl Store {
     /// The time the earliest pending webhook is due, if any.
     pub async fn next_webhook_at(&self) -> Result<Option<i64>> {
         dispatch!(self, s => s.next_webhook_at().await)
+    }
+
+    // --- logs -----------------------------------------------------------
+
+    /// Store log lines in one write; returns them with their `seq`.
+    pub async fn append_logs(&self, lines: Vec<NewLogLine>) -> Result<Vec<LogLine>> {
+        dispatch!(self, s => s.append_logs(lines).await)
+    }
+    /// The last `filter.limit` lines matching `filter`, oldest first.
+    pub async fn query_logs(&self, filter: &LogFilter) -> Result<Vec<LogLine>> {
+        dispatch!(self, s => s.query_logs(filter).await)
+    }
+    /// Delete lines older than `before`, then all but the newest `keep`.
+    pub async fn trim_logs(&self, before: i64, keep: i64) -> Result<u64> {
+        dispatch!(self, s => s.trim_logs(before, keep).await)
     }
 }

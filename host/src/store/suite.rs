@@ -1,5 +1,6 @@
-//! The queue's rules, tested against a store directly through its
-//! interfaces ([`JobStore`], [`EndpointStore`], [`HandlerStore`]). Every
+//! The queue's rules (and the log table's), tested against a store
+//! directly through its interfaces ([`JobStore`], [`EndpointStore`],
+//! [`HandlerStore`], [`LogStore`]). Every
 //! backend runs the same suite: one `store_suite!` line each (a Postgres
 //! backend adds `store_suite!(postgres, ...)`).
 
@@ -414,6 +415,141 @@ pub async fn reports_stream_in_order_once<S: JobStore + EndpointStore + HandlerS
     );
 }
 
+pub async fn jobs_list_newest_first_and_stream_looks_do_not_consume<
+    S: JobStore + EndpointStore + HandlerStore,
+>(
+    s: S,
+) {
+    seeded(&s).await;
+    accept(&s, &[job("a", "e"), job("b", "e"), job("c", "e")], 0).await;
+    accept(&s, &[job("x", "f")], 0).await;
+    s.claim("e", &by("w", "host"), 1, 1).await.unwrap();
+    s.report("a", 0, None, &[(0, "\"x\"".into()), (1, "\"y\"".into())])
+        .await
+        .unwrap();
+    assert_eq!(s.stream_chunks("a").await.unwrap(), ["\"x\"", "\"y\""]);
+    assert_eq!(
+        s.take_stream("a").await.unwrap(),
+        ["\"x\"", "\"y\""],
+        "a look leaves the chunks to /stream"
+    );
+    s.finish(&[done("a", "w", JobStatus::Failed)], 2)
+        .await
+        .unwrap();
+    let ids = |v: Vec<JobSummary>| v.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.list_jobs("e", None, 10).await.unwrap()),
+        ["c", "b", "a"]
+    );
+    assert_eq!(ids(s.list_jobs("e", None, 1).await.unwrap()), ["c"]);
+    let failed = s.list_jobs("e", Some(JobStatus::Failed), 10).await.unwrap();
+    assert_eq!(ids(failed.clone()), ["a"]);
+    assert_eq!(failed[0].error.as_deref(), Some("boom"));
+    assert_eq!(failed[0].worker_id.as_deref(), Some("w"));
+    assert_eq!(ids(s.list_jobs("f", None, 10).await.unwrap()), ["x"]);
+}
+
+fn line(endpoint: &str, job: Option<&str>, at: i64, level: Level, message: &str) -> NewLogLine {
+    NewLogLine {
+        endpoint_id: endpoint.to_string(),
+        worker_id: Some("w1".to_string()),
+        job_id: job.map(str::to_string),
+        at,
+        source: LogSource::Log,
+        level,
+        message: message.to_string(),
+    }
+}
+
+pub async fn logs_are_filtered_trimmed_and_go_with_their_endpoint<
+    S: JobStore + EndpointStore + HandlerStore + LogStore,
+>(
+    s: S,
+) {
+    seeded(&s).await;
+    let stored = s
+        .append_logs(vec![
+            line("e", None, 10, Level::Info, "worker ready"),
+            line("e", Some("a"), 20, Level::Debug, "a: start"),
+            line("e", Some("a"), 30, Level::Error, "a: failed"),
+            line("e", Some("b"), 40, Level::Warn, "b: slow"),
+            line("f", Some("x"), 50, Level::Info, "x: hello"),
+        ])
+        .await
+        .unwrap();
+    assert!(stored.windows(2).all(|w| w[0].seq < w[1].seq), "seq grows");
+    let messages = |v: Vec<LogLine>| v.into_iter().map(|l| l.message).collect::<Vec<_>>();
+    let of = |f: LogFilter| LogFilter {
+        endpoint_id: "e".into(),
+        limit: 100,
+        ..f
+    };
+    let all = s.query_logs(&of(LogFilter::default())).await.unwrap();
+    assert_eq!(all.len(), 4, "only endpoint e's lines");
+    let job_a = of(LogFilter {
+        job_id: Some("a".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        messages(s.query_logs(&job_a).await.unwrap()),
+        ["a: start", "a: failed"]
+    );
+    let warn_up = of(LogFilter {
+        min_level: Some(Level::Warn),
+        ..Default::default()
+    });
+    assert_eq!(
+        messages(s.query_logs(&warn_up).await.unwrap()),
+        ["a: failed", "b: slow"]
+    );
+    let window = of(LogFilter {
+        since: Some(20),
+        until: Some(40),
+        ..Default::default()
+    });
+    assert_eq!(
+        messages(s.query_logs(&window).await.unwrap()),
+        ["a: start", "a: failed"]
+    );
+    let after = of(LogFilter {
+        after: Some(all[2].seq),
+        ..Default::default()
+    });
+    assert_eq!(messages(s.query_logs(&after).await.unwrap()), ["b: slow"]);
+    let last_two = LogFilter {
+        limit: 2,
+        ..of(LogFilter::default())
+    };
+    assert_eq!(
+        messages(s.query_logs(&last_two).await.unwrap()),
+        ["a: failed", "b: slow"],
+        "the last lines, oldest first"
+    );
+    for l in &all {
+        assert!(job_a.matches(l) == (l.job.as_deref() == Some("a")));
+    }
+
+    // Age first (before 20 goes), then count (the newest 3 stay).
+    assert_eq!(s.trim_logs(20, 3).await.unwrap(), 2);
+    assert_eq!(
+        messages(s.query_logs(&of(LogFilter::default())).await.unwrap()),
+        ["a: failed", "b: slow"]
+    );
+    assert!(s.delete_endpoint("e").await.unwrap());
+    assert!(
+        s.query_logs(&of(LogFilter::default()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let f = LogFilter {
+        endpoint_id: "f".into(),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(messages(s.query_logs(&f).await.unwrap()), ["x: hello"]);
+}
+
 /// Runs every rule above against one backend: `store_suite!(name, make)`
 /// where `make` is an async block yielding `(guard, store)` (the guard
 /// keeps the database alive for the test).
@@ -441,6 +577,8 @@ macro_rules! store_suite {
             case!(ttl_expires_queued_jobs_only);
             case!(retention_purges_final_jobs_once_webhooks_settle);
             case!(reports_stream_in_order_once);
+            case!(jobs_list_newest_first_and_stream_looks_do_not_consume);
+            case!(logs_are_filtered_trimmed_and_go_with_their_endpoint);
         }
     };
 }

@@ -77,6 +77,45 @@ pub struct JobRecord {
     pub webhook_attempts: i64,
 }
 
+/// A job as listed: its state and times, not its input or output.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobSummary {
+    pub id: String,
+    pub status: JobStatus,
+    /// ms since the Unix epoch.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    /// ms it waited in the queue before it started.
+    pub delay_ms: Option<i64>,
+    /// ms it ran.
+    pub execution_ms: Option<i64>,
+    pub worker_id: Option<String>,
+    pub retries: i64,
+    pub sync: bool,
+    /// Why it failed (in a list, the first 300 characters).
+    pub error: Option<String>,
+}
+
+impl JobSummary {
+    /// The summary of a whole record (its error in full).
+    pub fn of(r: &JobRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            status: r.status,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            completed_at: r.completed_at,
+            delay_ms: r.delay_ms,
+            execution_ms: r.execution_ms,
+            worker_id: r.worker_id.clone(),
+            retries: r.retries,
+            sync: r.sync,
+            error: r.error.clone(),
+        }
+    }
+}
+
 /// What a submission asks for.
 #[derive(Debug, Clone)]
 pub struct NewJob {

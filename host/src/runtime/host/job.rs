@@ -3,13 +3,17 @@
 
 use super::fault::JobFault;
 use crate::runtime::bindings::job;
-use crate::runtime::job::{CurrentJob, LogLevel};
+use std::sync::Arc;
+
+use crate::runtime::job::{CurrentJob, JobSink, LogLevel};
 
 /// The job interface's share of an instance's state: the job it is running
-/// (none during `init`).
+/// (none during `init`), and where log calls go outside a job (the
+/// worker's log).
 #[derive(Default)]
 pub struct JobCtx {
     pub(crate) current: Option<CurrentJob>,
+    pub(crate) idle_sink: Option<Arc<dyn JobSink>>,
 }
 
 fn parse_json(what: &str, text: &str) -> Result<serde_json::Value, JobFault> {
@@ -63,9 +67,10 @@ impl job::Host for JobCtx {
             job::LogLevel::Warn => LogLevel::Warn,
             job::LogLevel::Error => LogLevel::Error,
         };
-        match &self.current {
-            Some(j) => j.sink.log(level, &message),
-            None => tracing::info!(target: "guest", ?level, "{message}"),
+        match (&self.current, &self.idle_sink) {
+            (Some(j), _) => j.sink.log(level, &message),
+            (None, Some(worker)) => worker.log(level, &message),
+            (None, None) => tracing::info!(target: "guest", ?level, "{message}"),
         }
         Ok(())
     }

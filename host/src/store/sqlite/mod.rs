@@ -17,6 +17,7 @@
 //! syncs the WAL at checkpoints). `synchronous=FULL` would cover power loss
 //! at the price of an fsync per commit.
 
+mod logs;
 mod queue;
 mod writer;
 
@@ -326,6 +327,10 @@ impl EndpointStore for SqliteStore {
     async fn delete_endpoint(&self, id: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM jobs WHERE endpoint_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM logs WHERE endpoint_id = ?")
             .bind(id)
             .execute(&mut *tx)
             .await?;

@@ -69,6 +69,57 @@ impl JobStore for SqliteStore {
         row.as_ref().map(job_from_row).transpose()
     }
 
+    async fn list_jobs(
+        &self,
+        endpoint_id: &str,
+        status: Option<JobStatus>,
+        limit: i64,
+    ) -> Result<Vec<JobSummary>> {
+        let rows = sqlx::query(
+            "SELECT id, status, created_at, started_at, completed_at, delay_ms, execution_ms, \
+             worker_id, retries, sync, substr(error, 1, 300) AS error FROM jobs \
+             WHERE endpoint_id = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq DESC LIMIT ?3",
+        )
+        .bind(endpoint_id)
+        .bind(status.map(JobStatus::as_str))
+        .bind(limit.max(0))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(JobSummary {
+                    id: r.try_get("id")?,
+                    status: JobStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?,
+                    created_at: r.try_get("created_at")?,
+                    started_at: r.try_get("started_at")?,
+                    completed_at: r.try_get("completed_at")?,
+                    delay_ms: r.try_get("delay_ms")?,
+                    execution_ms: r.try_get("execution_ms")?,
+                    worker_id: r.try_get("worker_id")?,
+                    retries: r.try_get("retries")?,
+                    sync: r.try_get("sync")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stream_chunks(&self, id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT chunk FROM job_stream WHERE job_id = ?1 \
+             AND attempt = (SELECT MAX(attempt) FROM job_stream WHERE job_id = ?1) ORDER BY idx",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("chunk"))
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
     async fn claim(
         &self,
         endpoint_id: &str,

@@ -1,0 +1,118 @@
+//! The log table on SQLite ([`LogStore`]): a batch of lines is one
+//! transaction on the write connection; reads go to the reader pool.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::SqliteStore;
+use crate::store::aggregates::LogStore;
+use crate::store::logs::{Level, LogFilter, LogLine, LogSource, NewLogLine};
+use crate::store::{Result, StoreError};
+
+fn line_from_row(r: &SqliteRow) -> Result<LogLine> {
+    let source: String = r.try_get("source")?;
+    let level: String = r.try_get("level")?;
+    Ok(LogLine {
+        seq: r.try_get("seq")?,
+        at: r.try_get("at")?,
+        endpoint: r.try_get("endpoint_id")?,
+        worker: r.try_get("worker_id")?,
+        job: r.try_get("job_id")?,
+        source: LogSource::parse(&source)
+            .ok_or_else(|| StoreError::Corrupt(format!("log source {source:?}")))?,
+        level: Level::parse(&level)
+            .ok_or_else(|| StoreError::Corrupt(format!("log level {level:?}")))?,
+        message: r.try_get("message")?,
+    })
+}
+
+impl LogStore for SqliteStore {
+    async fn append_logs(&self, lines: Vec<NewLogLine>) -> Result<Vec<LogLine>> {
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let mut out = Vec::with_capacity(lines.len());
+        for l in lines {
+            let seq: i64 = sqlx::query(
+                "INSERT INTO logs (endpoint_id, worker_id, job_id, at, source, level, message) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            )
+            .bind(&l.endpoint_id)
+            .bind(&l.worker_id)
+            .bind(&l.job_id)
+            .bind(l.at)
+            .bind(l.source.as_str())
+            .bind(l.level.as_str())
+            .bind(&l.message)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("seq")?;
+            out.push(LogLine {
+                seq,
+                at: l.at,
+                endpoint: l.endpoint_id,
+                worker: l.worker_id,
+                job: l.job_id,
+                source: l.source,
+                level: l.level,
+                message: l.message,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn query_logs(&self, filter: &LogFilter) -> Result<Vec<LogLine>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT seq, at, endpoint_id, worker_id, job_id, source, level, message FROM logs \
+             WHERE endpoint_id = ",
+        );
+        q.push_bind(&filter.endpoint_id);
+        if let Some(j) = &filter.job_id {
+            q.push(" AND job_id = ").push_bind(j);
+        }
+        if let Some(w) = &filter.worker_id {
+            q.push(" AND worker_id = ").push_bind(w);
+        }
+        if let Some(min) = filter.min_level {
+            q.push(" AND level IN (");
+            let mut levels = q.separated(", ");
+            for l in Level::ALL.into_iter().filter(|l| *l >= min) {
+                levels.push_bind(l.as_str());
+            }
+            q.push(")");
+        }
+        if let Some(s) = filter.since {
+            q.push(" AND at >= ").push_bind(s);
+        }
+        if let Some(u) = filter.until {
+            q.push(" AND at < ").push_bind(u);
+        }
+        if let Some(a) = filter.after {
+            q.push(" AND seq > ").push_bind(a);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(filter.limit.max(0));
+        let rows = q.build().fetch_all(&self.read).await?;
+        let mut lines = rows.iter().map(line_from_row).collect::<Result<Vec<_>>>()?;
+        lines.reverse();
+        Ok(lines)
+    }
+
+    async fn trim_logs(&self, before: i64, keep: i64) -> Result<u64> {
+        let old = sqlx::query("DELETE FROM logs WHERE at < ?")
+            .bind(before)
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        let over = sqlx::query(
+            "DELETE FROM logs WHERE seq <= (SELECT seq FROM logs ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+        )
+        .bind(keep.max(0))
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(old + over)
+    }
+}
