@@ -14,6 +14,8 @@
 #                                         gpu-device-models.sh use
 #   scripts/gpu-device-pack.sh ops        wasmpod and the components that
 #                                         gpu-device-ops.sh deploys
+#   scripts/gpu-device-pack.sh lb         wasmpod and the http-hello
+#                                         component gpu-device-lb.sh serves
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -26,6 +28,13 @@ if [ "${1:-}" = ops ]; then
   for e in stream mlp; do
     cp "target/wasm32-wasip2/release/example_$e.wasm" "$D/wasm/"
   done
+  du -sh "$D"/* "$D"/bin/*
+  exit 0
+fi
+if [ "${1:-}" = lb ]; then
+  strip "$D"/bin/*
+  xz -6 -T2 "$D"/bin/*
+  cp target/wasm32-wasip2/release/example_http_hello.wasm "$D/wasm/"
   du -sh "$D"/* "$D"/bin/*
   exit 0
 fi

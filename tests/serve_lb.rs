@@ -118,6 +118,10 @@ async fn rust_http_handler_serves_through_the_load_balancer() {
         r.json::<Value>().await.unwrap(),
         json!({"product": [[3.0], [7.0]], "shape": [2, 1]})
     );
+    let (status, devices) = get_text(&s, "hello", "/devices").await;
+    assert_eq!(status, 200, "{devices}");
+    let devices: Value = serde_json::from_str(&devices).unwrap();
+    assert_eq!(devices["devices"][0]["kind"], "cpu", "{devices}");
 
     // A 20 MB body goes through the handler and back, streamed (the
     // handler copies it piece by piece), byte for byte.

@@ -9,6 +9,7 @@
 //! - `POST /echo`: the request body back, streamed as it arrives;
 //! - `GET /stream?n=N&ms=M`: N lines, one every M ms, each sent as written;
 //! - `POST /matmul`: `{"a": [[..]], "b": [[..]]}` multiplied with host tensors;
+//! - `GET /devices`: the worker's slice (kind and name of each device);
 //! - `GET /sleep/:ms`: answers after `ms` milliseconds (with the version);
 //! - `GET /crash`: panics (the instance is replaced; others keep serving).
 
@@ -124,6 +125,20 @@ fn matmul(mut req: Request) -> Result<Response, HttpError> {
     ))
 }
 
+fn devices(_: Request) -> Response {
+    let devices: Vec<_> = wasmpod_sdk::devices()
+        .into_iter()
+        .map(|d| {
+            let kind = match d.kind {
+                wasmpod_sdk::DeviceKind::Cpu => "cpu",
+                wasmpod_sdk::DeviceKind::Cuda => "cuda",
+            };
+            serde_json::json!({"index": d.index, "kind": kind, "name": d.name})
+        })
+        .collect();
+    Response::json(&serde_json::json!({ "devices": devices }))
+}
+
 fn sleep(req: Request) -> Result<Response, HttpError> {
     let ms: u64 = req
         .param("ms")
@@ -141,6 +156,7 @@ fn app() -> Router {
         .post("/echo", echo)
         .get("/stream", stream)
         .post("/matmul", matmul)
+        .get("/devices", devices)
         .get("/sleep/:ms", sleep)
         .get("/crash", |_| -> Response { panic!("crash requested") })
 }
