@@ -79,7 +79,11 @@ async fn endpoint(client: &reqwest::Client, base: &str, body: Value) {
 }
 
 async fn start_wasmpod(client: &reqwest::Client, home: &Path) -> (Killed, Target, Target) {
-    let bin = root().join("target/release/wasmpod");
+    // LB_BENCH_BIN measures another build (a smoke run of the bench
+    // itself with a debug binary); numbers are from the release one.
+    let bin = std::env::var_os("LB_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/wasmpod"));
     assert!(
         bin.exists(),
         "build it first: cargo build --release -p wasmpod"
