@@ -74,7 +74,20 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => ApiError::conflict(m),
-            other => ApiError::internal(format!("the job store failed: {other}")),
+            StoreError::Unavailable(detail) => {
+                tracing::warn!("the database is unreachable: {detail}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unreachable right now, so nothing was done (nothing you sent                      before is lost); send the request again in a few seconds",
+                )
+            }
+            other => {
+                // The database's own text stays in the log.
+                tracing::error!("the job store failed: {other}");
+                ApiError::internal(
+                    "the job store failed; nothing was done; try again, and if it persists                      see the host's log",
+                )
+            }
         }
     }
 }

@@ -28,6 +28,61 @@ pub async fn inventory(
     Ok(Json(state.app.ctx().slices.view()))
 }
 
+/// One host of the cluster (GET /v1/hosts).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HostBody {
+    pub id: String,
+    /// Where its API listens.
+    pub address: String,
+    pub started_at: i64,
+    /// Its last heartbeat, ms since the epoch.
+    pub heartbeat_at: i64,
+    /// Its heartbeat is fresher than the dead-host time.
+    pub alive: bool,
+    /// The host that answered.
+    pub this_host: bool,
+}
+
+/// The hosts sharing this host's database (cluster mode) and their last
+/// heartbeats; on a host alone on its SQLite file, just itself.
+#[utoipa::path(get, path = "/v1/hosts", tag = "fleet",
+    responses((status = 200, body = Vec<HostBody>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn hosts(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<HostBody>>> {
+    caller.require_admin()?;
+    let me = state.app.jobs.host_id().to_string();
+    let mut hosts: Vec<HostBody> = state
+        .app
+        .hosts()
+        .await?
+        .into_iter()
+        .map(|h| HostBody {
+            this_host: h.id == me,
+            id: h.id,
+            address: h.address,
+            started_at: h.started_at,
+            heartbeat_at: h.heartbeat_at,
+            alive: h.alive,
+        })
+        .collect();
+    if hosts.is_empty() {
+        let now = now_ms();
+        hosts.push(HostBody {
+            id: me,
+            address: state.app.address(),
+            started_at: now,
+            heartbeat_at: now,
+            alive: true,
+            this_host: true,
+        });
+    }
+    Ok(Json(hosts))
+}
+
 /// Answer of /v1/usage.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageBody {

@@ -60,7 +60,7 @@ pub struct ApiState {
         history::list_jobs, history::get_job, logs::logs, stats::endpoint_stats, stats::all_stats,
         models::upload_file, models::list_models, models::get_model, models::delete_model,
         keys::create_key, keys::list_keys, keys::revoke_key,
-        fleet::inventory, fleet::usage, metrics::metrics,
+        fleet::inventory, fleet::hosts, fleet::usage, metrics::metrics,
         lb::lb,
     ),
     modifiers(&BearerAuth),
@@ -170,6 +170,7 @@ pub fn router(app: App) -> Router {
         .route("/keys", post(keys::create_key).get(keys::list_keys))
         .route("/keys/{key_id}", axum::routing::delete(keys::revoke_key))
         .route("/inventory", get(fleet::inventory))
+        .route("/hosts", get(fleet::hosts))
         .route("/usage", get(fleet::usage));
     let api = Router::new()
         .nest("/v2", v2)

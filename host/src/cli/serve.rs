@@ -1,5 +1,6 @@
 //! `wasmpod serve`: the job API and the admin API over HTTP, on the SQLite
-//! store under `--home` by default. Prints `listening on http://ADDR` (and,
+//! store under `--home` by default, or on a Postgres database shared by a
+//! cluster of hosts (`--database-url postgres://...`). Prints `listening on http://ADDR` (and,
 //! on first start without WASMPOD_ADMIN_KEY, the bootstrap admin key, once)
 //! on stdout.
 
@@ -106,6 +107,12 @@ pub struct ServeArgs {
     /// own process.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub cpu_executors: u16,
+    /// Cluster mode (a postgres:// --database-url): a host whose heartbeat
+    /// is older than this is declared dead, and the other hosts re-queue
+    /// the jobs it was running (a retry counted, max_retries honoured).
+    /// Heartbeats go out four times in this time.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub dead_host_after: Duration,
 }
 
 pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -147,6 +154,11 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_line_bytes: args.log_max_line_bytes as usize,
     };
     config.cpu_executors = usize::from(args.cpu_executors);
+    anyhow::ensure!(
+        args.dead_host_after >= Duration::from_millis(500),
+        "--dead-host-after must be at least 500ms"
+    );
+    config.dead_host_after = args.dead_host_after;
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty());
@@ -158,6 +170,7 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    app.set_address(format!("http://{addr}"));
     {
         let mut out = std::io::stdout().lock();
         if let Bootstrap::Generated(key) = &bootstrap {

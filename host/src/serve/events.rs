@@ -23,6 +23,8 @@ pub trait FinishedListener: Send + Sync {
 #[derive(Default)]
 pub struct Waiters {
     waiting: Mutex<HashMap<String, oneshot::Sender<Arc<FinalJob>>>>,
+    /// Wake-ups from other hosts may have been missed: look at the store.
+    pub recheck: Notify,
 }
 
 impl Waiters {
@@ -39,6 +41,15 @@ impl Waiters {
             job_id: job_id.to_string(),
             rx,
         }
+    }
+}
+
+impl Waiters {
+    pub fn is_waiting(&self, job_id: &str) -> bool {
+        self.waiting
+            .lock()
+            .expect("waiters lock")
+            .contains_key(job_id)
     }
 }
 

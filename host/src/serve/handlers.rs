@@ -107,6 +107,11 @@ impl HandlerRepo {
             .store
             .put_handler(&digest, size, &world.to_string())
             .await?;
+        if self.store.shared() {
+            // The other hosts of the cluster fetch it from there.
+            let bytes = tokio::fs::read(self.path_of(&digest)).await?;
+            self.store.put_handler_bytes(&digest, &bytes).await?;
+        }
         let record = self
             .store
             .get_handler(&digest)
@@ -130,6 +135,34 @@ impl HandlerRepo {
                 tracing::warn!(path = %path.display(), "precompiling for FlashBoot: {e}");
             }
         });
+    }
+
+    /// Make sure the component `digest` is on this host's disk: in a
+    /// cluster, a version uploaded to another host is fetched from the
+    /// shared store, verified against its digest, and kept here.
+    pub async fn ensure_local(&self, digest: &str) -> Result<(), HandlerError> {
+        let path = self.path_of(digest);
+        if path.exists() {
+            return Ok(());
+        }
+        let bytes = self
+            .store
+            .handler_bytes(digest)
+            .await?
+            .ok_or_else(|| HandlerError::NotFound(digest.to_string()))?;
+        let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        if actual != digest {
+            return Err(HandlerError::Invalid(format!(
+                "the stored bytes of handler {digest} hash to {actual}; upload it again"
+            )));
+        }
+        let tmp = self
+            .dir
+            .join(format!(".{digest}.{}.part", uuid::Uuid::new_v4().simple()));
+        tokio::fs::write(&tmp, &bytes).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        self.precompile_for_flashboot(digest);
+        Ok(())
     }
 
     /// Forget a handler version (the caller checked no endpoint uses it),

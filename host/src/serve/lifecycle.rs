@@ -58,6 +58,11 @@ enum Op {
         endpoint: String,
         done: Finish,
     },
+    /// Results whose write failed because a shared database was
+    /// unreachable, tried again (their slots were freed the first time).
+    Refinish {
+        done: Vec<Finish>,
+    },
     /// A worker can take `free` more jobs.
     Ready {
         link: Arc<WorkerLink>,
@@ -280,12 +285,21 @@ impl Jobs {
         let mut waiter = self.waiters.wait_for(&job.id);
         let (endpoint, id) = (job.endpoint_id.clone(), job.id.clone());
         self.submit(job).await?;
-        let finished = tokio::select! {
-            f = waiter.finished() => f,
-            _ = tokio::time::sleep(wait) => None,
-        };
-        if let Some(job) = finished {
-            return Ok(SyncAnswer::Finished(job));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let recheck = self.waiters.recheck.notified();
+            let finished = tokio::select! {
+                f = waiter.finished() => f,
+                _ = tokio::time::sleep_until(deadline) => None,
+                _ = recheck => match self.store.get_job(&endpoint, &id).await {
+                    Ok(Some(r)) if r.status.is_final() => Some(Arc::new(FinalJob::of(&r))),
+                    _ => continue,
+                },
+            };
+            if let Some(job) = finished {
+                return Ok(SyncAnswer::Finished(job));
+            }
+            break;
         }
         // Not final in time (or the event was lost with a dying host
         // process): the store has the truth.
@@ -427,6 +441,31 @@ impl Jobs {
         None
     }
 
+    /// A job became final on another host of the cluster: the `/runsync`
+    /// waiting for it here answers, and if it was cancelled while running
+    /// here, it stops.
+    pub async fn finished_elsewhere(&self, endpoint: &str, id: &str, status: JobStatus) {
+        if status == JobStatus::Cancelled {
+            self.running.cancel(id);
+        }
+        if !self.waiters.is_waiting(id) {
+            return;
+        }
+        match self.store.get_job(endpoint, id).await {
+            Ok(Some(r)) if r.status.is_final() => {
+                self.waiters.finished(&[Arc::new(FinalJob::of(&r))]);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(job = %id, "reading a job finished elsewhere: {e}"),
+        }
+    }
+
+    /// Wake-ups may have been missed (the database was away): the
+    /// `/runsync` requests waiting here look at their jobs again.
+    pub fn recheck_waiters(&self) {
+        self.waiters.recheck.notify_waiters();
+    }
+
     /// A worker can take `free` more jobs.
     pub fn ready(&self, link: &Arc<WorkerLink>, free: usize) {
         self.send(Op::Ready {
@@ -534,6 +573,7 @@ impl Jobs {
                 Op::Wake { endpoint } => {
                     d.drained.remove(&endpoint);
                 }
+                Op::Refinish { done } => finishes.extend(done),
                 Op::Swapped { endpoint, handler } => {
                     if let Some(idle) = d.idle.get_mut(&endpoint) {
                         idle.retain(|w| w.link.claim.handler == handler);
@@ -570,6 +610,10 @@ impl Jobs {
             return;
         }
         let n_finishes = finishes.len();
+        // In a cluster a result left unwritten would keep its job
+        // IN_PROGRESS under a live host's lease for good: kept to write
+        // again once the database is back.
+        let kept = (self.store.shared() && !finishes.is_empty()).then(|| finishes.clone());
         let batch = Batch {
             finishes,
             accepts,
@@ -588,6 +632,7 @@ impl Jobs {
                 // told), claims give their slots back, finishes stay
                 // IN_PROGRESS (the next start re-queues them).
                 tracing::error!("a group commit failed: {e}");
+                self.refinish_later(kept, &e);
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -602,7 +647,10 @@ impl Jobs {
         };
         match finished {
             Ok(done) => self.announce(done),
-            Err(e) => tracing::error!("recording {n_finishes} job results failed: {e}"),
+            Err(e) => {
+                tracing::error!("recording {n_finishes} job results failed: {e}");
+                self.refinish_later(kept, &e);
+            }
         }
         match accepted {
             Ok(()) => {
@@ -649,6 +697,20 @@ impl Jobs {
                 }
             }
         }
+    }
+
+    /// Write `kept` results again shortly, when their write failed only
+    /// because the database was unreachable.
+    fn refinish_later(&self, kept: Option<Vec<Finish>>, e: &StoreError) {
+        let Some(done) = kept else { return };
+        if !matches!(e, StoreError::Unavailable(_)) {
+            return;
+        }
+        let ops = self.ops.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let _ = ops.send(Op::Refinish { done });
+        });
     }
 
     /// The store's group commit.

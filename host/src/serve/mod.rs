@@ -3,6 +3,7 @@
 //! webhook sender and the retention sweeper together. The HTTP layer
 //! ([`crate::api`]) calls it; it knows nothing of HTTP.
 
+pub mod cluster;
 pub mod events;
 pub mod handlers;
 pub mod history;
@@ -104,6 +105,9 @@ pub struct ServeConfig {
     pub log_limits: LogLimits,
     /// Executor processes shared by every endpoint's CPU workers.
     pub cpu_executors: usize,
+    /// Cluster mode (a Postgres database URL): a host whose heartbeat is
+    /// older than this is dead, and another host re-queues its jobs.
+    pub dead_host_after: Duration,
 }
 
 impl ServeConfig {
@@ -127,6 +131,7 @@ impl ServeConfig {
             runsync_body_limit: 20 << 20,
             default_ttl: Duration::from_secs(24 * 3600),
             cpu_executors: 2,
+            dead_host_after: Duration::from_secs(10),
             admin_key: None,
             inventory: None,
             executor_exe: None,
@@ -181,6 +186,8 @@ pub struct AppInner {
     pub(crate) webhook_wake: Arc<WebhookWake>,
     /// Set on shutdown: background loops stop.
     shutdown: Arc<Notify>,
+    /// Where the API listens, once bound (the heartbeat tells the cluster).
+    address: std::sync::Mutex<String>,
 }
 
 impl std::ops::Deref for App {
@@ -205,7 +212,7 @@ impl App {
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", config.home.join("wasmpod.db").display()));
-        let store = Store::open(&url).await?;
+        let store = Store::open(&url, config.dead_host_after).await?;
         let runtime = Runtime::new(&RuntimeConfig {
             cache_dir: Some(config.home.join("cache")),
             ..Default::default()
@@ -235,6 +242,9 @@ impl App {
                 Arc::clone(&webhook_wake) as Arc<dyn FinishedListener>,
             ],
         );
+        // In a cluster, beat before the first claim: a claim of a host with
+        // no heartbeat is an orphan to the others.
+        store.heartbeat(&host_id, "", now_ms()).await?;
         let (requeued, failed) = jobs.recover_orphans().await?;
         if requeued > 0 || failed > 0 {
             tracing::warn!(
@@ -284,11 +294,13 @@ impl App {
                 jobs,
                 webhook_wake,
                 shutdown: Arc::new(Notify::new()),
+                address: std::sync::Mutex::default(),
             }),
         };
         for endpoint in app.store.list_endpoints().await? {
             app.pools.apply(endpoint);
         }
+        cluster::start(&app);
         tokio::spawn(housekeeping::run(app.clone(), Arc::clone(&app.shutdown)));
         tokio::spawn(webhook::run(app.clone(), Arc::clone(&app.shutdown)));
         tokio::spawn(meter::run(
@@ -313,6 +325,23 @@ impl App {
         self.ctx().slices.accrue();
         self.ctx().meter.flush(&self.store).await;
         self.ctx().slices.stop_all();
+        if let Err(e) = self.store.leave(self.jobs.host_id()).await {
+            tracing::warn!("leaving the cluster: {e}");
+        }
+    }
+
+    /// Where this host's API listens (told to the cluster's other hosts).
+    pub fn set_address(&self, address: String) {
+        *self.address.lock().expect("address lock") = address;
+    }
+
+    pub fn address(&self) -> String {
+        self.address.lock().expect("address lock").clone()
+    }
+
+    /// The hosts of the cluster (empty for a host alone on its store).
+    pub async fn hosts(&self) -> Result<Vec<crate::store::HostRecord>, StoreError> {
+        self.store.list_hosts(now_ms()).await
     }
 
     /// Queue a job (durable when this returns).

@@ -34,6 +34,15 @@ pub trait HandlerStore {
     /// Endpoints that use a handler version.
     fn endpoints_using(&self, digest: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     fn delete_handler(&self, digest: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Keep the component bytes where every host can fetch them (a shared
+    /// store; one host's store keeps them on its disk only: a no-op).
+    fn put_handler_bytes(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The component bytes, if the store keeps them.
+    fn handler_bytes(&self, digest: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
 }
 
 /// Endpoints and their settings.
@@ -229,6 +238,26 @@ pub trait UsageStore {
         since: i64,
         until: i64,
     ) -> impl Future<Output = Result<Vec<UsageTotal>>> + Send;
+}
+
+/// The hosts of a cluster and their heartbeats. A host's heartbeat is the
+/// lease on the jobs it claimed ([`JobStore::recover_orphans`] re-queues
+/// the jobs of hosts whose heartbeat stopped). A store only one host uses
+/// (SQLite) has no one to tell: its heartbeats are no-ops.
+pub trait HostStore {
+    /// Record that `host_id` (its API at `address`) is alive at `now`.
+    fn heartbeat(
+        &self,
+        host_id: &str,
+        address: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Every host that has a heartbeat, alive or not at `now`.
+    fn list_hosts(&self, now: i64) -> impl Future<Output = Result<Vec<HostRecord>>> + Send;
+    /// A host stopping cleanly leaves the cluster.
+    fn leave(&self, host_id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Whether other hosts share this store (cluster mode).
+    fn shared(&self) -> bool;
 }
 
 /// Log lines of handlers and workers, one stream per endpoint. Apart from

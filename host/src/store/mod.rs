@@ -1,12 +1,12 @@
 //! The serving store: handler versions, endpoints, API keys, model files and
 //! the durable job queue. The interfaces a database implements are the
 //! per-aggregate traits of [`aggregates`]; [`Store`] is what the engine room
-//! holds: it dispatches to a backend ([`sqlite`] now; a Postgres backend is
-//! one more variant of [`Backend`] implementing the same traits, and nothing
-//! above this module changes).
+//! holds: it dispatches to a backend, [`sqlite`] (one host, embedded, the
+//! default) or [`postgres`] (a cluster of hosts on one database).
 
 pub mod aggregates;
 pub mod logs;
+pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -22,6 +22,10 @@ pub enum StoreError {
     /// The database could not be opened, migrated or queried.
     #[error("database: {0}")]
     Database(String),
+    /// The database cannot be reached (down, restarting, network): nothing
+    /// was done; the same request can be sent again.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
     /// A unique key already exists (e.g. an endpoint id).
     #[error("{0}")]
     Conflict(String),
@@ -40,7 +44,18 @@ impl From<sqlx::Error> for StoreError {
         {
             return StoreError::Conflict(db.message().to_string());
         }
-        StoreError::Database(e.to_string())
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            // Postgres shutting down or restarting: admin_shutdown,
+            // crash_shutdown, cannot_connect_now (class 57P).
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P")) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Database(e.to_string()),
+        }
     }
 }
 
@@ -50,6 +65,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone)]
 pub enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 /// The serving store: every aggregate of one backend. Cheap to clone.
@@ -62,21 +78,53 @@ macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match &$self.backend {
             Backend::Sqlite($s) => $e,
+            Backend::Postgres($s) => $e,
         }
     };
 }
 
 impl Store {
     /// Open (creating and migrating if needed) the database at `url`:
-    /// `sqlite:///path/to/db.sqlite` or a plain file path.
-    pub async fn open(url: &str) -> Result<Self> {
-        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            return Err(StoreError::Unsupported(
-                "Postgres is not supported by this build yet; use a SQLite file (sqlite:///path/db.sqlite)".into(),
-            ));
-        }
-        let backend = Backend::Sqlite(sqlite::SqliteStore::open(url).await?);
+    /// `sqlite:///path/to/db.sqlite` or a plain file path (one host), or
+    /// `postgres://user:password@host:port/database` (a cluster: a host
+    /// whose heartbeat is older than `dead_after` is dead and its claimed
+    /// jobs are re-queued).
+    pub async fn open(url: &str, dead_after: std::time::Duration) -> Result<Self> {
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres(postgres::PgStore::open(url, dead_after).await?)
+        } else {
+            Backend::Sqlite(sqlite::SqliteStore::open(url).await?)
+        };
         Ok(Self { backend })
+    }
+
+    // --- hosts ----------------------------------------------------------
+
+    /// Record that this host is alive (its claims' lease).
+    pub async fn heartbeat(&self, host_id: &str, address: &str, now: i64) -> Result<()> {
+        dispatch!(self, s => s.heartbeat(host_id, address, now).await)
+    }
+    pub async fn list_hosts(&self, now: i64) -> Result<Vec<HostRecord>> {
+        dispatch!(self, s => s.list_hosts(now).await)
+    }
+    pub async fn leave(&self, host_id: &str) -> Result<()> {
+        dispatch!(self, s => s.leave(host_id).await)
+    }
+    /// The other hosts' wake-ups (cluster mode); None for a store one host
+    /// has to itself.
+    pub fn wakeups(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Wakeup>> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(pg) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                pg.listen(tx);
+                Some(rx)
+            }
+        }
+    }
+    /// Whether other hosts share this store (cluster mode).
+    pub fn shared(&self) -> bool {
+        dispatch!(self, s => s.shared())
     }
 
     // --- handlers -------------------------------------------------------
@@ -97,6 +145,12 @@ impl Store {
     }
     pub async fn delete_handler(&self, digest: &str) -> Result<bool> {
         dispatch!(self, s => s.delete_handler(digest).await)
+    }
+    pub async fn put_handler_bytes(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+        dispatch!(self, s => s.put_handler_bytes(digest, bytes).await)
+    }
+    pub async fn handler_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        dispatch!(self, s => s.handler_bytes(digest).await)
     }
 
     // --- endpoints ------------------------------------------------------

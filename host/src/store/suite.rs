@@ -591,3 +591,16 @@ store_suite!(sqlite, async {
         .expect("opening SQLite");
     (dir, store)
 });
+
+#[path = "../../../tests/common/postgres.rs"]
+mod pg_server;
+
+store_suite!(postgres, async {
+    let url = tokio::task::spawn_blocking(|| super::pg_server::shared().create_database())
+        .await
+        .expect("creating a database");
+    let store = crate::store::postgres::PgStore::open(&url, std::time::Duration::from_secs(10))
+        .await
+        .expect("opening Postgres");
+    ((), store)
+});

@@ -641,3 +641,31 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// A host of a cluster, as its heartbeats left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    pub id: String,
+    /// Where its API listens.
+    pub address: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// Its heartbeat is fresher than the dead-host time.
+    pub alive: bool,
+}
+
+/// A wake-up from the other hosts of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wakeup {
+    /// A job entered the queue of this endpoint.
+    Queued { endpoint_id: String },
+    /// A job became final.
+    Final {
+        endpoint_id: String,
+        job_id: String,
+        status: JobStatus,
+    },
+    /// The listener (re)connected: wake-ups may have been missed, so look
+    /// at every queue and waiting job again.
+    Reconnected,
+}

@@ -268,6 +268,15 @@ impl HandlerStore for SqliteStore {
             .await?;
         Ok(r.rows_affected() == 1)
     }
+
+    /// One host: the bytes are in its handler directory only.
+    async fn put_handler_bytes(&self, _digest: &str, _bytes: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn handler_bytes(&self, _digest: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 impl EndpointStore for SqliteStore {
@@ -509,5 +518,24 @@ impl UsageStore for SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+/// One host per SQLite file: nothing to share.
+impl HostStore for SqliteStore {
+    async fn heartbeat(&self, _host_id: &str, _address: &str, _now: i64) -> Result<()> {
+        Ok(())
+    }
+
+    async fn list_hosts(&self, _now: i64) -> Result<Vec<HostRecord>> {
+        Ok(Vec::new())
+    }
+
+    async fn leave(&self, _host_id: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn shared(&self) -> bool {
+        false
     }
 }
