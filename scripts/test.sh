@@ -40,3 +40,6 @@ echo "== cargo test"
 cargo test --workspace --exclude example-echo --exclude example-stream \
   --exclude example-sleep --exclude example-fail --exclude example-mlp --exclude example-gpu-bench --exclude example-bigmodel 2>&1 | tee target/test-output.txt
 grep -q "test result: ok" target/test-output.txt || { echo "no tests ran"; exit 1; }
+
+echo "== fuzz: schemathesis against a live wasmpod serve (every route vs /openapi.json)"
+./scripts/fuzz.sh

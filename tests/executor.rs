@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wasmpod::executor::{ExecutorError, ExecutorProcess, SliceSpec, WorkerSpec};
+use wasmpod::executor::{ExecutorError, ExecutorProcess, SandboxPolicy, SliceSpec, WorkerSpec};
 use wasmpod::gpu::DeviceInfo;
 use wasmpod::runtime::{BootLayer, JobSink, LogLevel, OutputStream};
 
@@ -37,6 +37,16 @@ fn cpu_slice() -> SliceSpec {
     }
 }
 
+/// The executor's sandbox: it reads the example components (and models)
+/// from these directories only.
+fn sandbox(reads: &[&std::path::Path]) -> SandboxPolicy {
+    SandboxPolicy {
+        disabled: false,
+        read_only: reads.iter().map(|p| p.to_path_buf()).collect(),
+        read_write: Vec::new(),
+    }
+}
+
 fn spec() -> WorkerSpec {
     WorkerSpec {
         memory_limit: 256 << 20,
@@ -56,9 +66,17 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
     let cache = tempfile::tempdir().unwrap();
     let exe = common::wasmpod_bin();
 
-    let exec = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30, None)
-        .await
-        .unwrap();
+    let wasm_dir = stream.parent().unwrap();
+    let exec = ExecutorProcess::spawn(
+        &exe,
+        cpu_slice(),
+        Some(cache.path().into()),
+        1 << 30,
+        sandbox(&[wasm_dir]),
+        None,
+    )
+    .await
+    .unwrap();
     assert!(exec.is_alive());
     exec.start_worker("w-stream", "ep", &stream, &digest(&stream), spec())
         .await
@@ -147,9 +165,16 @@ async fn executor_runs_jobs_and_its_death_fails_only_its_jobs() {
     assert!(!exec.is_alive());
 
     // A replacement executor serves the slice again, from the warm cache.
-    let again = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30, None)
-        .await
-        .unwrap();
+    let again = ExecutorProcess::spawn(
+        &exe,
+        cpu_slice(),
+        Some(cache.path().into()),
+        1 << 30,
+        sandbox(&[wasm_dir]),
+        None,
+    )
+    .await
+    .unwrap();
     again
         .start_worker("w-sleep", "ep", &sleep, &digest(&sleep), spec())
         .await
@@ -206,9 +231,17 @@ async fn flashboot_parks_stopped_workers_and_restores_them() {
     };
     let (mlp_digest, echo_digest) = (digest(&mlp), digest(&echo));
 
-    let exec = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30, None)
-        .await
-        .unwrap();
+    let reads = [mlp.parent().unwrap(), models.path()];
+    let exec = ExecutorProcess::spawn(
+        &exe,
+        cpu_slice(),
+        Some(cache.path().into()),
+        1 << 30,
+        sandbox(&reads),
+        None,
+    )
+    .await
+    .unwrap();
     let first = exec
         .start_worker("w1", "ep", &mlp, &mlp_digest, spec.clone())
         .await
@@ -256,9 +289,16 @@ async fn flashboot_parks_stopped_workers_and_restores_them() {
     // Disk tier: a new executor process finds the snapshot.
     exec.kill();
     exec.died().await;
-    let again = ExecutorProcess::spawn(&exe, cpu_slice(), Some(cache.path().into()), 1 << 30, None)
-        .await
-        .unwrap();
+    let again = ExecutorProcess::spawn(
+        &exe,
+        cpu_slice(),
+        Some(cache.path().into()),
+        1 << 30,
+        sandbox(&reads),
+        None,
+    )
+    .await
+    .unwrap();
     let after_restart = again
         .start_worker("w5", "ep", &mlp, &mlp_digest, spec.clone())
         .await

@@ -276,6 +276,35 @@ fn gpu_bench_guest_runs_on_the_cpu_backend() {
     );
 }
 
+/// The decoder ops through the WIT from a guest (gpu-bench's decode mode, a
+/// toy Llama on the CPU backend): a recorded graph replays exactly what the
+/// eager steps compute, token for token, and a model weight is refused as
+/// an in-place target.
+#[test]
+fn decoder_ops_replay_a_recorded_step_and_refuse_writing_weights() {
+    let wasm = common::example_wasm("gpu-bench");
+    let models = tempfile::tempdir().unwrap();
+    common::make_mlp_models(models.path());
+    let input = r#"{"mode":"decode","dtype":"f32","iters":6,"decoder":{"layers":2,"hidden":64,"heads":4,"kv_heads":2,"intermediate":96,"vocab":50,"context":9,"model":"mlp"}}"#;
+    let out = wasmpod_run(
+        &wasm,
+        input,
+        &[
+            "--device",
+            "cpu",
+            "--models",
+            models.path().to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = stdout_json(&out);
+    let d = &v["decode"];
+    assert_eq!(d["replay_matches_eager"], true, "{v}");
+    assert_eq!(d["weight_write_refused"], true, "{v}");
+    assert_eq!(d["tokens"].as_array().unwrap().len(), 6, "{v}");
+    assert!(d["graph_ms_per_step"].as_f64().unwrap() > 0.0, "{v}");
+}
+
 /// A tensor upload larger than wasmtime's default per-call copy limit
 /// (128 MiB) works when the guest's memory cap allows it: 6144² f32 is
 /// 144 MiB in one `from-bytes` call, checked by reading its last element.

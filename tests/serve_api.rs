@@ -158,6 +158,13 @@ async fn cancel_queued_and_running_jobs() {
     let r = s.post(&format!("/v2/one/cancel/{next}"), &json!({})).await;
     assert_eq!(r.body["status"], "COMPLETED");
     let r = s.post("/v2/one/cancel/nope", &json!({})).await;
+    assert_eq!(r.status, 400, "a malformed job id: {r:?}");
+    let r = s
+        .post(
+            "/v2/one/cancel/0f8fad5b-d9cb-469f-a165-70867728950e",
+            &json!({}),
+        )
+        .await;
     assert_eq!(r.status, 404);
 }
 
@@ -299,9 +306,18 @@ async fn receiver(failures: usize) -> (String, Arc<Mutex<Vec<Value>>>) {
 async fn webhooks_are_delivered_with_retries() {
     let (url, got) = receiver(2).await;
     let dir = tempfile::tempdir().unwrap();
+    // The receiver is on loopback, which webhooks may reach only when the
+    // operator allows it.
     let s = start(
         dir.path(),
-        &["--webhook-backoff", "200ms", "--webhook-attempts", "3"],
+        &[
+            "--webhook-backoff",
+            "200ms",
+            "--webhook-attempts",
+            "3",
+            "--webhook-allow",
+            "127.0.0.0/8",
+        ],
     );
     let echo = s.upload_example("echo").await;
     s.create_endpoint("wh", &echo, json!({})).await;
@@ -453,6 +469,10 @@ async fn bad_inputs_get_clear_json_errors() {
     assert_eq!(r.status, 404);
     assert!(r.error().contains("nope"), "{r:?}");
     let r = s.get("/v2/echo/status/not-a-job").await;
+    assert_eq!(r.status, 400, "a malformed job id: {r:?}");
+    let r = s
+        .get("/v2/echo/status/0f8fad5b-d9cb-469f-a165-70867728950e")
+        .await;
     assert_eq!(r.status, 404);
     let r = s.get("/v3/whatever").await;
     assert_eq!(r.status, 404);

@@ -17,9 +17,16 @@ use server::{Server, start};
 const LONG: Duration = Duration::from_secs(120);
 
 fn host(home: &std::path::Path, url: &str) -> Server {
+    // The hosts of one cluster share the secret keys are hashed with.
+    let secret = std::env::temp_dir().join(format!(
+        "wasmpod-cluster-{}.key.secret",
+        url.rsplit('/').next().unwrap_or("db")
+    ));
     start(
         home,
         &[
+            "--key-secret",
+            secret.to_str().unwrap(),
             "--database-url",
             url,
             "--dead-host-after",

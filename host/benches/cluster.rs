@@ -30,7 +30,7 @@ use common::{Killed, env_usize, example_wasm, root, start_serve, upload_handler}
 #[path = "../../tests/common/postgres.rs"]
 mod postgres;
 
-const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
+const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789abcdef";
 const CLIENTS: usize = 16;
 
 async fn wasmpod_run(

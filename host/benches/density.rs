@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 mod common;
 use common::{env_usize, example_wasm, root, start_serve, upload_handler};
 
-const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
+const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789abcdef";
 
 /// Resident memory of a process, bytes (`VmRSS`).
 fn rss(pid: u32) -> u64 {

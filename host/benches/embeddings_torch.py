@@ -6,8 +6,11 @@ sentences of tests/fixtures/minilm/reference.json (repeated to fill a batch).
     python3 host/benches/embeddings_torch.py MODEL_DIR [--device cuda] [--check OUTPUT.json]
 
 Prints `torch batch B: S sentences/s (median of R runs, T ms per batch)` per
-batch size. With --check, also compares the wasmpod guest's output (JSON of
-the embeddings example for the reference sentences) with the embeddings
+batch size, then `torch forward batch 64: ...`: the model's forward pass
+alone (transformer, mean pooling, normalisation) on input tokenized
+beforehand, the peer of the guest's batch-64 time (which includes its own
+tokenizing). With --check, also compares the wasmpod guest's output (JSON
+of the embeddings example for the reference sentences) with the embeddings
 sentence-transformers computes on this device, and prints the largest
 difference.
 """
@@ -59,6 +62,26 @@ def main():
         med = statistics.median(times)
         print(f"torch batch {batch}: {batch / med:.1f} sentences/s "
               f"(median of {reps} runs, {med * 1e3:.2f} ms per batch)", flush=True)
+    # The forward pass alone, on a batch tokenized beforehand (padded to its
+    # longest sentence, as encode pads it).
+    batch, reps = 64, 50
+    items = (sentences * (batch // len(sentences) + 1))[:batch]
+    features = {k: v.to(args.device) for k, v in model.tokenize(items).items()}
+    with torch.inference_mode():
+        for _ in range(5):
+            model(features)
+        sync(args.device)
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            model(features)["sentence_embedding"]
+            sync(args.device)
+            times.append(time.perf_counter() - t)
+    med = statistics.median(times)
+    tokens = features["input_ids"].shape
+    print(f"torch forward batch {batch}: {batch / med:.1f} sentences/s "
+          f"(median of {reps} runs, {med * 1e3:.2f} ms per batch, input {tokens[0]}x{tokens[1]} pre-tokenized)",
+          flush=True)
 
 
 if __name__ == "__main__":

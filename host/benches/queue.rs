@@ -33,7 +33,7 @@ use common::{
     Killed, env_usize, example_wasm, free_port, root, start_serve, upload_handler, wait_up,
 };
 
-const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
+const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789abcdef";
 const INPUT: &str = r#"{"input": {"hello": "world", "n": 1}}"#;
 
 /// What one wrk run measured.

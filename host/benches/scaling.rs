@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 mod common;
 use common::{Killed, env_usize, example_wasm, root, start_serve, upload_handler};
 
-const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
+const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789abcdef";
 
 const INVENTORY: &str = r#"
 [[gpu]]

@@ -55,7 +55,7 @@ use common::coldstart::{
 };
 use common::{Killed, start_serve, upload_handler};
 
-const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
+const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789abcdef";
 
 /// How long the host may take to settle (workers retire, executors restart).
 const SETTLE: Duration = Duration::from_secs(120);

@@ -14,11 +14,7 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("starting tokio");
-    match runtime.block_on(cli::main(args)) {
+    match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

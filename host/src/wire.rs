@@ -3,8 +3,8 @@
 //! are stored as JSON text and go out as they are (no parse and re-print).
 
 use serde::Serialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::store::{FinalJob, JobRecord, JobStatus, now_ms};
@@ -26,13 +26,31 @@ pub struct JobStatusBody {
     /// The handler's output (COMPLETED), or its latest progress value
     /// (IN_PROGRESS).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub output: Option<Box<RawValue>>,
     /// Why it FAILED or TIMED_OUT.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Times it was re-queued (by /retry or after a host crash).
     pub retries: i64,
+    /// The job's webhook delivery, when it has a webhook (not in the
+    /// webhook's own body).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookView>,
+}
+
+/// Where a job's webhook stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookView {
+    /// "waiting" (the job is not final yet), "pending" (due or being
+    /// retried), "delivered", "failed" (its tries spent) or "refused" (an
+    /// address this host does not send to; never retried).
+    pub state: String,
+    /// Deliveries tried so far.
+    pub attempts: i64,
+    /// Why the last try failed or was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Stored JSON text as it is; anything else (a hand-edited row) as a
@@ -65,6 +83,14 @@ pub fn job_status(job: &JobRecord) -> JobStatusBody {
         output,
         error: job.error.clone(),
         retries: job.retries,
+        webhook: job.webhook.as_ref().map(|_| WebhookView {
+            state: job
+                .webhook_state
+                .clone()
+                .unwrap_or_else(|| "waiting".to_string()),
+            attempts: job.webhook_attempts,
+            error: job.webhook_error.clone(),
+        }),
     }
 }
 
@@ -82,18 +108,14 @@ pub fn final_status(job: &FinalJob) -> JobStatusBody {
         },
         error: job.error.clone(),
         retries: job.retries,
+        webhook: None,
     }
 }
 
-/// [`job_status`] as JSON text.
-pub fn job_status_body(job: &JobRecord) -> String {
-    serde_json::to_string(&job_status(job)).expect("status objects serialize")
-}
-
-/// `{"id", "status"}`: the answer of /run, /cancel, /retry.
-pub fn id_status(id: &str, status: JobStatus) -> Value {
-    let mut m = Map::new();
-    m.insert("id".into(), Value::String(id.to_string()));
-    m.insert("status".into(), Value::String(status.as_str().to_string()));
-    Value::Object(m)
+/// What a job's webhook is sent: its status object without the delivery
+/// state, as JSON text.
+pub fn webhook_payload(job: &JobRecord) -> String {
+    let mut body = job_status(job);
+    body.webhook = None;
+    serde_json::to_string(&body).expect("status objects serialize")
 }

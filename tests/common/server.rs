@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub const ADMIN_KEY: &str = "wpk_test_admin_key_0123456789";
+pub const ADMIN_KEY: &str = "wpk_test_admin_key_0123456789abcdef";
 
 /// A running `wasmpod serve`.
 pub struct Server {
@@ -25,6 +25,16 @@ pub struct Server {
 /// Start a server on `home` with extra `serve` flags; `admin_key` is put in
 /// WASMPOD_ADMIN_KEY when given.
 pub fn start_with(home: &Path, args: &[&str], admin_key: Option<&str>) -> Server {
+    start_logging(home, args, admin_key, Stdio::inherit())
+}
+
+/// [`start_with`], its stderr (the log) written to `log`.
+pub fn start_logged(home: &Path, args: &[&str], admin_key: Option<&str>, log: &Path) -> Server {
+    let file = std::fs::File::create(log).expect("creating the log file");
+    start_logging(home, args, admin_key, Stdio::from(file))
+}
+
+fn start_logging(home: &Path, args: &[&str], admin_key: Option<&str>, stderr: Stdio) -> Server {
     let mut cmd = Command::new(crate::common::wasmpod_bin());
     cmd.arg("--home")
         .arg(home)
@@ -33,7 +43,7 @@ pub fn start_with(home: &Path, args: &[&str], admin_key: Option<&str>) -> Server
         .env("WASMPOD_LOG", "warn,wasmpod=info")
         .env_remove("WASMPOD_ADMIN_KEY")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(stderr);
     if let Some(k) = admin_key {
         cmd.env("WASMPOD_ADMIN_KEY", k);
     }

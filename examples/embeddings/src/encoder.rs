@@ -1,15 +1,21 @@
 //! The BERT encoder over host tensors, with sentence-transformers' mean
 //! pooling and L2 normalisation: token ids in, unit-length sentence vectors
 //! out. Every op runs on the worker's device; only the pooled vectors are
-//! read back.
+//! read back. Linear layers read Hugging Face's `[out, in]` weights as they
+//! are (bias and skip connection fused in), and self-attention is one fused
+//! op that skips each sequence's padding.
 
-use wasmpod_sdk::{DType, Model, ModelError, Tensor, TensorError};
+use wasmpod_sdk::{AttentionOptions, DType, Model, ModelError, Tensor, TensorError};
 
 use crate::config::EncoderConfig;
 
-/// Added to the attention scores of padded keys so that softmax gives them
-/// no weight (exp underflows to exactly 0).
-const PADDED_KEY_BIAS: f32 = -1e9;
+/// BERT's self-attention: every token sees every real token of its
+/// sequence, scaled by 1/sqrt(head_dim).
+const BIDIRECTIONAL: AttentionOptions = AttentionOptions {
+    causal: false,
+    scale: None,
+    window: None,
+};
 
 /// Why the encoder could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +81,7 @@ impl<'m> WeightReader<'m> {
     }
 }
 
-/// `x · W + b` with `W` stored as `[in, out]` (transposed once at load from
-/// PyTorch's `[out, in]`).
+/// `x · Wᵀ + b`, `W` as PyTorch stores it (`[out, in]`, read in place).
 struct Linear {
     weight: Tensor,
     bias: Tensor,
@@ -85,15 +90,14 @@ struct Linear {
 impl Linear {
     fn load(w: &WeightReader, prefix: &str, inputs: usize, outputs: usize) -> Result<Self> {
         Ok(Self {
-            weight: w
-                .get(&format!("{prefix}.weight"), &[outputs, inputs])?
-                .transpose(0, 1)?,
+            weight: w.get(&format!("{prefix}.weight"), &[outputs, inputs])?,
             bias: w.get(&format!("{prefix}.bias"), &[outputs])?,
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight)?.add(&self.bias)?)
+    /// `x · Wᵀ + b (+ residual)`.
+    fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        Ok(x.linear(&self.weight, Some(&self.bias), residual)?)
     }
 }
 
@@ -121,9 +125,10 @@ impl LayerNorm {
 /// One transformer block: self-attention and the GELU feed-forward, each
 /// followed by a residual add and LayerNorm (post-norm, as in BERT).
 struct Layer {
-    /// Query, key and value projections side by side, `[hidden, 3·hidden]`;
-    /// the query part is pre-scaled by 1/√head_dim.
-    qkv: Linear,
+    /// Query, key and value projections, computed in one call.
+    query: Linear,
+    key: Linear,
+    value: Linear,
     attention_output: Linear,
     attention_norm: LayerNorm,
     intermediate: Linear,
@@ -136,24 +141,10 @@ impl Layer {
         let p = format!("encoder.layer.{index}");
         let h = config.hidden_size;
         let projection = |name: &str| Linear::load(w, &format!("{p}.attention.self.{name}"), h, h);
-        let (query, key, value) = (
-            projection("query")?,
-            projection("key")?,
-            projection("value")?,
-        );
-        // Scaling the query projection once here is the same as scaling every
-        // score matrix by 1/√d at run time, minus one op per layer.
-        let scale = 1.0 / (config.head_dim() as f32).sqrt();
-        let query = Linear {
-            weight: query.weight.scale(scale, 0.0)?,
-            bias: query.bias.scale(scale, 0.0)?,
-        };
-        let qkv = Linear {
-            weight: Tensor::concat(&[&query.weight, &key.weight, &value.weight], 1)?,
-            bias: Tensor::concat(&[&query.bias, &key.bias, &value.bias], 0)?,
-        };
         Ok(Self {
-            qkv,
+            query: projection("query")?,
+            key: projection("key")?,
+            value: projection("value")?,
             attention_output: Linear::load(w, &format!("{p}.attention.output.dense"), h, h)?,
             attention_norm: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), config)?,
             intermediate: Linear::load(
@@ -167,48 +158,35 @@ impl Layer {
         })
     }
 
-    /// `x`: `[batch, len, hidden]`; `key_bias`: `[batch, 1, 1, len]`, or
-    /// `None` when no sequence of the batch is padded.
-    fn forward(
-        &self,
-        x: &Tensor,
-        key_bias: Option<&Tensor>,
-        config: &EncoderConfig,
-    ) -> Result<Tensor> {
+    /// `x`: `[batch, len, hidden]`; `lengths`: each sequence's real
+    /// tokens (i32 `[batch]`), the rest padding.
+    fn forward(&self, x: &Tensor, lengths: &Tensor, config: &EncoderConfig) -> Result<Tensor> {
         let shape = x.shape();
         let (batch, len) = (i64::from(shape[0]), i64::from(shape[1]));
         let heads = config.num_attention_heads as i64;
         let head_dim = config.head_dim() as i64;
 
-        // [batch, len, 3·hidden] -> [3, batch, heads, len, head_dim]
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape(&[batch, len, 3, heads, head_dim])?
-            .permute(&[2, 0, 3, 1, 4])?;
-        let part = |i: u32| -> Result<Tensor> {
-            Ok(qkv
-                .slice(0, i, i + 1)?
-                .reshape(&[batch, heads, len, head_dim])?)
-        };
-        let (query, key, value) = (part(0)?, part(1)?, part(2)?);
-
-        let mut scores = query.matmul(&key.transpose(-1, -2)?)?;
-        if let Some(bias) = key_bias {
-            scores = scores.add(bias)?;
-        }
-        let context = scores
-            .softmax(-1)?
-            .matmul(&value)?
-            .permute(&[0, 2, 1, 3])?
+        // [batch, len, hidden] each, viewed as [batch, len, heads, head_dim].
+        let projected = x.linear_many(
+            &[&self.query.weight, &self.key.weight, &self.value.weight],
+            &[&self.query.bias, &self.key.bias, &self.value.bias],
+        )?;
+        let heads_of = |t: &Tensor| t.reshape(&[batch, len, heads, head_dim]);
+        let (query, key, value) = (
+            heads_of(&projected[0])?,
+            heads_of(&projected[1])?,
+            heads_of(&projected[2])?,
+        );
+        let context = query
+            .attention(&key, &value, &BIDIRECTIONAL, Some(lengths), None)?
             .reshape(&[batch, len, heads * head_dim])?;
         let attended = self
             .attention_norm
-            .forward(&self.attention_output.forward(&context)?.add(x)?)?;
+            .forward(&self.attention_output.forward(&context, Some(x))?)?;
 
-        let inner = self.intermediate.forward(&attended)?.gelu()?;
+        let inner = self.intermediate.forward(&attended, None)?.gelu()?;
         self.output_norm
-            .forward(&self.output.forward(&inner)?.add(&attended)?)
+            .forward(&self.output.forward(&inner, Some(&attended))?)
     }
 }
 
@@ -291,16 +269,8 @@ impl Encoder {
             mask.extend((0..len).map(|i| if i < seq.len() { 1.0f32 } else { 0.0 }));
         }
         let (b, l) = (batch as u32, len as u32);
-        let padded = sequences.iter().any(|s| s.len() < len);
-        let key_bias = if padded {
-            let bias: Vec<f32> = mask
-                .iter()
-                .map(|&m| if m > 0.0 { 0.0 } else { PADDED_KEY_BIAS })
-                .collect();
-            Some(Tensor::from_f32(&[b, 1, 1, l], &bias)?)
-        } else {
-            None
-        };
+        let real: Vec<i32> = sequences.iter().map(|s| s.len() as i32).collect();
+        let lengths = Tensor::from_bytes(DType::I32, &[b], &i32_bytes(&real))?;
 
         let ids = Tensor::from_i64(&[b, l], &ids)?;
         let embedded = self
@@ -309,7 +279,7 @@ impl Encoder {
             .add(&self.position_and_type.slice(0, 0, l)?)?;
         let mut x = self.embeddings_norm.forward(&embedded)?;
         for layer in &self.layers {
-            x = layer.forward(&x, key_bias.as_ref(), &self.config)?;
+            x = layer.forward(&x, &lengths, &self.config)?;
         }
 
         // Mean over the real tokens of each sequence.
@@ -329,4 +299,9 @@ impl Encoder {
             .map(<[f32]>::to_vec)
             .collect())
     }
+}
+
+/// Little-endian bytes of i32 values (as `from-bytes` takes them).
+fn i32_bytes(values: &[i32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }

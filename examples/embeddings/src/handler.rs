@@ -14,11 +14,15 @@ use crate::tokenizer::{Tokenizer, TokenizerError, TokenizerOptions};
 pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 
 /// Most sentences encoded together in one forward pass.
-const MAX_BATCH: usize = 32;
-/// Most padded tokens (batch × longest) in one forward pass; with
-/// `MAX_BATCH` it bounds the attention scores' memory (batch · heads · len²
-/// floats) while keeping each op large.
-const MAX_BATCH_TOKENS: usize = 32 * 256;
+const MAX_BATCH: usize = 64;
+/// Most padded tokens (batch × longest) in one forward pass: bounds the
+/// activations' memory (the fused attention keeps no score matrix).
+const MAX_BATCH_TOKENS: usize = 64 * 256;
+/// What a forward pass costs beyond its tokens, in tokens' worth of work:
+/// on a GPU a pass is ~60 host calls, about as long as computing a
+/// thousand tokens; on the CPU the tokens dominate.
+const PASS_COST_GPU: usize = 1024;
+const PASS_COST_CPU: usize = 8;
 
 /// Why the handler failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +81,8 @@ struct Embedder {
     tokenizer: Tokenizer,
     encoder: Encoder,
     max_seq_length: usize,
+    /// [`batches`]' fixed cost of a forward pass on this worker's device.
+    pass_cost: usize,
 }
 
 thread_local! {
@@ -111,12 +117,17 @@ pub fn init() -> Result<(), HandlerError> {
     };
     let tokenizer = Tokenizer::new(&model.read_to_string("vocab.txt")?, options)?;
     let encoder = Encoder::load(&model, encoder_config)?;
+    let on_gpu = wasmpod_sdk::devices()
+        .first()
+        .is_some_and(|d| d.kind == wasmpod_sdk::DeviceKind::Cuda);
+    let pass_cost = if on_gpu { PASS_COST_GPU } else { PASS_COST_CPU };
 
     EMBEDDER.with(|cell| {
         *cell.borrow_mut() = Some(Embedder {
             tokenizer,
             encoder,
             max_seq_length,
+            pass_cost,
         })
     });
     Ok(())
@@ -143,7 +154,7 @@ impl Embedder {
         let total = sentences.len();
         let mut embeddings = vec![Vec::new(); total];
         let mut done = 0;
-        let batches = batches(&lengths);
+        let batches = batches(&lengths, self.pass_cost);
         for batch in &batches {
             if wasmpod_sdk::cancelled() {
                 return Err(HandlerError::Cancelled { done, total });
@@ -169,26 +180,39 @@ impl Embedder {
     }
 }
 
-/// Group sentences (by index) into forward passes: longest first, and a
-/// batch ends where the next sentence is at most half as long as the
-/// batch's longest, so padding never more than doubles the work, or where
-/// `MAX_BATCH` or `MAX_BATCH_TOKENS` would be exceeded.
-fn batches(lengths: &[usize]) -> Vec<Vec<usize>> {
+/// Group sentences (by index) into forward passes, longest first: the
+/// split of the length-sorted sentences into consecutive batches that
+/// minimises the estimated work, `pass_cost` per pass plus the padded tokens
+/// (batch × longest) of each, within `MAX_BATCH` sentences and
+/// `MAX_BATCH_TOKENS` per pass (dynamic programming over the sorted order).
+fn batches(lengths: &[usize], pass_cost: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-    let mut batches: Vec<Vec<usize>> = Vec::new();
-    for i in order {
-        let fits = batches.last().is_some_and(|batch| {
-            let longest = lengths[batch[0]];
-            batch.len() < MAX_BATCH
-                && (batch.len() + 1) * longest <= MAX_BATCH_TOKENS
-                && lengths[i] * 2 > longest
-        });
-        match batches.last_mut() {
-            Some(batch) if fits => batch.push(i),
-            _ => batches.push(vec![i]),
+    let n = order.len();
+    // best[i]: least cost of the first i sorted sentences, and where its
+    // last batch starts.
+    let mut best: Vec<(usize, usize)> = vec![(0, 0); n + 1];
+    for i in 1..=n {
+        best[i] = (usize::MAX, i - 1);
+        for j in i.saturating_sub(MAX_BATCH)..i {
+            let (size, longest) = (i - j, lengths[order[j]]);
+            if size > 1 && size * longest > MAX_BATCH_TOKENS {
+                continue;
+            }
+            let cost = best[j].0 + pass_cost + size * longest;
+            if cost < best[i].0 {
+                best[i] = (cost, j);
+            }
         }
     }
+    let mut batches = Vec::new();
+    let mut i = n;
+    while i > 0 {
+        let j = best[i].1;
+        batches.push(order[j..i].to_vec());
+        i = j;
+    }
+    batches.reverse();
     batches
 }
 
@@ -209,16 +233,32 @@ mod tests {
     }
 
     #[test]
-    fn batches_group_similar_lengths_longest_first() {
+    fn batches_trade_padding_for_fewer_passes() {
         let lengths = [12, 256, 3, 143, 43, 2, 21, 34];
+        // Cheap passes (CPU): nearly every length on its own.
         assert_eq!(
-            batches(&lengths),
-            [vec![1, 3], vec![4, 7], vec![6, 0], vec![2, 5]]
+            batches(&lengths, PASS_COST_CPU),
+            [
+                vec![1],
+                vec![3],
+                vec![4],
+                vec![7],
+                vec![6],
+                vec![0],
+                vec![2, 5]
+            ]
+        );
+        // Costly passes (GPU): the long ones together, the short ones together.
+        assert_eq!(
+            batches(&lengths, PASS_COST_GPU),
+            [vec![1, 3], vec![4, 7, 6, 0, 2, 5]]
         );
         let many = vec![10; 70];
-        let sizes: Vec<usize> = batches(&many).iter().map(Vec::len).collect();
-        assert_eq!(sizes, [32, 32, 6]);
-        assert!(batches(&[]).is_empty());
+        let sizes: Vec<usize> = batches(&many, PASS_COST_GPU).iter().map(Vec::len).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 70);
+        assert!(sizes.iter().all(|&s| s <= MAX_BATCH), "{sizes:?}");
+        assert_eq!(sizes.len(), 2);
+        assert!(batches(&[], PASS_COST_GPU).is_empty());
     }
 
     #[test]

@@ -11,6 +11,14 @@
 //!   arrived intact.
 //! - `{"mode": "upload", "n": 8192}`: one n×n f32 tensor uploaded from guest
 //!   memory (`from-bytes`) and read back; returns the upload GB/s.
+//! - `{"mode": "decode", "dtype": "bf16", "iters": 32, "decoder": {...}}`:
+//!   `iters` greedy decode steps of a Llama-shaped model (Llama-3.2-1B's
+//!   shape unless `decoder` says otherwise: `layers`, `hidden`, `heads`,
+//!   `kv_heads`, `intermediate`, `vocab`, `context`, and `model`, a model
+//!   whose weight must be refused as a write target), eagerly and as
+//!   replays of a recorded graph (see decode.rs).
+
+mod decode;
 
 use std::time::Instant;
 
@@ -30,6 +38,8 @@ struct Input {
     iters: u32,
     #[serde(default = "default_copy_mib")]
     copy_mib: u32,
+    #[serde(default)]
+    decoder: decode::Shape,
 }
 
 fn default_mode() -> String {
@@ -83,17 +93,21 @@ struct Output {
     copies: Vec<Copy>,
     #[serde(skip_serializing_if = "Option::is_none")]
     upload: Option<Upload>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decode: Option<decode::Decode>,
 }
 
 #[derive(Debug, thiserror::Error)]
-enum BenchError {
+pub(crate) enum BenchError {
     #[error("{0}")]
     Input(String),
     #[error(transparent)]
     Tensor(#[from] TensorError),
+    #[error(transparent)]
+    Model(#[from] wasmpod_sdk::ModelError),
 }
 
-fn parse_dtype(name: &str) -> Result<DType, BenchError> {
+pub(crate) fn parse_dtype(name: &str) -> Result<DType, BenchError> {
     match name {
         "f32" => Ok(DType::F32),
         "f16" => Ok(DType::F16),
@@ -106,7 +120,7 @@ fn parse_dtype(name: &str) -> Result<DType, BenchError> {
 
 /// Deterministic values in [-1, 1) so the GEMM does real work (tensor cores
 /// draw less power on zeros, which would flatter the number).
-fn pseudo_random(len: usize, seed: u32) -> Vec<f32> {
+pub(crate) fn pseudo_random(len: usize, seed: u32) -> Vec<f32> {
     let mut state = seed.wrapping_mul(2_654_435_761).max(1);
     (0..len)
         .map(|_| {
@@ -219,6 +233,7 @@ fn handle(input: Input) -> Result<Output, BenchError> {
         gemm: Vec::new(),
         copies: Vec::new(),
         upload: None,
+        decode: None,
     };
     match input.mode.as_str() {
         "gemm" => out.gemm.push(gemm(input.n, &input.dtype, input.iters, 0)?),
@@ -232,9 +247,10 @@ fn handle(input: Input) -> Result<Output, BenchError> {
             }
         }
         "upload" => out.upload = Some(upload(input.n)?),
+        "decode" => out.decode = Some(decode::decode(&input.decoder, &input.dtype, input.iters)?),
         other => {
             return Err(BenchError::Input(format!(
-                "mode must be \"gemm\", \"group\" or \"upload\", not {other:?}"
+                "mode must be \"gemm\", \"group\", \"upload\" or \"decode\", not {other:?}"
             )));
         }
     }

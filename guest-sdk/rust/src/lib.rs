@@ -25,7 +25,10 @@
 //! [`Tensor`] (ops on the worker's device), [`Model`] (safetensors weights and
 //! auxiliary files), the running job ([`progress`], [`stream`], [`log`] and
 //! [`info!`], [`job_id`], [`cancelled`]) and the device slice ([`devices`],
-//! [`quota_bytes`], [`used_bytes`]). Errors are Rust error types
+//! [`quota_bytes`], [`used_bytes`]); the decoder ops ([`Tensor::linear`],
+//! [`Tensor::attention_cached`], [`Tensor::sample`], ...) run a
+//! transformer decoder on the device, and [`capture`] records a decode
+//! step as a [`Graph`] replayed with one call. Errors are Rust error types
 //! ([`TensorError`], [`ModelError`], [`JobError`]), so `?` works into
 //! `Box<dyn std::error::Error>` or any error of your own.
 //!
@@ -41,13 +44,19 @@
 // the crate and in the macros that expand in a handler's crate.
 extern crate self as wasmpod_sdk;
 
+mod decoder;
 mod device;
 mod entry;
 pub mod http;
 mod job;
 mod model;
 mod tensor;
+mod vision;
 
+pub use decoder::{
+    AttentionOptions, Graph, Llama3Scaling, RopeConfig, RopeLayout, RopeScaling, Sampling, capture,
+    capture_begin, capture_end,
+};
 pub use device::{DeviceInfo, DeviceKind, devices, quota_bytes, used_bytes};
 pub use job::{JobError, LogLevel, cancelled, job_id, log, progress, stream};
 pub use model::{Model, ModelError, WeightInfo};
@@ -55,6 +64,7 @@ pub use model::{Model, ModelError, WeightInfo};
 /// a dependency of its own.
 pub use serde_json;
 pub use tensor::{DType, Tensor, TensorError};
+pub use vision::{Activation, Conv1dParams, ConvParams, Layout, PadMode, PoolParams};
 
 /// Raw bindings generated from `wit/` (world `wasmpod:serverless/handler`).
 /// Used by [`handler!`]; handlers should not need them.

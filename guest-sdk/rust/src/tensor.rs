@@ -161,8 +161,8 @@ impl Tensor {
     /// and a 1-D `rhs` a column vector; that axis is dropped from the
     /// result. Float dtypes only, both the same.
     ///
-    /// PyTorch `Linear` weights are `[out, in]`: compute `x·Wᵀ` as
-    /// `x.matmul(&w.transpose(0, 1)?)`, transposing once at init.
+    /// For PyTorch `Linear` weights (`[out, in]`) use [`Tensor::linear`],
+    /// which reads them in place (no transposed copy).
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         wrap(self.0.matmul(&rhs.0))
     }

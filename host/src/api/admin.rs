@@ -3,16 +3,18 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
 use super::auth::Caller;
-use super::body::read_json;
+use super::body::{declared_length, read_json};
+use super::doc::Rejected;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::validate::{self, ApiQuery, DigestPath, EndpointPath};
 use crate::serve::{WorkerCounts, WorkerDetail};
 use crate::store::{
     EndpointConfig, EndpointKind, EndpointRecord, HandlerRecord, JobCounts, JobStatus, now_ms,
@@ -56,21 +58,73 @@ pub struct EndpointView {
     pub jobs: JobCounts,
     /// Why workers last failed to start, if they did.
     pub last_error: Option<String>,
+    /// What will keep its jobs from running as asked: `gpus` entries this
+    /// host has no device for (empty when every entry can be placed).
+    pub warnings: Vec<String>,
 }
 
-/// Create an endpoint: `handler` plus any [`EndpointConfig`] fields.
+/// Answer of GET /v1/handlers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HandlerList {
+    pub handlers: Vec<HandlerView>,
+}
+
+/// Answer of GET /v1/endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointList {
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// Answer of DELETE /v1/handlers/{digest}.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedHandler {
+    pub digest: String,
+    pub deleted: bool,
+}
+
+/// Answer of DELETE /v1/endpoints/{endpoint_id}.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedEndpoint {
+    pub id: String,
+    pub deleted: bool,
+}
+
+/// Create an endpoint: `handler` plus any [`EndpointConfig`] fields (the
+/// document lists them flat, as they are sent).
 #[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // the body is read field by field; this is its schema
 pub struct CreateEndpoint {
-    /// Optional id (lowercase letters, digits, '-'); generated if absent.
+    /// Optional id: 1-64 lowercase letters, digits or '-', not starting
+    /// with '-'; generated if absent.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,63}$", max_length = 64)]
     pub id: Option<String>,
+    /// A label; the id if absent.
     pub name: Option<String>,
-    /// sha256 of an uploaded handler version.
+    /// sha256 of an uploaded handler version (as POST /v1/handlers returns it).
+    #[schema(pattern = "^(sha256:)?[0-9a-fA-F]{64}$")]
     pub handler: String,
     #[serde(flatten)]
     pub config: EndpointConfig,
 }
 
+/// Change an endpoint: any of `name`, `handler` and the [`EndpointConfig`]
+/// fields; the others keep their values.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // the body is read field by field; this is its schema
+pub struct UpdateEndpoint {
+    /// The endpoint's id, if given, must be the one in the path (ids do
+    /// not change).
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// A new handler version: a hot swap.
+    #[schema(pattern = "^(sha256:)?[0-9a-fA-F]{64}$")]
+    pub handler: Option<String>,
+    #[serde(flatten)]
+    pub config: EndpointConfig,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Cancel queued and running jobs instead of refusing.
     pub force: Option<bool>,
@@ -83,6 +137,10 @@ async fn endpoint_view(state: &ApiState, e: EndpointRecord) -> ApiResult<Endpoin
         workers: state.app.worker_counts(&e.id),
         worker_details: state.app.worker_details(&e.id),
         last_error: state.app.last_worker_error(&e.id),
+        warnings: state
+            .app
+            .check_devices(&e.config)
+            .unwrap_or_else(|m| vec![m]),
         jobs,
         id: e.id,
         name: e.name,
@@ -94,20 +152,8 @@ async fn endpoint_view(state: &ApiState, e: EndpointRecord) -> ApiResult<Endpoin
     })
 }
 
-fn normalize_digest(d: &str) -> String {
-    d.trim()
-        .strip_prefix("sha256:")
-        .unwrap_or(d.trim())
-        .to_ascii_lowercase()
-}
-
 async fn require_handler(state: &ApiState, digest: &str) -> ApiResult<String> {
-    let digest = normalize_digest(digest);
-    if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(ApiError::bad_request(format!(
-            "handler {digest:?} is not a sha256 digest; use the \"digest\" returned by POST /v1/handlers"
-        )));
-    }
+    let digest = validate::digest(digest.trim())?;
     if state.app.handler(&digest).await?.is_none() {
         return Err(ApiError::bad_request(format!(
             "no handler version {digest}; upload the .wasm with POST /v1/handlers first"
@@ -119,7 +165,7 @@ async fn require_handler(state: &ApiState, digest: &str) -> ApiResult<String> {
 /// An endpoint's type must fit its handler's world: a queue endpoint runs
 /// jobs on a handler, a load balancer serves HTTP with an http-handler.
 async fn check_world(state: &ApiState, handler: &str, config: &EndpointConfig) -> ApiResult<()> {
-    let Some(record) = state.app.store.get_handler(handler).await? else {
+    let Some(record) = state.app.handler(handler).await? else {
         return Ok(());
     };
     let wanted = config.kind.world();
@@ -138,26 +184,14 @@ async fn check_world(state: &ApiState, handler: &str, config: &EndpointConfig) -
     }))
 }
 
-fn check_endpoint_id(id: &str) -> ApiResult<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !id.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "endpoint id {id:?} must be 1-64 lowercase letters, digits or '-', not starting with '-'"
-        )))
-    }
-}
-
-fn config_from(fields: Map<String, Value>) -> ApiResult<EndpointConfig> {
+fn config_from(state: &ApiState, fields: Map<String, Value>) -> ApiResult<EndpointConfig> {
     let config: EndpointConfig = serde_json::from_value(Value::Object(fields))
         .map_err(|e| ApiError::bad_request(format!("endpoint settings: {e}")))?;
     config.validate().map_err(ApiError::bad_request)?;
+    state
+        .app
+        .check_endpoint(&config)
+        .map_err(ApiError::bad_request)?;
     Ok(config)
 }
 
@@ -165,13 +199,15 @@ fn config_from(fields: Map<String, Value>) -> ApiResult<EndpointConfig> {
 /// stored by sha256, validated against world `wasmpod:serverless/handler`
 /// and precompiled.
 #[utoipa::path(post, path = "/v1/handlers", tag = "handlers",
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    request_body(description = "The component's bytes (any content type but a form)",
+        content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
     responses(
         (status = 201, description = "Stored (new)", body = UploadedHandler),
         (status = 200, description = "Already stored", body = UploadedHandler),
-        (status = 400, description = "Not a valid handler component", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
+        (status = 400, description = "Not a valid handler component, or empty", body = ErrorBody),
+        (status = 413, description = "Over --max-handler-size", body = ErrorBody),
+        (status = 415, description = "A form instead of the raw bytes", body = ErrorBody),
+        Rejected),
     security(("api_key" = [])))]
 pub async fn upload_handler(
     State(state): State<ApiState>,
@@ -191,10 +227,7 @@ pub async fn upload_handler(
         ));
     }
     let limit = state.app.handlers.max_bytes();
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    if let Some(len) = declared_length(&headers)
         && len > limit
     {
         return Err(ApiError::new(
@@ -213,12 +246,12 @@ pub async fn upload_handler(
 
 /// List handler versions.
 #[utoipa::path(get, path = "/v1/handlers", tag = "handlers",
-    responses((status = 200, body = Vec<HandlerView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = HandlerList), Rejected),
     security(("api_key" = [])))]
 pub async fn list_handlers(
     State(state): State<ApiState>,
     caller: Caller,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HandlerList>> {
     caller.require_admin()?;
     let mut out = Vec::new();
     for h in state.app.list_handlers().await? {
@@ -228,21 +261,20 @@ pub async fn list_handlers(
             endpoints,
         });
     }
-    Ok(Json(json!({ "handlers": out })))
+    Ok(Json(HandlerList { handlers: out }))
 }
 
 /// One handler version.
 #[utoipa::path(get, path = "/v1/handlers/{digest}", tag = "handlers",
-    params(("digest" = String, Path)),
-    responses((status = 200, body = HandlerView), (status = 404, body = ErrorBody)),
+    params(("digest" = String, Path, description = "The handler's sha256")),
+    responses((status = 200, body = HandlerView), (status = 404, body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn get_handler(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(digest): Path<String>,
+    DigestPath { digest }: DigestPath,
 ) -> ApiResult<Json<HandlerView>> {
     caller.require_admin()?;
-    let digest = normalize_digest(&digest);
     let handler = state.app.handler(&digest).await?.ok_or_else(|| {
         ApiError::not_found(format!(
             "no handler version {digest:?}; list them with GET /v1/handlers"
@@ -254,17 +286,16 @@ pub async fn get_handler(
 
 /// Delete a handler version no endpoint uses.
 #[utoipa::path(delete, path = "/v1/handlers/{digest}", tag = "handlers",
-    params(("digest" = String, Path)),
-    responses((status = 200), (status = 404, body = ErrorBody),
-        (status = 409, description = "An endpoint uses it", body = ErrorBody)),
+    params(("digest" = String, Path, description = "The handler's sha256")),
+    responses((status = 200, body = DeletedHandler), (status = 404, body = ErrorBody),
+        (status = 409, description = "An endpoint uses it", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn delete_handler(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(digest): Path<String>,
-) -> ApiResult<Json<Value>> {
+    DigestPath { digest }: DigestPath,
+) -> ApiResult<Json<DeletedHandler>> {
     caller.require_admin()?;
-    let digest = normalize_digest(&digest);
     let users = state.app.endpoints_using(&digest).await?;
     if !users.is_empty() {
         return Err(ApiError::conflict(format!(
@@ -276,15 +307,18 @@ pub async fn delete_handler(
             "no handler version {digest:?}"
         )));
     }
-    Ok(Json(json!({ "digest": digest, "deleted": true })))
+    Ok(Json(DeletedHandler {
+        digest,
+        deleted: true,
+    }))
 }
 
 /// Create an endpoint.
 #[utoipa::path(post, path = "/v1/endpoints", tag = "endpoints",
     request_body = CreateEndpoint,
     responses((status = 201, body = EndpointView),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "The id is taken", body = ErrorBody)),
+        (status = 409, description = "The id is taken", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn create_endpoint(
     State(state): State<ApiState>,
@@ -314,10 +348,7 @@ pub async fn create_endpoint(
     };
     let id = match fields.remove("id") {
         None | Some(Value::Null) => uuid::Uuid::new_v4().simple().to_string()[..14].to_string(),
-        Some(Value::String(id)) => {
-            check_endpoint_id(&id)?;
-            id
-        }
+        Some(Value::String(id)) => validate::endpoint_id(&id)?,
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "id must be a string, got {other}"
@@ -333,7 +364,7 @@ pub async fn create_endpoint(
             )));
         }
     };
-    let config = config_from(fields)?;
+    let config = config_from(&state, fields)?;
     check_world(&state, &handler, &config).await?;
     let now = now_ms();
     let record = EndpointRecord {
@@ -354,18 +385,18 @@ pub async fn create_endpoint(
 
 /// List endpoints.
 #[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints",
-    responses((status = 200, body = Vec<EndpointView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = EndpointList), Rejected),
     security(("api_key" = [])))]
 pub async fn list_endpoints(
     State(state): State<ApiState>,
     caller: Caller,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EndpointList>> {
     caller.require_admin()?;
     let mut out = Vec::new();
     for e in state.app.list_endpoints().await? {
         out.push(endpoint_view(&state, e).await?);
     }
-    Ok(Json(json!({ "endpoints": out })))
+    Ok(Json(EndpointList { endpoints: out }))
 }
 
 fn endpoint_not_found(id: &str) -> ApiError {
@@ -377,12 +408,12 @@ fn endpoint_not_found(id: &str) -> ApiError {
 /// One endpoint.
 #[utoipa::path(get, path = "/v1/endpoints/{endpoint_id}", tag = "endpoints",
     params(("endpoint_id" = String, Path)),
-    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn get_endpoint(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(id): Path<String>,
+    EndpointPath { endpoint: id }: EndpointPath,
 ) -> ApiResult<Json<EndpointView>> {
     caller.require_admin()?;
     let e = state
@@ -397,13 +428,14 @@ pub async fn get_endpoint(
 /// running jobs finish on the old version, new ones run on the new one.
 #[utoipa::path(patch, path = "/v1/endpoints/{endpoint_id}", tag = "endpoints",
     params(("endpoint_id" = String, Path)),
-    request_body(content = Object, description = "Any of: name, handler, and the EndpointConfig fields"),
-    responses((status = 200, body = EndpointView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    request_body = UpdateEndpoint,
+    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn update_endpoint(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(id): Path<String>,
+    EndpointPath { endpoint: id }: EndpointPath,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<EndpointView>> {
@@ -452,7 +484,7 @@ pub async fn update_endpoint(
     for (k, v) in changes {
         fields.insert(k, v);
     }
-    record.config = config_from(fields)?;
+    record.config = config_from(&state, fields)?;
     check_world(&state, &record.handler, &record.config).await?;
     let updated = state
         .app
@@ -466,15 +498,15 @@ pub async fn update_endpoint(
 /// unless `?force=true`, which cancels them.
 #[utoipa::path(delete, path = "/v1/endpoints/{endpoint_id}", tag = "endpoints",
     params(("endpoint_id" = String, Path), DeleteQuery),
-    responses((status = 200), (status = 404, body = ErrorBody),
-        (status = 409, description = "It still has jobs", body = ErrorBody)),
+    responses((status = 200, body = DeletedEndpoint), (status = 404, body = ErrorBody),
+        (status = 409, description = "It still has jobs", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn delete_endpoint(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Query<DeleteQuery>,
-) -> ApiResult<Json<Value>> {
+    EndpointPath { endpoint: id }: EndpointPath,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> ApiResult<Json<DeletedEndpoint>> {
     caller.require_admin()?;
     if state.app.endpoint(&id).await?.is_none() {
         return Err(endpoint_not_found(&id));
@@ -496,5 +528,5 @@ pub async fn delete_endpoint(
     // Workers finish (or, cancelled, abandon) what they hold and stop.
     state.app.delete_endpoint(&id).await?;
     state.keys.clear();
-    Ok(Json(json!({ "id": id, "deleted": true })))
+    Ok(Json(DeletedEndpoint { id, deleted: true }))
 }

@@ -13,12 +13,11 @@ use axum::http::request::Parts;
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::serve::keys;
 use crate::store::{ApiKeyRecord, Scope};
 
 const CACHE_FOR: Duration = Duration::from_secs(30);
 
-/// Recently verified keys, by hash.
+/// Recently verified keys, by their (keyed) hash.
 #[derive(Default)]
 pub struct KeyCache(Mutex<HashMap<String, (ApiKeyRecord, Instant)>>);
 
@@ -90,13 +89,13 @@ impl FromRequestParts<ApiState> for Caller {
                 "the Authorization header has no key; send `Authorization: Bearer <key>`",
             ));
         }
-        let hash = keys::hash(key);
+        let hash = state.app.keys.hash(key);
         if let Some((record, at)) = state.keys.0.lock().expect("key cache lock").get(&hash)
             && at.elapsed() < CACHE_FOR
         {
             return Ok(Caller(record.clone()));
         }
-        let record = state.app.find_key(&hash).await?.ok_or_else(|| {
+        let record = state.app.authenticate(key).await?.ok_or_else(|| {
             unauthorized(
                 "invalid or revoked API key; create one with POST /v1/keys using an admin key",
             )

@@ -123,6 +123,7 @@ impl From<ModelRepoError> for ApiError {
             ModelRepoError::Upload(u) => u.into(),
             ModelRepoError::Invalid(m) => ApiError::bad_request(m),
             ModelRepoError::NotFound(_) => ApiError::not_found(e.to_string()),
+            ModelRepoError::Conflict(m) => ApiError::conflict(m),
             ModelRepoError::Store(s) => s.into(),
             other => ApiError::internal(other.to_string()),
         }

@@ -5,20 +5,22 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::doc::Rejected;
+use super::error::{ApiError, ApiResult};
+use super::validate::{self, ApiQuery};
 use crate::serve::InventoryView;
 use crate::store::{UsageTotal, now_ms};
 
 /// The device inventory, which slices are held by which endpoint's worker,
 /// and the executor process of every slice used so far.
 #[utoipa::path(get, path = "/v1/inventory", tag = "fleet",
-    responses((status = 200, body = InventoryView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = InventoryView), Rejected),
     security(("api_key" = [])))]
 pub async fn inventory(
     State(state): State<ApiState>,
@@ -47,7 +49,7 @@ pub struct HostBody {
 /// The hosts sharing this host's database (cluster mode) and their last
 /// heartbeats; on a host alone on its SQLite file, just itself.
 #[utoipa::path(get, path = "/v1/hosts", tag = "fleet",
-    responses((status = 200, body = Vec<HostBody>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<HostBody>), Rejected),
     security(("api_key" = [])))]
 pub async fn hosts(
     State(state): State<ApiState>,
@@ -114,13 +116,12 @@ fn ms_param(q: &HashMap<String, String>, key: &str) -> ApiResult<Option<i64>> {
         ("endpoint" = Option<String>, Query, description = "Only this endpoint"),
         ("since" = Option<i64>, Query, description = "From (ms since the epoch)"),
         ("until" = Option<i64>, Query, description = "Until, exclusive (ms since the epoch)")),
-    responses((status = 200, body = UsageBody), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = UsageBody), Rejected),
     security(("api_key" = [])))]
 pub async fn usage(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<UsageBody>> {
     caller.require_admin()?;
     if let Some(k) = q
@@ -140,8 +141,14 @@ pub async fn usage(
             "since ({since}) is after until ({until})"
         )));
     }
-    let endpoint = q.get("endpoint").map(|e| e.as_str());
-    let usage = state.app.usage_now(endpoint, since, until).await?;
+    let endpoint = q
+        .get("endpoint")
+        .map(|e| validate::endpoint_id(e))
+        .transpose()?;
+    let usage = state
+        .app
+        .usage_now(endpoint.as_deref(), since, until)
+        .await?;
     let total_worker_seconds = usage.iter().map(|u| u.worker_seconds).sum();
     Ok(Json(UsageBody {
         since,

@@ -5,15 +5,17 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::ApiState;
 use super::auth::Caller;
+use super::doc::Rejected;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::params::Params;
+use super::validate::{ApiQuery, EndpointPath, JobPath};
 use crate::store::{JobStatus, JobSummary, LogLine};
 use crate::wire::json_or_text;
 
@@ -62,14 +64,14 @@ pub(super) fn check_endpoint(state: &ApiState, id: &str) -> ApiResult<()> {
     params(("endpoint_id" = String, Path),
         ("status" = Option<String>, Query, description = "IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED or TIMED_OUT"),
         ("limit" = Option<u32>, Query, description = "At most this many (default 100, max 1000)")),
-    responses((status = 200, body = JobList), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = JobList),
+        (status = 404, body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn list_jobs(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    EndpointPath { endpoint }: EndpointPath,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<JobList>> {
     caller.require_admin()?;
     let p = Params::new(q, "the jobs list", &["status", "limit"])?;
@@ -91,13 +93,13 @@ pub async fn list_jobs(
 #[utoipa::path(get, path = "/v1/endpoints/{endpoint_id}/jobs/{job_id}", tag = "endpoints",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = JobView),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, description = "Unknown endpoint or job (or purged after its retention)", body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint or job (or purged after its retention)", body = ErrorBody),
+        Rejected),
     security(("api_key" = [])))]
 pub async fn get_job(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((endpoint, job)): Path<(String, String)>,
+    JobPath { endpoint, job }: JobPath,
 ) -> ApiResult<Json<JobView>> {
     caller.require_admin()?;
     check_endpoint(&state, &endpoint)?;

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -17,21 +16,27 @@ use utoipa::{IntoParams, ToSchema};
 use super::ApiState;
 use super::auth::Caller;
 use super::body::{parse_json, read_limited};
+use super::doc::{Limited, Rejected};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::ratelimit::{Admitted, Operation, admit};
+use super::validate::{ApiQuery, EndpointPath, JobPath};
 use crate::serve::{LastBoot, RequestCounts, SyncAnswer, WorkerCounts, WorkerDetail};
 use crate::store::{
     CancelOutcome, EndpointKind, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome,
 };
-use crate::wire::{JobStatusBody, final_status, id_status, job_status};
+use crate::wire::{JobStatusBody, final_status, job_status};
 
-/// A job submission.
+/// A job submission. Other fields are ignored (RunPod's clients send
+/// some wasmpod has no use for).
 #[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // the body is read field by field; this is its schema
 pub struct RunRequest {
     /// The handler's input (any JSON value but null).
-    #[schema(value_type = Object)]
     pub input: Value,
-    /// URL POSTed the status object when the job finishes.
+    /// http(s) URL POSTed the status object when the job finishes. Only
+    /// public addresses unless the operator allows others
+    /// (`--webhook-allow`); a refused one shows in /status `webhook`.
+    #[schema(max_length = 2048)]
     pub webhook: Option<String>,
     pub policy: Option<Policy>,
 }
@@ -39,20 +44,35 @@ pub struct RunRequest {
 /// Per-job execution policy.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // read field by field; this is its schema
 pub struct Policy {
     /// Milliseconds the job may run (default: the endpoint's execution_timeout_ms).
+    #[schema(minimum = 1000, maximum = 604800000)]
     pub execution_timeout: Option<u64>,
     /// Milliseconds the job may wait in the queue before it is TIMED_OUT (default 24 h).
+    #[schema(minimum = 1000, maximum = 604800000)]
     pub ttl: Option<u64>,
     /// Run after every normal-priority job of the queue.
     pub low_priority: Option<bool>,
 }
 
 /// Answer of /run (and of /runsync when the job is not done in time).
+/// Nothing else: so that a full status object is not one of these too
+/// (`deny_unknown_fields` documents `additionalProperties: false`).
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JobIdStatus {
     pub id: String,
     pub status: JobStatus,
+}
+
+/// Answer of /runsync: the final status object, or the job's id and
+/// status when it did not finish within the wait.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RunSyncAnswer {
+    Finished(JobStatusBody),
+    Pending(JobIdStatus),
 }
 
 /// Answer of /stream.
@@ -68,7 +88,7 @@ pub struct StreamBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StreamChunk {
-    #[schema(value_type = Object)]
+    /// One chunk the handler streamed (any JSON value).
     pub output: Value,
 }
 
@@ -101,15 +121,24 @@ pub struct HealthBody {
     /// in flight, waiting for a worker.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requests: Option<RequestCounts>,
+    /// Why its jobs may not run: `gpus` entries this host has no device
+    /// for (empty when every entry can be placed).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
-    /// Milliseconds /runsync waits for the job before answering with its id.
+    /// Milliseconds /runsync waits for the job before answering with its
+    /// id (capped by the host's --runsync-max-wait).
+    #[param(value_type = Option<u64>)]
     pub wait: Option<String>,
 }
 
 const EXAMPLE: &str = r#"{"input": {"prompt": "hello"}}"#;
+
+/// The longest webhook URL accepted.
+const MAX_WEBHOOK_LEN: usize = 2048;
 
 fn not_found_endpoint(id: &str) -> ApiError {
     ApiError::not_found(format!(
@@ -209,16 +238,17 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
     let webhook = match &body.webhook {
         Value::Null => None,
         Value::String(url) => {
-            let parsed = reqwest::Url::parse(url).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "webhook {url:?} is not a URL ({e}); give an http(s) URL"
-                ))
-            })?;
-            if !matches!(parsed.scheme(), "http" | "https") {
+            if url.len() > MAX_WEBHOOK_LEN {
                 return Err(ApiError::bad_request(format!(
-                    "webhook {url:?} must be an http:// or https:// URL"
+                    "webhook is {} bytes long; a webhook URL may be at most {MAX_WEBHOOK_LEN}",
+                    url.len()
                 )));
             }
+            state
+                .app
+                .egress
+                .check_url(url)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
             Some(url.clone())
         }
         other => {
@@ -273,47 +303,46 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
     request_body = RunRequest,
     responses(
         (status = 200, description = "Queued", body = JobIdStatus),
-        (status = 400, description = "Malformed body", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "Unknown endpoint", body = ErrorBody),
-        (status = 413, description = "Body over 10 MB", body = ErrorBody),
-        (status = 429, description = "Past the endpoint's rate limit; see Retry-After", body = ErrorBody)),
+        (status = 413, description = "Body over 10 MB", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn run(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
+    EndpointPath { endpoint }: EndpointPath,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobIdStatus>> {
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Run)?;
     let bytes = read_limited(&headers, body, state.app.config.run_body_limit, "/run").await?;
     let job = new_job(&state, &endpoint, &bytes, false)?;
     let id = job.id.clone();
     state.app.submit(job).await?;
-    Ok(Json(id_status(&id, JobStatus::InQueue)))
+    Ok(Json(JobIdStatus {
+        id,
+        status: JobStatus::InQueue,
+    }))
 }
 
 /// Run a job and wait for it (`?wait=` ms, default 90 s); if it is not done
-/// in time the answer is its id and status, and the client polls /status.
+/// in time the answer is its id and status (IN_QUEUE or IN_PROGRESS), and
+/// the client polls /status.
 #[utoipa::path(post, path = "/v2/{endpoint_id}/runsync", tag = "jobs",
     params(("endpoint_id" = String, Path), WaitQuery),
     request_body = RunRequest,
     responses(
-        (status = 200, description = "The job's status object (with output when done)", body = JobStatusBody),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        (status = 413, description = "Body over 20 MB", body = ErrorBody),
-        (status = 429, description = "Past the endpoint's rate limit; see Retry-After", body = ErrorBody)),
+        (status = 200, description = "The job's final status object, or its id and status when it is not done in time", body = RunSyncAnswer),
+        (status = 404, description = "Unknown endpoint", body = ErrorBody),
+        (status = 413, description = "Body over 20 MB", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn runsync(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
-    Query(query): Query<WaitQuery>,
+    EndpointPath { endpoint }: EndpointPath,
+    ApiQuery(query): ApiQuery<WaitQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Response> {
+) -> ApiResult<Json<RunSyncAnswer>> {
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Runsync)?;
     let config = &state.app.config;
     let wait = match query.wait.as_deref() {
@@ -331,23 +360,23 @@ pub async fn runsync(
     let bytes = read_limited(&headers, body, config.runsync_body_limit, "/runsync").await?;
     let job = new_job(&state, &endpoint, &bytes, true)?;
     let id = job.id.clone();
-    match state.app.run_sync(job, wait).await? {
-        SyncAnswer::Finished(job) => Ok(Json(final_status(&job)).into_response()),
-        SyncAnswer::Pending(status) => Ok(Json(id_status(&id, status)).into_response()),
-    }
+    Ok(Json(match state.app.run_sync(job, wait).await? {
+        SyncAnswer::Finished(job) => RunSyncAnswer::Finished(final_status(&job)),
+        SyncAnswer::Pending(status) => RunSyncAnswer::Pending(JobIdStatus { id, status }),
+    }))
 }
 
 /// A job's status (and output once COMPLETED).
-#[utoipa::path(get, path = "/v2/{endpoint_id}/status/{job_id}", tag = "jobs",
+#[utoipa::path(method(get, post), path = "/v2/{endpoint_id}/status/{job_id}", tag = "jobs",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = JobStatusBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, description = "Unknown endpoint or job (or purged after retention)", body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint or job (or purged after retention)", body = ErrorBody),
+        Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn status(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((endpoint, job)): Path<(String, String)>,
+    JobPath { endpoint, job }: JobPath,
 ) -> ApiResult<Json<JobStatusBody>> {
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Status)?;
     let record = state
@@ -360,15 +389,15 @@ pub async fn status(
 
 /// Stream chunks produced since the last read; keep reading until a final
 /// status comes with an empty `stream`.
-#[utoipa::path(get, path = "/v2/{endpoint_id}/stream/{job_id}", tag = "jobs",
+#[utoipa::path(method(get, post), path = "/v2/{endpoint_id}/stream/{job_id}", tag = "jobs",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = StreamBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint or job", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn stream(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((endpoint, job)): Path<(String, String)>,
+    JobPath { endpoint, job }: JobPath,
 ) -> ApiResult<Json<StreamBody>> {
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Status)?;
     // Status first: a job is final only after all its chunks are stored,
@@ -397,36 +426,40 @@ pub async fn stream(
 #[utoipa::path(post, path = "/v2/{endpoint_id}/cancel/{job_id}", tag = "jobs",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = JobIdStatus),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint or job", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn cancel(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((endpoint, job)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+    JobPath { endpoint, job }: JobPath,
+) -> ApiResult<Json<JobIdStatus>> {
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Cancel)?;
-    match state.app.cancel(&endpoint, &job).await? {
-        CancelOutcome::Cancelled { .. } => Ok(Json(id_status(&job, JobStatus::Cancelled))),
-        CancelOutcome::AlreadyFinal(s) => Ok(Json(id_status(&job, s))),
-        CancelOutcome::NotFound => Err(not_found_job(&state, &endpoint, &job)),
-    }
+    let status = match state.app.cancel(&endpoint, &job).await? {
+        CancelOutcome::Cancelled { .. } => JobStatus::Cancelled,
+        CancelOutcome::AlreadyFinal(s) => s,
+        CancelOutcome::NotFound => return Err(not_found_job(&state, &endpoint, &job)),
+    };
+    Ok(Json(JobIdStatus { id: job, status }))
 }
 
 /// Re-queue a FAILED or TIMED_OUT job (its `retries` goes up by one).
 #[utoipa::path(post, path = "/v2/{endpoint_id}/retry/{job_id}", tag = "jobs",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = JobIdStatus),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "The job is not FAILED or TIMED_OUT", body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint or job", body = ErrorBody),
+        (status = 409, description = "The job is not FAILED or TIMED_OUT", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn retry(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((endpoint, job)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+    JobPath { endpoint, job }: JobPath,
+) -> ApiResult<Json<JobIdStatus>> {
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Retry)?;
     match state.app.retry(&endpoint, &job).await? {
-        RetryOutcome::Requeued => Ok(Json(id_status(&job, JobStatus::InQueue))),
+        RetryOutcome::Requeued => Ok(Json(JobIdStatus {
+            id: job,
+            status: JobStatus::InQueue,
+        })),
         RetryOutcome::NotRetryable(s) => Err(ApiError::conflict(format!(
             "job {job:?} is {}; only FAILED or TIMED_OUT jobs can be retried",
             s.as_str()
@@ -439,12 +472,12 @@ pub async fn retry(
 #[utoipa::path(post, path = "/v2/{endpoint_id}/purge-queue", tag = "jobs",
     params(("endpoint_id" = String, Path)),
     responses((status = 200, body = PurgeBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn purge_queue(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
+    EndpointPath { endpoint }: EndpointPath,
 ) -> ApiResult<Json<PurgeBody>> {
     let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::PurgeQueue)?;
     let removed = state.app.purge_queue(&endpoint).await?;
@@ -458,12 +491,12 @@ pub async fn purge_queue(
 #[utoipa::path(get, path = "/v2/{endpoint_id}/health", tag = "jobs",
     params(("endpoint_id" = String, Path)),
     responses((status = 200, body = HealthBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 404, description = "Unknown endpoint", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn health(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
+    EndpointPath { endpoint }: EndpointPath,
 ) -> ApiResult<Json<HealthBody>> {
     authorize(&state, &caller, &endpoint)?;
     let _admitted = admit(&state, &endpoint, Operation::Health)?;
@@ -477,5 +510,6 @@ pub async fn health(
         last_boot: state.app.last_boot(&endpoint),
         rate_limited: state.app.rate_limited_counts(&endpoint),
         requests: state.app.lb_counts(&endpoint),
+        warnings: state.app.device_warnings(&endpoint),
     }))
 }

@@ -3,28 +3,54 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::ApiState;
 use super::auth::Caller;
 use super::body::read_json;
+use super::doc::Rejected;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::validate::{self, KeyPath};
 use crate::store::{ApiKeyRecord, Scope};
 
 /// Create a key.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    /// A label to recognise it by.
+    /// A label to recognise it by (not blank).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// "admin" (everything) or "invoke" (one endpoint's /v2 routes).
+    #[schema(value_type = KeyScope)]
     pub scope: String,
-    /// The endpoint an "invoke" key may call.
+    /// The endpoint an "invoke" key may call (none for an admin key).
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,63}$")]
     pub endpoint_id: Option<String>,
+}
+
+/// What a key may do.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // the schema of CreateKey.scope and KeyView.scope
+pub enum KeyScope {
+    Admin,
+    Invoke,
+}
+
+/// Answer of GET /v1/keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
+}
+
+/// Answer of DELETE /v1/keys/{key_id}.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokedKey {
+    pub id: String,
+    pub revoked: bool,
 }
 
 /// A key as listed (never the key itself).
@@ -32,9 +58,12 @@ pub struct CreateKey {
 pub struct KeyView {
     pub id: String,
     pub name: String,
+    #[schema(value_type = KeyScope)]
     pub scope: String,
     pub endpoint_id: Option<String>,
-    /// The key's first characters.
+    /// The first characters of a generated key, to recognise it by; empty
+    /// for an operator-chosen key (WASMPOD_ADMIN_KEY), all of which is
+    /// secret.
     pub prefix: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
@@ -66,8 +95,8 @@ fn view(k: ApiKeyRecord) -> KeyView {
 
 /// Create an API key.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKey,
-    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 201, body = CreatedKey),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn create_key(
     State(state): State<ApiState>,
@@ -93,6 +122,7 @@ pub async fn create_key(
             ));
         }
         ("invoke", Some(endpoint_id)) => {
+            let endpoint_id = validate::endpoint_id(&endpoint_id)?;
             if state.app.endpoint(&endpoint_id).await?.is_none() {
                 return Err(ApiError::bad_request(format!(
                     "no endpoint {endpoint_id:?} for this invoke key; create the endpoint first"
@@ -111,6 +141,9 @@ pub async fn create_key(
             )));
         }
     };
+    if req.name.len() > 200 {
+        return Err(ApiError::bad_request("name must be at most 200 characters"));
+    }
     let (record, key) = state.app.create_key(req.name.trim(), scope).await?;
     Ok((
         StatusCode::CREATED,
@@ -123,24 +156,24 @@ pub async fn create_key(
 
 /// List API keys.
 #[utoipa::path(get, path = "/v1/keys", tag = "keys",
-    responses((status = 200, body = Vec<KeyView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = KeyList), Rejected),
     security(("api_key" = [])))]
-pub async fn list_keys(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
+pub async fn list_keys(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<KeyList>> {
     caller.require_admin()?;
     let keys: Vec<KeyView> = state.app.list_keys().await?.into_iter().map(view).collect();
-    Ok(Json(json!({ "keys": keys })))
+    Ok(Json(KeyList { keys }))
 }
 
 /// Revoke an API key.
 #[utoipa::path(delete, path = "/v1/keys/{key_id}", tag = "keys",
     params(("key_id" = String, Path)),
-    responses((status = 200), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = RevokedKey), (status = 404, body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn revoke_key(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+    KeyPath { key: id }: KeyPath,
+) -> ApiResult<Json<RevokedKey>> {
     caller.require_admin()?;
     if !state.app.revoke_key(&id).await? {
         return Err(ApiError::not_found(format!(
@@ -148,5 +181,5 @@ pub async fn revoke_key(
         )));
     }
     state.keys.clear();
-    Ok(Json(json!({ "id": id, "revoked": true })))
+    Ok(Json(RevokedKey { id, revoked: true }))
 }

@@ -7,7 +7,7 @@
 //! worker in time is 503 with Retry-After.
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,8 +15,10 @@ use http_body_util::BodyExt;
 
 use super::ApiState;
 use super::auth::Caller;
+use super::doc::{Limited, Rejected};
 use super::error::{ApiError, ErrorBody};
 use super::ratelimit;
+use super::validate::EndpointPath;
 use crate::serve::LbError;
 
 /// Where `/lb/{endpoint}` paths start.
@@ -100,31 +102,27 @@ fn handler_path(uri: &axum::http::Uri, endpoint: &str) -> String {
 }
 
 /// Any method on `/lb/{endpoint_id}/{path}`: the endpoint's HTTP handler
-/// answers (its own status, headers and body).
-#[utoipa::path(get, path = "/lb/{endpoint_id}/{path}", tag = "load-balancing",
-    params(("endpoint_id" = String, Path), ("path" = String, Path, description = "What the handler sees as its path; any method")),
+/// answers (its own status, headers and body). The endpoint id is checked
+/// like every other route's ([`super::validate`]): malformed is 400,
+/// unknown 404.
+#[utoipa::path(method(get, post, put, delete, patch, head, options), path = "/lb/{endpoint_id}/{path}", tag = "load-balancing",
+    params(("endpoint_id" = String, Path), ("path" = String, Path, description = "What the handler sees as its path")),
     responses(
         (status = 200, description = "The handler's answer (any status it sets)"),
-        (status = 400, description = "A queue endpoint", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, description = "A malformed endpoint id or path, or a queue endpoint", body = ErrorBody),
         (status = 404, description = "Unknown endpoint", body = ErrorBody),
         (status = 413, description = "Body over the payload limit (30 MB by default)", body = ErrorBody),
-        (status = 429, description = "Past the endpoint's rate limit; see Retry-After", body = ErrorBody),
         (status = 502, description = "The worker's executor failed", body = ErrorBody),
         (status = 503, description = "No worker could take it in time; see Retry-After", body = ErrorBody),
-        (status = 504, description = "Past the request timeout", body = ErrorBody)),
+        (status = 504, description = "Past the request timeout", body = ErrorBody),
+        Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn lb(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(params): Path<Vec<(String, String)>>,
+    EndpointPath { endpoint }: EndpointPath,
     mut request: Request,
 ) -> Response {
-    let endpoint = params
-        .iter()
-        .find(|(k, _)| k == "endpoint_id")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
     let path = handler_path(request.uri(), &endpoint);
     match path.parse() {
         Ok(uri) => *request.uri_mut() = uri,

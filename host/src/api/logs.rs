@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,9 +20,11 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::auth::Caller;
+use super::doc::Rejected;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::history::check_endpoint;
 use super::params::Params;
+use super::validate::{ApiQuery, EndpointPath};
 use crate::store::{Level, LogFilter, LogLine};
 
 /// Answer of a logs read (without `follow`).
@@ -56,14 +58,13 @@ fn sse_event(line: &LogLine) -> Event {
         ("limit" = Option<u32>, Query, description = "The last this many (default 200, max 5000)"),
         ("follow" = Option<bool>, Query, description = "Keep the answer open as server-sent events")),
     responses((status = 200, body = LogsBody, description = "The lines; with follow=true a text/event-stream of `log` events"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+        (status = 404, body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn logs(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    EndpointPath { endpoint }: EndpointPath,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     caller.require_admin()?;

@@ -16,12 +16,14 @@ use axum::response::{IntoResponse, Response};
 
 use super::ApiState;
 use super::auth::Caller;
+use super::doc::Rejected;
 use super::error::ApiResult;
 use crate::serve::meter::{Histogram, LATENCY_BUCKETS};
 
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "fleet",
-    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain")),
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"),
+        Rejected),
     security(("api_key" = [])))]
 pub async fn metrics(State(state): State<ApiState>, request: Request) -> ApiResult<Response> {
     if !state.app.config.metrics_public {

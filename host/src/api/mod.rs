@@ -1,16 +1,19 @@
 //! The HTTP API of `wasmpod serve` (axum): the RunPod-compatible v2 job API
-//! of every endpoint ([`jobs`]), the v1 admin API ([`admin`], [`models`],
-//! [`keys`], [`fleet`]: inventory and usage; [`history`]: jobs lists and
-//! detail; [`logs`]; [`stats`]: latency percentiles), Prometheus metrics
+//! of every endpoint ([`jobs`]) and its OpenAI-compatible routes
+//! ([`openai`]), the v1 admin API ([`admin`], [`models`], [`keys`],
+//! [`fleet`]: inventory and usage; [`history`]: jobs lists and detail;
+//! [`logs`]; [`stats`]: latency percentiles), Prometheus metrics
 //! ([`metrics`]), the dashboard at `/` ([`dashboard`]), API-key auth
-//! ([`auth`]), load-balancing endpoints' `/lb/{endpoint}/...` ([`lb`]),
-//! rate limits ([`ratelimit`]) and the OpenAPI document at
-//! `/openapi.json`. Every error is a JSON `{"error": ...}` ([`error`]).
+//! ([`auth`]), path and query checks ([`validate`]), request bodies
+//! ([`body`]), load-balancing endpoints' `/lb/{endpoint}/...` ([`lb`]),
+//! rate limits ([`ratelimit`]) and the OpenAPI document at `/openapi.json`
+//! ([`doc`]). Every error is a JSON `{"error": ...}` ([`error`]).
 
 pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod dashboard;
+pub mod doc;
 pub mod error;
 pub mod fleet;
 pub mod history;
@@ -20,9 +23,11 @@ pub mod lb;
 pub mod logs;
 pub mod metrics;
 pub mod models;
+pub mod openai;
 pub mod params;
 pub mod ratelimit;
 pub mod stats;
+pub mod validate;
 
 use std::sync::Arc;
 
@@ -32,7 +37,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{any, get, post, put};
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::serve::App;
 use error::ApiError;
@@ -45,51 +49,8 @@ pub struct ApiState {
     pub limits: Arc<ratelimit::RateLimits>,
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "wasmpod",
-        description = "Self-hosted serverless runtime for WebAssembly GPU handlers. /v2 is RunPod's job API; /v1 is the admin API. Every /v1 and /v2 route needs `Authorization: Bearer <key>`."
-    ),
-    paths(
-        jobs::run, jobs::runsync, jobs::status, jobs::stream, jobs::cancel, jobs::retry,
-        jobs::purge_queue, jobs::health,
-        admin::upload_handler, admin::list_handlers, admin::get_handler, admin::delete_handler,
-        admin::create_endpoint, admin::list_endpoints, admin::get_endpoint, admin::update_endpoint,
-        admin::delete_endpoint,
-        history::list_jobs, history::get_job, logs::logs, stats::endpoint_stats, stats::all_stats,
-        models::upload_file, models::list_models, models::get_model, models::delete_model,
-        keys::create_key, keys::list_keys, keys::revoke_key,
-        fleet::inventory, fleet::hosts, fleet::usage, metrics::metrics,
-        lb::lb,
-    ),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "jobs", description = "RunPod v2 job API"),
-        (name = "handlers", description = "Handler versions (.wasm components)"),
-        (name = "endpoints", description = "Endpoints and their settings"),
-        (name = "models", description = "The content-addressed model store"),
-        (name = "keys", description = "API keys"),
-        (name = "fleet", description = "Devices, slices, executors, metering and metrics"),
-        (name = "load-balancing", description = "HTTP requests to load-balancing endpoints' handlers"),
-    )
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(doc::ApiDoc::openapi())
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {
@@ -130,7 +91,16 @@ pub fn router(app: App) -> Router {
         .route("/{endpoint_id}/cancel/{job_id}", post(jobs::cancel))
         .route("/{endpoint_id}/retry/{job_id}", post(jobs::retry))
         .route("/{endpoint_id}/purge-queue", post(jobs::purge_queue))
-        .route("/{endpoint_id}/health", get(jobs::health));
+        .route("/{endpoint_id}/health", get(jobs::health))
+        .route(
+            "/{endpoint_id}/openai/v1/chat/completions",
+            post(openai::chat_completions),
+        )
+        .route(
+            "/{endpoint_id}/openai/v1/completions",
+            post(openai::completions),
+        )
+        .route("/{endpoint_id}/openai/v1/models", get(openai::models));
     let v1 = Router::new()
         .route(
             "/handlers",
@@ -183,8 +153,10 @@ pub fn router(app: App) -> Router {
         .merge(dashboard::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        // Bodies are read (and limited) by the handlers themselves, streamed.
+        // Bodies are read (and limited) by the handlers themselves, streamed;
+        // what one leaves unread is drained before its answer goes out.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(body::drain_unread))
         .with_state(state.clone());
     // Host: routing rewrites the path before the routes above see it.
     Router::new()

@@ -8,15 +8,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ApiState;
 use super::auth::Caller;
+use super::doc::Rejected;
 use super::error::{ApiResult, ErrorBody};
 use super::history::check_endpoint;
 use super::params::Params;
+use super::validate::{ApiQuery, EndpointPath};
 use crate::serve::latency::{KEEP, WindowStats};
 
 const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
@@ -36,14 +38,14 @@ fn window(q: HashMap<String, String>, route: &'static str) -> ApiResult<Duration
 #[utoipa::path(get, path = "/v1/endpoints/{endpoint_id}/metrics", tag = "endpoints",
     params(("endpoint_id" = String, Path),
         ("window" = Option<String>, Query, description = "How far back: 5m, 1h (default), 24h (the most kept)")),
-    responses((status = 200, body = WindowStats), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = WindowStats),
+        (status = 404, body = ErrorBody), Rejected),
     security(("api_key" = [])))]
 pub async fn endpoint_stats(
     State(state): State<ApiState>,
     caller: Caller,
-    Path(endpoint): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    EndpointPath { endpoint }: EndpointPath,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<WindowStats>> {
     caller.require_admin()?;
     let window = window(q, "the endpoint metrics route")?;
@@ -54,13 +56,12 @@ pub async fn endpoint_stats(
 /// Every endpoint's latency percentiles, cold starts and series.
 #[utoipa::path(get, path = "/v1/metrics", tag = "fleet",
     params(("window" = Option<String>, Query, description = "How far back: 5m, 1h (default), 24h (the most kept)")),
-    responses((status = 200, body = AllStats), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = AllStats), Rejected),
     security(("api_key" = [])))]
 pub async fn all_stats(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<AllStats>> {
     caller.require_admin()?;
     let window = window(q, "/v1/metrics")?;

@@ -81,22 +81,40 @@ impl Cli {
     }
 }
 
-pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Run the command. Files and directories it creates are private to the
+/// user (umask 077). An executor sandboxes itself before any async runtime
+/// (and so any other thread) exists; the other commands run on tokio.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    wasmpod::serve::home::private_umask();
     let home = cli.home();
-    match cli.command {
-        Command::New(args) => new::new(args),
-        Command::Build(args) => tokio::task::spawn_blocking(move || project::build(args)).await?,
-        Command::Run(args) => run::run(&home, args).await,
-        Command::Deploy(args) => deploy::deploy(*args).await,
-        Command::Invoke(args) => jobs::invoke(args).await,
-        Command::Endpoints(args) => endpoints::endpoints(args).await,
-        Command::Jobs(args) => jobs::jobs(args).await,
-        Command::Logs(args) => logs::logs(args).await,
-        Command::Keys(args) => keys::keys(args).await,
-        Command::Gpus(args) => gpus::gpus(args),
-        Command::Serve(args) => serve::serve(&home, args).await,
-        Command::Executor(args) => executor::executor(args).await,
-    }
+    let command = match cli.command {
+        Command::Executor(args) => return executor::executor(args),
+        Command::Gpus(args) => return gpus::gpus(args),
+        Command::New(args) => return new::new(args),
+        other => other,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting tokio");
+    runtime.block_on(async move {
+        match command {
+            Command::Build(args) => {
+                tokio::task::spawn_blocking(move || project::build(args)).await?
+            }
+            Command::Run(args) => run::run(&home, args).await,
+            Command::Deploy(args) => deploy::deploy(*args).await,
+            Command::Invoke(args) => jobs::invoke(args).await,
+            Command::Endpoints(args) => endpoints::endpoints(args).await,
+            Command::Jobs(args) => jobs::jobs(args).await,
+            Command::Logs(args) => logs::logs(args).await,
+            Command::Keys(args) => keys::keys(args).await,
+            Command::Serve(args) => serve::serve(&home, args).await,
+            Command::Gpus(_) | Command::Executor(_) | Command::New(_) => {
+                unreachable!("handled above")
+            }
+        }
+    })
 }
 
 /// Parse sizes such as `512MiB`, `4GiB`, `1024` (bytes).

@@ -67,6 +67,10 @@ const SDK_MANIFEST: &str = include_str!("../../../guest-sdk/rust/Cargo.toml");
 const SDK_SOURCES: &[File] = &[
     ("lib.rs", include_str!("../../../guest-sdk/rust/src/lib.rs")),
     (
+        "decoder.rs",
+        include_str!("../../../guest-sdk/rust/src/decoder.rs"),
+    ),
+    (
         "device.rs",
         include_str!("../../../guest-sdk/rust/src/device.rs"),
     ),
@@ -75,6 +79,10 @@ const SDK_SOURCES: &[File] = &[
         include_str!("../../../guest-sdk/rust/src/entry.rs"),
     ),
     ("job.rs", include_str!("../../../guest-sdk/rust/src/job.rs")),
+    (
+        "vision.rs",
+        include_str!("../../../guest-sdk/rust/src/vision.rs"),
+    ),
     (
         "model.rs",
         include_str!("../../../guest-sdk/rust/src/model.rs"),

@@ -30,12 +30,31 @@ pub struct ServeArgs {
     /// How long /runsync waits by default before answering with the job id.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     pub runsync_wait: Duration,
+    /// The longest wait a /runsync `?wait=` may ask for.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub runsync_max_wait: Duration,
     /// Webhook tries in all (first try plus retries).
     #[arg(long, default_value_t = 3)]
     pub webhook_attempts: u32,
     /// Wait before the first webhook retry (doubled for each later one).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub webhook_backoff: Duration,
+    /// Networks webhooks may reach although they are not public, as CIDRs
+    /// (comma-separated or repeated), e.g. `10.0.0.0/8,127.0.0.1/32`. By
+    /// default a webhook to a loopback, private (RFC 1918), CGNAT,
+    /// link-local (cloud metadata), IPv6 unique-local, multicast, reserved
+    /// or unspecified address is refused (checked on the address connected
+    /// to, so DNS cannot get around it), and recorded so on the job.
+    #[arg(
+        long,
+        env = "WASMPOD_WEBHOOK_ALLOW",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub webhook_allow: Vec<ipnet::IpNet>,
+    /// Send no webhooks at all: jobs that ask for one are refused (400).
+    #[arg(long)]
+    pub no_webhooks: bool,
     /// Largest handler upload.
     #[arg(long, default_value = "512MiB", value_parser = super::parse_size)]
     pub max_handler_size: u64,
@@ -52,6 +71,17 @@ pub struct ServeArgs {
     /// endpoint and shows its load and usage.
     #[arg(long)]
     pub metrics_public: bool,
+    /// The secret file API keys are hashed with (HMAC-SHA256), made 0600
+    /// on first start; default `<home>/key.secret`. Every host of a cluster
+    /// (one shared --database-url) must use the same secret.
+    #[arg(long, env = "WASMPOD_KEY_SECRET", value_name = "FILE")]
+    pub key_secret: Option<std::path::PathBuf>,
+    /// Run executors without their Landlock sandbox, which otherwise lets
+    /// them reach only their cache, the handlers, the models and the GPU's
+    /// device files (never the database or the key secret). For kernels
+    /// whose Landlock gets in a driver's way; no_new_privs stays.
+    #[arg(long, env = "WASMPOD_NO_EXECUTOR_SANDBOX")]
+    pub no_executor_sandbox: bool,
     /// How long a slice's executor process is kept with no worker on it
     /// (warm for the next worker) before it is stopped, freeing its GPU
     /// memory. One holding a FlashBoot endpoint's parked worker follows
@@ -126,7 +156,18 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         run: args.retention_run,
         runsync: args.retention_runsync,
     };
+    anyhow::ensure!(
+        args.runsync_wait <= args.runsync_max_wait,
+        "--runsync-wait ({:?}) must not be longer than --runsync-max-wait ({:?})",
+        args.runsync_wait,
+        args.runsync_max_wait
+    );
     config.runsync_wait = args.runsync_wait;
+    config.runsync_max_wait = args.runsync_max_wait;
+    config.webhook_allow = args.webhook_allow;
+    config.no_webhooks = args.no_webhooks;
+    config.no_executor_sandbox = args.no_executor_sandbox;
+    config.key_secret = args.key_secret;
     config.webhook_attempts = args.webhook_attempts;
     config.webhook_backoff = args.webhook_backoff;
     config.max_handler_bytes = args.max_handler_size;

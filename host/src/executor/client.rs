@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::http::HttpLink;
 use super::protocol::{Event, ParkReport, Request, SliceSpec, WorkerSpec, WorkerStarted};
+use super::sandbox::SandboxPolicy;
 use crate::runtime::{JobError, JobSink, LogLevel};
 
 /// Why an executor could not do what was asked.
@@ -80,9 +81,29 @@ pub struct ParkedWorker {
     pub report: ParkReport,
 }
 
+/// The death of an executor process, awaitable without holding it.
+pub struct Death {
+    alive: Arc<AtomicBool>,
+    exited: Arc<Notify>,
+}
+
+impl Death {
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.exited.notified();
+            if !self.alive.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// A running executor process.
 pub struct ExecutorProcess {
     slice: SliceSpec,
+    /// What it was started allowed to touch.
+    sandbox: SandboxPolicy,
     pid: u32,
     stdin: tokio::sync::Mutex<ChildStdin>,
     routes: Arc<Mutex<Routes>>,
@@ -96,12 +117,14 @@ pub struct ExecutorProcess {
 }
 
 impl ExecutorProcess {
-    /// Start `exe executor` for `slice` and wait until it is ready.
+    /// Start `exe executor` for `slice`, sandboxed by `sandbox` (its cache
+    /// is writable besides), and wait until it is ready.
     pub async fn spawn(
         exe: &Path,
         slice: SliceSpec,
         cache_dir: Option<PathBuf>,
         page_budget: u64,
+        sandbox: SandboxPolicy,
         max_instances: Option<u32>,
     ) -> Result<Arc<Self>, ExecutorError> {
         let spawn_err = |message: String| ExecutorError::Spawn {
@@ -117,12 +140,15 @@ impl ExecutorProcess {
             .arg(serde_json::to_string(&slice).expect("slice serializes"))
             .arg("--page-budget")
             .arg(page_budget.to_string())
+            .args(sandbox.args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         if let Some(dir) = &cache_dir {
             cmd.arg("--cache-dir").arg(dir);
+            // The CUDA driver's JIT cache, where the sandbox lets it write.
+            cmd.env("CUDA_CACHE_PATH", dir.join("cuda"));
         }
         if let Some(n) = max_instances {
             cmd.arg("--max-instances").arg(n.to_string());
@@ -162,6 +188,7 @@ impl ExecutorProcess {
         let exited = Arc::new(Notify::new());
         let this = Arc::new(Self {
             slice: slice.clone(),
+            sandbox,
             pid,
             stdin: tokio::sync::Mutex::new(stdin),
             routes: Arc::clone(&routes),
@@ -198,6 +225,10 @@ impl ExecutorProcess {
         &self.slice
     }
 
+    pub fn sandbox(&self) -> &SandboxPolicy {
+        &self.sandbox
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -213,12 +244,15 @@ impl ExecutorProcess {
 
     /// Resolves when the process has died.
     pub async fn died(&self) {
-        loop {
-            let notified = self.exited.notified();
-            if !self.is_alive() {
-                return;
-            }
-            notified.await;
+        self.death().wait().await
+    }
+
+    /// What [`Self::died`] waits on, for a watcher that must not keep the
+    /// process alive (it is killed when its last handle is dropped).
+    pub fn death(&self) -> Death {
+        Death {
+            alive: Arc::clone(&self.alive),
+            exited: Arc::clone(&self.exited),
         }
     }
 

@@ -45,16 +45,25 @@ pub fn socket_path() -> PathBuf {
     std::env::temp_dir().join(format!("wasmpod-exec-{}.sock", &id[..16]))
 }
 
-/// Executor side: listen on `path` (mode 0600) and answer every request on
-/// every connection with `serve`.
-pub fn listen<F, Fut>(path: &Path, serve: F) -> io::Result<()>
+/// Executor side: bind the link's socket at `path` (mode 0600). The
+/// executor does this before it sandboxes itself, so the sandbox need not
+/// let it make sockets anywhere; [`listen`] then serves on it.
+pub fn bind(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Executor side: answer every request on every connection to `listener`
+/// (from [`bind`]) with `serve`.
+pub fn listen<F, Fut>(listener: std::os::unix::net::UnixListener, serve: F) -> io::Result<()>
 where
     F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<HttpBody>> + Send + 'static,
 {
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = UnixListener::from_std(listener)?;
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {

@@ -145,15 +145,34 @@ impl JobSink for EventSink {
     }
 }
 
+/// The slice's first device, on the slice's own account (for the model
+/// cache). On a GPU slice this creates the CUDA context (hundreds of ms,
+/// and the driver's files opened): `wasmpod executor` does it before its
+/// sandbox closes and before it waits for work, so the next worker's cold
+/// start does not pay it.
+pub fn slice_device(slice: &SliceSpec) -> Result<Device, String> {
+    // Same process, same CUDA context as the workers' devices: their ops
+    // read these tensors directly.
+    let devices = if slice.cuda {
+        WorkerDevices::cuda(u64::MAX).map_err(|e| format!("slice {}: {e}", slice.id))?
+    } else {
+        WorkerDevices::cpu(u64::MAX)
+    };
+    Ok(devices.primary().clone())
+}
+
 /// Serve `slice` until stdin closes (the host went away or stopped us).
+/// `device` is [`slice_device`]'s result when the caller made it already.
 /// Parked state may hold up to `page_budget` bytes of host memory; the
-/// rest spills under the cache directory.
+/// rest spills under the cache directory. `http_listener` is the HTTP
+/// link's socket ([`super::http::bind`]), bound before the sandbox closed.
 pub async fn serve(
     slice: SliceSpec,
+    device: Option<Result<Device, String>>,
     cache_dir: Option<std::path::PathBuf>,
     page_budget: u64,
     max_instances: Option<u32>,
-    http_socket: Option<PathBuf>,
+    http_listener: Option<std::os::unix::net::UnixListener>,
 ) -> Result<(), ServeError> {
     let state_dir = cache_dir
         .clone()
@@ -198,7 +217,7 @@ pub async fn serve(
         slice,
         runtime,
         models: Mutex::default(),
-        model_device: OnceLock::new(),
+        model_device: device.map(OnceLock::from).unwrap_or_default(),
         workers: Mutex::default(),
         running: Mutex::default(),
         events: tx.clone(),
@@ -206,17 +225,14 @@ pub async fn serve(
         pages: PageStore::new(page_budget, spill_dir),
         parked: Mutex::default(),
     });
-    if exec.slice.cuda {
-        // CUDA's context creation (hundreds of ms) happens now, while the
-        // slice waits for work, rather than in the next worker's cold
-        // start; the context then lives as long as the process.
-        if let Err(e) = exec.slice_device() {
-            tracing::error!("executor: {e}");
-        }
+    if exec.slice.cuda
+        && let Err(e) = exec.slice_device()
+    {
+        tracing::error!("executor: {e}");
     }
-    if let Some(path) = &http_socket {
+    if let Some(listener) = http_listener {
         let exec = Arc::clone(&exec);
-        super::http::listen(path, move |req| {
+        super::http::listen(listener, move |req| {
             let exec = Arc::clone(&exec);
             async move { exec.serve_request(req).await }
         })?;
@@ -291,17 +307,7 @@ impl Executor {
     /// cache).
     fn slice_device(&self) -> Result<Device, String> {
         self.model_device
-            .get_or_init(|| {
-                // Same process, same CUDA context as the workers' devices:
-                // their ops read these tensors directly.
-                let devices = if self.slice.cuda {
-                    WorkerDevices::cuda(u64::MAX)
-                        .map_err(|e| format!("slice {}: {e}", self.slice.id))?
-                } else {
-                    WorkerDevices::cpu(u64::MAX)
-                };
-                Ok(devices.primary().clone())
-            })
+            .get_or_init(|| slice_device(&self.slice))
             .clone()
     }
 

@@ -1,6 +1,7 @@
 //! What a worker runs on: the devices of its slice with a tensor backend per
 //! device, and the models it can open.
 
+pub mod catalog;
 pub mod inventory;
 pub mod models;
 pub mod slice;

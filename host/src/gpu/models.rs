@@ -152,7 +152,8 @@ impl ModelStore {
                 Some(p) => Some(p.page_in_owned(&self.device)?),
                 None => None,
             },
-        };
+        }
+        .map(Tensor::into_read_only);
         drop(paged);
         if let Some(tensor) = tensor {
             model
@@ -171,7 +172,11 @@ impl ModelStore {
             ))
         })?;
         let bytes = &model.shards[info.shard][info.start..info.end];
-        let tensor = self.device.upload(info.dtype, &info.shape, bytes)?;
+        // Shared by every instance: no op may write it in place.
+        let tensor = self
+            .device
+            .upload(info.dtype, &info.shape, bytes)?
+            .into_read_only();
         model
             .loaded
             .lock()
@@ -238,7 +243,7 @@ impl ModelStore {
                 for ((name, _), t) in pinned.into_iter().zip(tensors) {
                     stats.tensors += 1;
                     stats.bytes += (t.numel() * t.dtype().size()) as u64;
-                    loaded.insert(name.clone(), t);
+                    loaded.insert(name.clone(), t.into_read_only());
                 }
             }
             // The rest (spilled to disk, or moved buffers on the CPU).

@@ -19,6 +19,7 @@ wasmtime::component::bindgen!({
     },
     with: {
         "wasmpod:serverless/tensor.tensor": crate::runtime::host::tensor::TensorEntry,
+        "wasmpod:serverless/tensor.graph": crate::runtime::host::graph::GraphEntry,
         "wasmpod:serverless/model.model": crate::runtime::host::model::ModelEntry,
     },
 });

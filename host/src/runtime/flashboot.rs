@@ -392,6 +392,13 @@ fn collect_slots(state: &mut WorkerState) -> Result<(Vec<Slot>, Vec<u8>), Snapsh
             slots.push(Slot::Model {
                 name: m.0.name().to_string(),
             });
+        } else if entry
+            .downcast_ref::<super::host::graph::GraphEntry>()
+            .is_some()
+        {
+            return Err(SnapshotError::UnsupportedResource(
+                "recorded tensor graph (record graphs in handle, not init, to keep FlashBoot snapshots)".into(),
+            ));
         } else {
             return Err(SnapshotError::UnsupportedResource(
                 "WASI resource (a stream, file, socket or pollable)".into(),

@@ -8,12 +8,15 @@
 //! those itself and hands them back shared. Each paged entry keeps its dtype
 //! and shape on a placeholder without device memory, so nothing but
 //! [`Instance::page_in`] can observe the difference (and `handle` calls it).
+//! Recorded graphs are dropped (their replay then fails with a request to
+//! record again).
 
 use std::any::Any;
 use std::sync::Arc;
 
 use wasmpod_tensor::{PageError, PageStore, Storage, Tensor};
 
+use super::host::graph::GraphEntry;
 use super::host::tensor::TensorEntry;
 use super::instance::Instance;
 use crate::gpu::{ModelError, PagingStats};
@@ -67,7 +70,15 @@ impl Instance {
         let mut failed: Option<PagingError> = None;
         let state = self.store.data_mut();
         let devices = Arc::clone(&state.tensor.devices);
+        // Recorded graphs hold the device buffers being paged out; they go
+        // (a replay then asks the guest to record again), as does an open
+        // capture.
+        state.tensor.capture = None;
         for entry in state.table.iter_mut() {
+            if let Some(graph) = entry.downcast_mut::<GraphEntry>() {
+                graph.0 = None;
+                continue;
+            }
             let Some(entry) = entry.downcast_mut::<TensorEntry>() else {
                 continue;
             };

@@ -5,11 +5,16 @@
 //! ([`Waiters`]), the webhook sender ([`WebhookWake`]) and the metrics
 //! ([`super::meter::Meter`]). A cluster backend can forward the same
 //! events to other hosts (their waiters subscribe the same way).
+//!
+//! Also a job's stream chunks as they are stored ([`Watchers`]): a
+//! streaming request (the OpenAI routes' server-sent events) gets them as
+//! soon as the worker's persister wrote them, and its watch ends with the
+//! finished event.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::store::FinalJob;
 
@@ -99,6 +104,101 @@ impl FinishedListener for WebhookWake {
     fn finished(&self, jobs: &[Arc<FinalJob>]) {
         if jobs.iter().any(|j| j.webhook_pending) {
             self.0.notify_one();
+        }
+    }
+}
+
+/// A batch of stored stream chunks, shared by a job's watchers.
+pub type Chunks = Arc<[String]>;
+
+/// Watchers of jobs' stream chunks, by job id.
+#[derive(Default)]
+pub struct Watchers {
+    watching: Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Chunks>>>>,
+}
+
+impl Watchers {
+    /// Watch a job's stream chunks. Register before the job is accepted, so
+    /// no chunk is missed.
+    pub fn watch(self: &Arc<Self>, job_id: &str) -> Watch {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.watching
+            .lock()
+            .expect("watchers lock")
+            .entry(job_id.to_string())
+            .or_default()
+            .push(tx);
+        Watch {
+            watchers: Arc::clone(self),
+            job_id: job_id.to_string(),
+            rx,
+        }
+    }
+
+    /// Stream chunks of a job were stored: hand them to its watchers.
+    pub fn chunks_stored(&self, job_id: &str, chunks: &[(i64, String)]) {
+        let mut map = self.watching.lock().expect("watchers lock");
+        if map.is_empty() {
+            return;
+        }
+        if let Some(list) = map.get_mut(job_id) {
+            let batch: Chunks = chunks.iter().map(|(_, c)| c.clone()).collect();
+            list.retain(|tx| tx.send(Arc::clone(&batch)).is_ok());
+            if list.is_empty() {
+                map.remove(job_id);
+            }
+        }
+    }
+}
+
+impl FinishedListener for Watchers {
+    /// Every chunk of a final job was stored, and handed out, before its
+    /// final status: end its watches.
+    fn finished(&self, jobs: &[Arc<FinalJob>]) {
+        let mut map = self.watching.lock().expect("watchers lock");
+        if map.is_empty() {
+            return;
+        }
+        for job in jobs {
+            map.remove(&job.id);
+        }
+    }
+}
+
+/// A job's stream chunks as they are stored; ends when the job is final.
+pub struct Watch {
+    watchers: Arc<Watchers>,
+    job_id: String,
+    rx: mpsc::UnboundedReceiver<Chunks>,
+}
+
+impl Watch {
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// The next batch of chunks, in order; `None` once the job is final
+    /// (or was re-queued away from this host's notice: callers also look
+    /// at the job now and then).
+    pub async fn next(&mut self) -> Option<Chunks> {
+        self.rx.recv().await
+    }
+
+    /// A batch already handed over, without waiting.
+    pub fn try_next(&mut self) -> Option<Chunks> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut map = self.watchers.watching.lock().expect("watchers lock");
+        if let Some(list) = map.get_mut(&self.job_id) {
+            list.retain(|tx| !tx.is_closed());
+            if list.is_empty() {
+                map.remove(&self.job_id);
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::events::{FinishedListener, Waiters};
+use super::events::{FinishedListener, Waiters, Watch, Watchers};
 use super::pool::{PoolShared, Retention};
 use crate::executor::ExecutorProcess;
 use crate::store::{
@@ -160,6 +160,8 @@ pub struct Jobs {
     retention: Retention,
     ops: mpsc::UnboundedSender<Op>,
     waiters: Arc<Waiters>,
+    /// Streaming requests watching their job's chunks.
+    pub watchers: Arc<Watchers>,
     listeners: Vec<Arc<dyn FinishedListener>>,
     /// Cancel signals of the jobs running on this host.
     pub running: RunningJobs,
@@ -178,7 +180,9 @@ impl Jobs {
     ) -> Arc<Jobs> {
         let (tx, rx) = mpsc::unbounded_channel();
         let waiters = Arc::new(Waiters::default());
-        let mut all: Vec<Arc<dyn FinishedListener>> = vec![Arc::clone(&waiters) as _];
+        let watchers = Arc::new(Watchers::default());
+        let mut all: Vec<Arc<dyn FinishedListener>> =
+            vec![Arc::clone(&waiters) as _, Arc::clone(&watchers) as _];
         all.extend(listeners);
         let jobs = Arc::new(Jobs {
             store,
@@ -186,6 +190,7 @@ impl Jobs {
             retention,
             ops: tx,
             waiters,
+            watchers,
             listeners: all,
             running: RunningJobs::default(),
             supervisors: Mutex::default(),
@@ -274,6 +279,14 @@ impl Jobs {
         self.send(Op::Accept { job, reply });
         rx.await
             .unwrap_or_else(|_| Err(StoreError::Database("the host is shutting down".into())))
+    }
+
+    /// Accept a job whose stream chunks the caller reads as they are stored
+    /// (the watch is registered first, so no chunk is missed).
+    pub async fn submit_watched(&self, job: NewJob) -> Result<Watch, StoreError> {
+        let watch = self.watchers.watch(&job.id);
+        self.submit(job).await?;
+        Ok(watch)
     }
 
     /// Accept a job and wait up to `wait` for it to finish.

@@ -4,9 +4,11 @@
 //! ([`crate::api`]) calls it; it knows nothing of HTTP.
 
 pub mod cluster;
+pub mod egress;
 pub mod events;
 pub mod handlers;
 pub mod history;
+pub mod home;
 pub mod housekeeping;
 pub mod keys;
 pub mod latency;
@@ -29,17 +31,19 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::executor::SandboxPolicy;
 use crate::gpu::Inventory;
 use crate::gpu::inventory::InventoryError;
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, SnapshotStore};
 use crate::store::{
-    ApiKeyRecord, CancelOutcome, EndpointRecord, HandlerRecord, JobCounts, JobRecord, JobStatus,
-    NewJob, RetryOutcome, Store, StoreError, UsageTotal, now_ms,
+    ApiKeyRecord, CancelOutcome, EndpointConfig, EndpointRecord, HandlerRecord, JobCounts,
+    JobRecord, JobStatus, NewJob, RetryOutcome, Scope, Store, StoreError, UsageTotal, now_ms,
 };
+pub use events::Watch;
 use events::{FinishedListener, WebhookWake};
 pub use handlers::{HandlerError, HandlerRepo};
 pub use history::JobDetail;
-pub use keys::Bootstrap;
+pub use keys::{Bootstrap, KeyError, KeyHasher};
 pub use lb::{LbBody, LbError, RequestCounts};
 pub use lifecycle::{Jobs, SyncAnswer};
 pub use logs::{LogLimits, Logs};
@@ -63,6 +67,11 @@ pub struct ServeConfig {
     pub runsync_max_wait: Duration,
     /// Webhook tries in all (RunPod: 1 + 2 retries).
     pub webhook_attempts: u32,
+    /// Networks webhooks may reach although they are not public
+    /// (loopback, private, ...): refused by default.
+    pub webhook_allow: Vec<ipnet::IpNet>,
+    /// Send no webhooks at all: a job that asks for one is refused (400).
+    pub no_webhooks: bool,
     /// Wait before the first webhook retry; doubled for each later one.
     pub webhook_backoff: Duration,
     pub webhook_timeout: Duration,
@@ -75,12 +84,17 @@ pub struct ServeConfig {
     pub default_ttl: Duration,
     /// The admin key from the environment (WASMPOD_ADMIN_KEY), if set.
     pub admin_key: Option<String>,
+    /// The secret API keys are hashed with; default `<home>/key.secret`.
+    /// Hosts of one cluster must share it.
+    pub key_secret: Option<PathBuf>,
     /// A simulated inventory (TOML) instead of NVML's.
     pub inventory: Option<PathBuf>,
     /// The `wasmpod` binary executors run from; default: this process's.
     pub executor_exe: Option<PathBuf>,
     /// Serve `/metrics` without an API key.
     pub metrics_public: bool,
+    /// Run executors without their Landlock sandbox (no_new_privs stays).
+    pub no_executor_sandbox: bool,
     /// How long a slice's executor is kept with no worker on it.
     pub executor_idle: Duration,
     /// The same for an executor holding parked FlashBoot workers: their
@@ -123,6 +137,8 @@ impl ServeConfig {
             runsync_wait: Duration::from_secs(90),
             runsync_max_wait: Duration::from_secs(300),
             webhook_attempts: 3,
+            webhook_allow: Vec::new(),
+            no_webhooks: false,
             webhook_backoff: Duration::from_secs(10),
             webhook_timeout: Duration::from_secs(10),
             max_handler_bytes: 512 << 20,
@@ -133,9 +149,11 @@ impl ServeConfig {
             cpu_executors: 2,
             dead_host_after: Duration::from_secs(10),
             admin_key: None,
+            key_secret: None,
             inventory: None,
             executor_exe: None,
             metrics_public: false,
+            no_executor_sandbox: false,
             executor_idle: Duration::from_secs(300),
             flashboot_keep: Duration::from_secs(3600),
             flashboot_ram: 16 << 30,
@@ -157,6 +175,8 @@ pub enum ServeError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
     #[error("finding the wasmpod binary to run executors from: {0}")]
     Executable(std::io::Error),
     #[error("preparing {path}: {source}")]
@@ -180,6 +200,10 @@ pub struct AppInner {
     pub pools: Pools,
     /// Requests refused past a rate limit, by endpoint and operation.
     rejections: rejections::Rejections,
+    /// Hashes API keys with the install's secret.
+    pub keys: KeyHasher,
+    /// Which addresses webhooks may reach.
+    pub egress: Arc<egress::EgressPolicy>,
     /// The lifecycle owner of every job of this host.
     pub jobs: Arc<Jobs>,
     /// Woken when a finished job's webhook is due.
@@ -204,10 +228,18 @@ impl App {
     pub async fn start(config: ServeConfig) -> Result<(App, Bootstrap), ServeError> {
         // reqwest is built without a default TLS provider; pick ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        home::prepare(&config.home).map_err(|source| ServeError::Io {
+            path: config.home.clone(),
+            source,
+        })?;
         for dir in ["handlers", "models/tree", "models/blobs", "cache"] {
             let path = config.home.join(dir);
             std::fs::create_dir_all(&path).map_err(|source| ServeError::Io { path, source })?;
         }
+        let key_hasher = match &config.key_secret {
+            Some(path) => KeyHasher::open_file(path)?,
+            None => KeyHasher::open(&config.home)?,
+        };
         let url = config
             .database_url
             .clone()
@@ -253,7 +285,7 @@ impl App {
                 "recovered jobs a previous host process left running"
             );
         }
-        let bootstrap = keys::bootstrap(&store, config.admin_key.as_deref()).await?;
+        let bootstrap = keys::bootstrap(&store, &key_hasher, config.admin_key.as_deref()).await?;
         let inventory = Inventory::discover(config.inventory.as_deref())?;
         if let Some(note) = &inventory.note {
             tracing::info!("device inventory: {note}");
@@ -262,12 +294,20 @@ impl App {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(ServeError::Executable)?,
         };
+        crate::executor::sandbox::describe_for_host(config.no_executor_sandbox);
         let slices = Arc::new(Slices::new(
             inventory,
             ExecutorLaunch {
                 exe,
                 cache_dir: config.home.join("cache"),
                 page_budget: config.flashboot_ram,
+                sandbox: SandboxPolicy {
+                    disabled: config.no_executor_sandbox,
+                    // Handlers and the managed models; the database, the
+                    // key secret and the rest of the home stay out of reach.
+                    read_only: vec![config.home.join("handlers"), config.home.join("models")],
+                    read_write: Vec::new(),
+                },
                 cpu_executors: config.cpu_executors,
             },
             Arc::clone(&meter),
@@ -283,6 +323,10 @@ impl App {
             meter: Arc::clone(&meter),
         });
         let pools = Pools::new(Arc::clone(&ctx));
+        let egress = Arc::new(egress::EgressPolicy {
+            allow: config.webhook_allow.clone(),
+            disabled: config.no_webhooks,
+        });
         let app = App {
             inner: Arc::new(AppInner {
                 config,
@@ -291,6 +335,8 @@ impl App {
                 models,
                 pools,
                 rejections: Default::default(),
+                keys: key_hasher,
+                egress,
                 jobs,
                 webhook_wake,
                 shutdown: Arc::new(Notify::new()),
@@ -344,6 +390,12 @@ impl App {
         self.store.list_hosts(now_ms()).await
     }
 
+    /// The live API key a caller presented, if any (a key stored by an
+    /// older version is re-hashed on the way).
+    pub async fn authenticate(&self, key: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        keys::authenticate(&self.store, &self.keys, key).await
+    }
+
     /// Queue a job (durable when this returns).
     pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
         self.jobs.submit(job).await
@@ -360,6 +412,12 @@ impl App {
         job_id: &str,
     ) -> Result<Option<JobRecord>, StoreError> {
         self.jobs.get(endpoint_id, job_id).await
+    }
+
+    /// Queue a job whose stream chunks the caller reads as they are
+    /// stored (the OpenAI routes' server-sent events).
+    pub async fn submit_watched(&self, job: NewJob) -> Result<Watch, StoreError> {
+        self.jobs.submit_watched(job).await
     }
 
     /// Stream chunks of a job not read yet, each handed out once.
@@ -465,11 +523,6 @@ impl App {
         Ok(deleted)
     }
 
-    /// The live key with this hash.
-    pub async fn find_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.store.find_key(hash).await
-    }
-
     pub async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.store.list_keys().await
     }
@@ -478,13 +531,13 @@ impl App {
         self.store.revoke_key(id).await
     }
 
-    /// Create a key; returns its record and the key (shown once).
+    /// Create an API key; returns its record and the key (shown once).
     pub async fn create_key(
         &self,
         name: &str,
-        scope: crate::store::Scope,
+        scope: Scope,
     ) -> Result<(ApiKeyRecord, String), StoreError> {
-        keys::create(&self.store, name, scope).await
+        keys::create(&self.store, &self.keys, name, scope).await
     }
 
     /// Metered worker time in `[since, until)` as stored.
@@ -527,6 +580,85 @@ impl App {
     /// Every endpoint's refused requests: (endpoint, operation, count).
     pub fn rate_limited_all(&self) -> Vec<(String, &'static str, u64)> {
         self.rejections.all()
+    }
+
+    /// Check what an endpoint's settings name on this host: its
+    /// `models_dir` (never the home or anything in it, where the database
+    /// and key secret are: executors may read the models directory) and
+    /// its `gpus` (see [`App::check_devices`]). `Ok` holds warnings.
+    pub fn check_endpoint(&self, config: &EndpointConfig) -> Result<Vec<String>, String> {
+        if let Some(dir) = &config.models_dir {
+            let dir = std::path::Path::new(dir);
+            let home = &self.config.home;
+            let canonical =
+                |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or(p.to_path_buf());
+            let (d, h) = (canonical(dir), canonical(home));
+            if h.starts_with(&d) || d.starts_with(&h) {
+                return Err(format!(
+                    "models_dir {} overlaps wasmpod's home {} (its database and key secret), which executors must not read; upload models with PUT /v1/models/... instead, or use a directory outside the home",
+                    dir.display(),
+                    home.display()
+                ));
+            }
+        }
+        self.check_devices(config)
+    }
+
+    /// Check an endpoint's `gpus` against the device types wasmpod knows
+    /// and this host's inventory: `Err` names an entry that is no known GPU
+    /// model or MIG profile (a typo); `Ok` holds a warning for each known
+    /// type this host cannot place (and one more if no entry can be placed,
+    /// since its jobs would then wait until their ttl).
+    pub fn check_devices(&self, config: &EndpointConfig) -> Result<Vec<String>, String> {
+        let inventory = self.ctx().slices.inventory();
+        let unknown: Vec<&String> = config
+            .gpus
+            .iter()
+            .filter(|g| crate::gpu::catalog::classify(g, inventory).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "gpus names {unknown:?}, which is no GPU model or MIG profile wasmpod knows (check the spelling); use any of: {}",
+                crate::gpu::catalog::known_names()
+            ));
+        }
+        let mut warnings = Vec::new();
+        let mut nowhere = None;
+        let mut placeable = false;
+        for wanted in &config.gpus {
+            let one = std::slice::from_ref(wanted);
+            match crate::scheduler::place(
+                inventory,
+                one,
+                config.gpus_per_worker,
+                &Default::default(),
+                0,
+            ) {
+                Err(crate::scheduler::PlacementError::NoMatch { available, .. }) => {
+                    warnings.push(format!(
+                        "gpus entry {wanted:?} with {} GPU(s) per worker matches no device of this host",
+                        config.gpus_per_worker
+                    ));
+                    nowhere = Some(available);
+                }
+                _ => placeable = true,
+            }
+        }
+        if let (false, Some(available)) = (placeable, nowhere) {
+            warnings.push(format!(
+                "no entry of gpus can run on this host, so its jobs wait IN_QUEUE until their ttl; add a device type it has (it has: {available})"
+            ));
+        }
+        Ok(warnings)
+    }
+
+    /// The endpoint's [`App::check_devices`] warnings as they stand (an
+    /// endpoint stored before a name became unknown gets that as one).
+    pub fn device_warnings(&self, endpoint_id: &str) -> Vec<String> {
+        match self.pools.endpoint(endpoint_id) {
+            Some(e) => self.check_devices(&e.config).unwrap_or_else(|e| vec![e]),
+            None => Vec::new(),
+        }
     }
 
     pub fn worker_counts(&self, endpoint_id: &str) -> WorkerCounts {

@@ -22,6 +22,10 @@ pub enum ModelRepoError {
     Invalid(String),
     #[error("no model {0:?}; upload its files with PUT /v1/models/{0}/files/<path>")]
     NotFound(String),
+    /// The path clashes with another file of the model (a file where a
+    /// directory is needed, or the other way round).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("model storage: {0}")]
@@ -46,8 +50,9 @@ pub fn check_model_name(name: &str) -> Result<(), ModelRepoError> {
     if ok {
         Ok(())
     } else {
+        let shown: String = name.chars().take(80).collect();
         Err(ModelRepoError::Invalid(format!(
-            "{name:?} is not a model name: use letters, digits, '-', '_' and '.', not starting with '.', at most 128 characters"
+            "{shown:?} is not a model name: use letters, digits, '-', '_' and '.', not starting with '.', at most 128 characters"
         )))
     }
 }
@@ -55,17 +60,22 @@ pub fn check_model_name(name: &str) -> Result<(), ModelRepoError> {
 /// Check a file path inside a model: relative, no `..`, no hidden parts.
 pub fn check_file_path(path: &str) -> Result<(), ModelRepoError> {
     let p = Path::new(path);
+    // Each part must also be a file name the filesystem takes (255 bytes,
+    // no control characters), so a bad path is this 400 and never an I/O
+    // error later.
     let plain = !path.is_empty()
         && path.len() <= 512
+        && !path.chars().any(char::is_control)
         && p.components().all(|c| match c {
-            Component::Normal(s) => !s.to_string_lossy().starts_with('.'),
+            Component::Normal(s) => s.len() <= 255 && !s.to_string_lossy().starts_with('.'),
             _ => false,
         });
     if plain {
         Ok(())
     } else {
+        let shown: String = path.chars().take(80).collect();
         Err(ModelRepoError::Invalid(format!(
-            "{path:?} is not a file path inside a model: use a relative path like \"model.safetensors\" or \"tokenizer/vocab.txt\", without '..' or hidden ('.') parts"
+            "{shown:?} is not a file path inside a model: use a relative path like \"model.safetensors\" or \"tokenizer/vocab.txt\", at most 512 bytes, parts of at most 255, without '..', hidden ('.') parts or control characters"
         )))
     }
 }
@@ -122,11 +132,23 @@ impl ModelRepo {
         }
         let link = self.tree_dir().join(model).join(path);
         let parent = link.parent().expect("a model file path has a parent");
-        std::fs::create_dir_all(parent)?;
+        let clash = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotADirectory
+            | std::io::ErrorKind::IsADirectory
+            | std::io::ErrorKind::AlreadyExists
+            | std::io::ErrorKind::DirectoryNotEmpty => ModelRepoError::Conflict(format!(
+                "{path:?} clashes with another file of model {model:?} (a file where a directory is needed, or a directory where the file goes); delete the model or pick another path"
+            )),
+            _ => ModelRepoError::Io(e),
+        };
+        std::fs::create_dir_all(parent).map_err(clash)?;
         // Hidden while staged: the model reader skips dot files.
         let staged = parent.join(format!(".{}.link", uuid::Uuid::new_v4().simple()));
-        std::fs::hard_link(&blob, &staged)?;
-        std::fs::rename(&staged, &link)?;
+        std::fs::hard_link(&blob, &staged).map_err(clash)?;
+        std::fs::rename(&staged, &link).map_err(|e| {
+            let _ = std::fs::remove_file(&staged);
+            clash(e)
+        })?;
         let file = ModelFile {
             path: path.to_string(),
             sha256,

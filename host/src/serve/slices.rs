@@ -10,7 +10,7 @@
 //! the jobs it ran (re-queued) and it is restarted.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 use super::meter::Meter;
-use crate::executor::{ExecutorError, ExecutorProcess, SliceSpec};
+use crate::executor::{ExecutorError, ExecutorProcess, SandboxPolicy, SliceSpec};
 use crate::gpu::Inventory;
 use crate::scheduler::{PlacementError, Slice, place_preferring};
 use crate::store::now_ms;
@@ -38,6 +38,9 @@ pub struct ExecutorSlot {
     info: Mutex<SlotInfo>,
     /// Since when no worker holds the slice (None while one does).
     idle_since: Mutex<Option<Instant>>,
+    /// Model directories its workers have needed beyond the launch's
+    /// sandbox (endpoints' `models_dir`): every later process may read them.
+    extra_reads: Mutex<Vec<PathBuf>>,
 }
 
 /// How executor processes are started.
@@ -50,6 +53,8 @@ pub struct ExecutorLaunch {
     /// Host memory each executor's parked (FlashBoot) state may hold before
     /// it spills to disk.
     pub page_budget: u64,
+    /// What every executor may touch (the cache is added as writable).
+    pub sandbox: SandboxPolicy,
     /// Shared CPU executor processes (at least 1).
     pub cpu_executors: usize,
 }
@@ -88,14 +93,42 @@ pub struct ExecutorView {
 }
 
 impl ExecutorSlot {
-    /// The live executor of this slice, spawning one if there is none.
-    pub async fn get(self: &Arc<Self>) -> Result<Arc<ExecutorProcess>, ExecutorError> {
-        if let Some(e) = self.live() {
+    /// The live executor of this slice, spawning one if there is none,
+    /// able to read `models_dir` (one started before a worker needed that
+    /// directory is replaced: its sandbox cannot be widened).
+    pub async fn get(
+        self: &Arc<Self>,
+        models_dir: &Path,
+    ) -> Result<Arc<ExecutorProcess>, ExecutorError> {
+        let needs = crate::executor::sandbox::reads_for_models(models_dir);
+        {
+            let mut extra = self.extra_reads.lock().expect("slot lock");
+            for path in &needs {
+                if !self.launch.sandbox.can_read(path) && !extra.iter().any(|d| path.starts_with(d))
+                {
+                    extra.push(path.clone());
+                }
+            }
+        }
+        let covers = |e: &ExecutorProcess| needs.iter().all(|p| e.sandbox().can_read(p));
+        if let Some(e) = self.live().filter(|e| covers(e)) {
             return Ok(e);
         }
         let _spawning = self.spawning.lock().await;
-        if let Some(e) = self.live() {
-            return Ok(e);
+        match self.live() {
+            Some(e) if covers(&e) => return Ok(e),
+            Some(_) if self.keys.is_empty() => {
+                // A shared CPU executor runs other endpoints' jobs: it is
+                // retired, not killed. It leaves the slot (no restart) and
+                // ends when its last worker lets go of it.
+                tracing::info!(slice = %self.spec.id, dir = %models_dir.display(), "starting a new shared executor that may read this models directory; the old one ends with its last worker");
+                self.current.lock().expect("slot lock").take();
+            }
+            Some(_) => {
+                tracing::info!(slice = %self.spec.id, dir = %models_dir.display(), "replacing the slice's executor so that it may read this models directory");
+                self.stop();
+            }
+            None => {}
         }
         let exec = self.spawn_process().await?;
         tokio::spawn(watch(Arc::downgrade(self), Arc::clone(&exec)));
@@ -106,12 +139,26 @@ impl ExecutorSlot {
     /// holds `spawning`).
     async fn spawn_process(&self) -> Result<Arc<ExecutorProcess>, ExecutorError> {
         let launch = &self.launch;
+        let mut sandbox = launch.sandbox.clone();
+        sandbox.read_write.push(launch.cache_dir.clone());
+        // Only what exists now: the sandbox cannot cover a directory made
+        // later, so one that is missing stays uncovered and its first
+        // worker after it appears gets a new executor.
+        sandbox.read_only.extend(
+            self.extra_reads
+                .lock()
+                .expect("slot lock")
+                .iter()
+                .filter(|p| p.exists())
+                .cloned(),
+        );
         let max_instances = self.keys.is_empty().then_some(CPU_EXECUTOR_INSTANCES);
         let spawned = ExecutorProcess::spawn(
             &launch.exe,
             self.spec.clone(),
             Some(launch.cache_dir.clone()),
             launch.page_budget,
+            sandbox,
             max_instances,
         )
         .await;
@@ -166,14 +213,19 @@ impl ExecutorSlot {
 const CRASH_WINDOW: Duration = Duration::from_secs(60);
 
 /// Wait for `exec` to die; if it was still the slot's process (nobody
-/// stopped it on purpose), restart it, and watch the replacement.
-async fn watch(slot: Weak<ExecutorSlot>, mut exec: Arc<ExecutorProcess>) {
+/// stopped or retired it on purpose), restart it, and watch the
+/// replacement. Holds the process only weakly: a retired one ends when its
+/// last worker drops it.
+async fn watch(slot: Weak<ExecutorSlot>, exec: Arc<ExecutorProcess>) {
+    let (mut death, mut pid, mut exec) = (exec.death(), exec.pid(), Arc::downgrade(&exec));
     loop {
-        exec.died().await;
+        death.wait().await;
         let Some(slot) = slot.upgrade() else { return };
         let was_current = {
             let mut current = slot.current.lock().expect("slot lock");
-            let same = current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &exec));
+            let same = current
+                .as_ref()
+                .is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), exec.as_ptr()));
             if same {
                 *current = None;
             }
@@ -183,7 +235,7 @@ async fn watch(slot: Weak<ExecutorSlot>, mut exec: Arc<ExecutorProcess>) {
             return;
         }
         let died_at = Instant::now();
-        tracing::warn!(slice = %slot.spec.id, pid = exec.pid(), "executor died; restarting it");
+        tracing::warn!(slice = %slot.spec.id, pid, "executor died; restarting it");
         let streak = {
             let mut info = slot.info.lock().expect("slot lock");
             info.restarts += 1;
@@ -222,7 +274,7 @@ async fn watch(slot: Weak<ExecutorSlot>, mut exec: Arc<ExecutorProcess>) {
             }
         };
         match next {
-            Some(e) => exec = e,
+            Some(e) => (death, pid, exec) = (e.death(), e.pid(), Arc::downgrade(&e)),
             None => return,
         }
     }
@@ -403,6 +455,7 @@ impl Slices {
                 spawning: tokio::sync::Mutex::new(()),
                 info: Mutex::default(),
                 idle_since: Mutex::default(),
+                extra_reads: Mutex::default(),
             })
         }));
         *slot.idle_since.lock().expect("slot lock") = None;
@@ -573,6 +626,7 @@ mod tests {
                 exe: PathBuf::from("/nonexistent/wasmpod"),
                 cache_dir: PathBuf::from("/nonexistent/cache"),
                 page_budget: 0,
+                sandbox: SandboxPolicy::default(),
                 cpu_executors: 2,
             },
             Arc::new(Meter::default()),

@@ -4,6 +4,9 @@
 //! `/status` returns is POSTed to it. A non-2xx answer or a network error is
 //! retried with exponential backoff up to the configured number of tries.
 //! Delivery state lives in the job row, so a restart resumes pending ones.
+//! Only addresses [`super::egress`] allows are contacted (checked on the
+//! address connected to); a refused one is recorded on the job and never
+//! retried. Redirects are not followed.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -12,13 +15,19 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::App;
+use super::egress;
 use crate::store::{JobRecord, now_ms};
-use crate::wire::job_status_body;
+use crate::wire::webhook_payload;
 
 pub async fn run(app: App, shutdown: Arc<Notify>) {
     let client = match reqwest::Client::builder()
         .timeout(app.config.webhook_timeout)
         .user_agent(concat!("wasmpod/", env!("CARGO_PKG_VERSION")))
+        // A redirect could point anywhere; a proxy would resolve the name
+        // itself, out of the resolver's sight.
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(app.egress.resolver())
         .build()
     {
         Ok(c) => c,
@@ -72,7 +81,19 @@ async fn deliver(app: &App, client: &reqwest::Client, job: &JobRecord) {
     let Some(url) = job.webhook.as_deref() else {
         return;
     };
-    let body = job_status_body(job);
+    let refused = |e: egress::Refused| async move {
+        let error = e.to_string();
+        tracing::warn!(job = %job.id, url, "webhook refused: {error}");
+        if let Err(e) = app.store.webhook_refused(&job.id, &error).await {
+            tracing::warn!(job = %job.id, "recording a refused webhook: {e}");
+        }
+    };
+    // Literal addresses (and the URL's form) are checked here; names when
+    // the client resolves them.
+    if let Err(e) = app.egress.check_url(url) {
+        return refused(e).await;
+    }
+    let body = webhook_payload(job);
     let result = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -81,8 +102,17 @@ async fn deliver(app: &App, client: &reqwest::Client, job: &JobRecord) {
         .await;
     let error = match result {
         Ok(resp) if resp.status().is_success() => None,
+        Ok(resp) if resp.status().is_redirection() => Some(format!(
+            "the receiver answered {} (redirects are not followed; give the final URL)",
+            resp.status()
+        )),
         Ok(resp) => Some(format!("the receiver answered {}", resp.status())),
-        Err(e) => Some(format!("sending failed: {e}")),
+        Err(e) => {
+            if let Some(r) = egress::refusal(&e) {
+                return refused(r).await;
+            }
+            Some(format!("sending failed: {e}"))
+        }
     };
     let tries = job.webhook_attempts + 1;
     let (delivered, next_at) = match &error {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::events::Watchers;
 use super::lifecycle::WorkerLink;
 use super::logs::{LogSink, level_of, source_of};
 use super::pool::{PoolShared, WorkerContext, WorkerShared, WorkerSpec, WorkerStage};
@@ -85,6 +86,15 @@ pub async fn run_worker(
     result.map(|_| ())
 }
 
+/// Where the worker's handler reads models: its endpoint's `models_dir`,
+/// else the managed store's tree.
+fn models_dir(ctx: &WorkerContext, spec: &WorkerSpec) -> std::path::PathBuf {
+    spec.models_dir
+        .clone()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| ctx.model_tree.clone())
+}
+
 /// The first twelve characters of a digest.
 fn short(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
@@ -102,7 +112,7 @@ async fn start_and_serve(
 ) -> Result<bool, WorkerExit> {
     let exec = lease
         .slot()
-        .get()
+        .get(&models_dir(ctx, spec))
         .await
         .map_err(|e| WorkerExit::StartFailed(e.to_string()))?;
     // The guest's log calls and output in `init` and between jobs.
@@ -124,11 +134,7 @@ async fn start_on(
     started_at: Instant,
 ) -> Result<bool, WorkerExit> {
     let wasm_path = ctx.handlers.path_of(&spec.handler);
-    let models_dir = spec
-        .models_dir
-        .clone()
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| ctx.model_tree.clone());
+    let models_dir = models_dir(ctx, spec);
     let worker_spec = ExecutorWorkerSpec {
         memory_limit: spec.memory_limit_mib << 20,
         tensor_quota: spec.tensor_quota_mib << 20,
@@ -369,7 +375,12 @@ async fn start(
                 .unwrap_or(spec.execution_timeout_ms),
         );
         let log = ctx.logs.sink(&spec.endpoint_id, &me.id, Some(&job.id));
-        let sink = Arc::new(StoreSink::new(ctx.store.clone(), &job, log));
+        let sink = Arc::new(StoreSink::new(
+            ctx.store.clone(),
+            Arc::clone(&ctx.jobs.watchers),
+            &job,
+            log,
+        ));
         ctx.jobs.running.insert(&job.id, exec);
         started.push((
             job,
@@ -450,6 +461,7 @@ struct StoreSink {
     job_id: String,
     attempt: i64,
     store: Store,
+    watchers: Arc<Watchers>,
     persister: Mutex<Option<Persister>>,
     log: Arc<LogSink>,
 }
@@ -460,11 +472,12 @@ struct Persister {
 }
 
 impl StoreSink {
-    fn new(store: Store, job: &ClaimedJob, log: Arc<LogSink>) -> Self {
+    fn new(store: Store, watchers: Arc<Watchers>, job: &ClaimedJob, log: Arc<LogSink>) -> Self {
         Self {
             job_id: job.id.clone(),
             attempt: job.attempt,
             store,
+            watchers,
             persister: Mutex::new(None),
             log,
         }
@@ -476,6 +489,7 @@ impl StoreSink {
             let (tx, rx) = mpsc::unbounded_channel();
             let task = tokio::spawn(persist(
                 self.store.clone(),
+                Arc::clone(&self.watchers),
                 self.job_id.clone(),
                 self.attempt,
                 rx,
@@ -516,9 +530,10 @@ impl JobSink for StoreSink {
 }
 
 /// Write progress and stream chunks in arrival order, batching what
-/// arrived meanwhile.
+/// arrived meanwhile; stored chunks go to the job's watchers.
 async fn persist(
     store: Store,
+    watchers: Arc<Watchers>,
     job_id: String,
     attempt: i64,
     mut rx: mpsc::UnboundedReceiver<SinkEvent>,
@@ -545,7 +560,12 @@ async fn persist(
                 .report(&job_id, attempt, progress.as_deref(), &chunks)
                 .await
             {
-                Ok(()) => break,
+                Ok(()) => {
+                    if !chunks.is_empty() {
+                        watchers.chunks_stored(&job_id, &chunks);
+                    }
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(job = %job_id, try = attempt_no, "storing progress and stream chunks: {e}; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;

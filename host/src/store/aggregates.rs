@@ -65,8 +65,21 @@ pub trait EndpointStore {
 pub trait KeyStore {
     fn insert_key(&self, key: &ApiKeyRecord, hash: &str)
     -> impl Future<Output = Result<()>> + Send;
-    /// The live (not revoked) key with this hash.
+    /// The live (not revoked) key with this [`KEY_HASH_SCHEME`] hash.
     fn find_key(&self, hash: &str) -> impl Future<Output = Result<Option<ApiKeyRecord>>> + Send;
+    /// The key, live or revoked, whose hash under `scheme` is `hash`.
+    fn key_with_hash(
+        &self,
+        hash: &str,
+        scheme: &str,
+    ) -> impl Future<Output = Result<Option<ApiKeyRecord>>> + Send;
+    /// Replace a key's stored hash (and prefix) with a [`KEY_HASH_SCHEME`] one.
+    fn rehash_key(
+        &self,
+        id: &str,
+        hash: &str,
+        prefix: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
     fn list_keys(&self) -> impl Future<Output = Result<Vec<ApiKeyRecord>>> + Send;
     fn revoke_key(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
     fn count_admin_keys(&self) -> impl Future<Output = Result<i64>> + Send;
@@ -224,6 +237,9 @@ pub trait WebhookStore {
         next_at: Option<i64>,
         error: Option<&str>,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// The webhook's address is one this host does not send to: never
+    /// tried again, `error` says why.
+    fn webhook_refused(&self, id: &str, error: &str) -> impl Future<Output = Result<()>> + Send;
     /// When the earliest pending webhook is due, if any.
     fn next_webhook_at(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
 }

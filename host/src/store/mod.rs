@@ -175,12 +175,21 @@ impl Store {
 
     // --- API keys -------------------------------------------------------
 
+    /// Store a key by its hash ([`KEY_HASH_SCHEME`]).
     pub async fn insert_key(&self, key: &ApiKeyRecord, hash: &str) -> Result<()> {
         dispatch!(self, s => s.insert_key(key, hash).await)
     }
-    /// The live (not revoked) key with this hash.
+    /// The live (not revoked) key with this [`KEY_HASH_SCHEME`] hash.
     pub async fn find_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>> {
         dispatch!(self, s => s.find_key(hash).await)
+    }
+    /// The key, live or revoked, whose hash under `scheme` is `hash`.
+    pub async fn key_with_hash(&self, hash: &str, scheme: &str) -> Result<Option<ApiKeyRecord>> {
+        dispatch!(self, s => s.key_with_hash(hash, scheme).await)
+    }
+    /// Replace a key's stored hash (and prefix) with a [`KEY_HASH_SCHEME`] one.
+    pub async fn rehash_key(&self, id: &str, hash: &str, prefix: &str) -> Result<()> {
+        dispatch!(self, s => s.rehash_key(id, hash, prefix).await)
     }
     pub async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         dispatch!(self, s => s.list_keys().await)
@@ -348,6 +357,11 @@ impl Store {
         error: Option<&str>,
     ) -> Result<()> {
         dispatch!(self, s => s.webhook_attempted(id, delivered, next_at, error).await)
+    }
+    /// The webhook's address is one this host does not send to: never
+    /// tried again, `error` says why.
+    pub async fn webhook_refused(&self, id: &str, error: &str) -> Result<()> {
+        dispatch!(self, s => s.webhook_refused(id, error).await)
     }
     /// The time the earliest pending webhook is due, if any.
     pub async fn next_webhook_at(&self) -> Result<Option<i64>> {

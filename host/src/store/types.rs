@@ -73,8 +73,12 @@ pub struct JobRecord {
     pub expires_at: Option<i64>,
     pub worker_id: Option<String>,
     pub handler: Option<String>,
+    /// NULL (no webhook), "pending", "delivered", "failed" (its tries
+    /// spent) or "refused" (an address this host does not send to).
     pub webhook_state: Option<String>,
     pub webhook_attempts: i64,
+    /// Why the last delivery failed or was refused.
+    pub webhook_error: Option<String>,
 }
 
 /// A job as listed: its state and times, not its input or output.
@@ -492,12 +496,18 @@ impl EndpointConfig {
                 "env has an invalid variable name {k:?} (non-empty, no '=')"
             ));
         }
-        if let Some(dir) = &self.models_dir
-            && !std::path::Path::new(dir).is_absolute()
-        {
-            return Err(format!(
-                "models_dir {dir:?} must be an absolute path on the host"
-            ));
+        if let Some(dir) = &self.models_dir {
+            let path = std::path::Path::new(dir);
+            if !path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+                || dir.contains('\0')
+            {
+                return Err(format!(
+                    "models_dir {dir:?} must be an absolute path on the host, without '..'"
+                ));
+            }
         }
         if self.memory_limit_mib < 16 || self.memory_limit_mib > 64 * 1024 {
             return Err("memory_limit_mib must be between 16 and 65536".into());
@@ -584,11 +594,21 @@ pub enum Scope {
     Invoke { endpoint_id: String },
 }
 
+/// How the store's key hashes are made now: HMAC-SHA256 keyed with the
+/// install's secret. Rows of older versions say "sha256" (a plain sha256)
+/// until they are re-hashed.
+pub const KEY_HASH_SCHEME: &str = "hmac-sha256";
+/// The scheme of rows written before keys were keyed.
+pub const LEGACY_KEY_HASH_SCHEME: &str = "sha256";
+
 /// A stored API key (never the key itself).
 #[derive(Debug, Clone)]
 pub struct ApiKeyRecord {
     pub id: String,
     pub name: String,
+    /// The first characters of a generated key (`wpk_` and 6 of its 64
+    /// random hex digits), to recognise it by; empty for an
+    /// operator-chosen key, whose characters are all secret.
     pub prefix: String,
     pub scope: Scope,
     pub created_at: i64,

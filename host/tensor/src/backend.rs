@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::{DType, HostBuffer, MemoryAccount, Result, Tensor};
+use crate::decoder::{AttentionPlan, RopePlan, Sampling};
+use crate::graph::{NativeGraph, Step};
+use crate::{DType, HostBuffer, ImageBackend, MathBackend, MemoryAccount, Result, Tensor};
 
 /// Elementwise binary ops (NumPy broadcasting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +42,10 @@ pub enum ReduceOp {
 /// Invariants callers rely on: every returned tensor is fresh memory (never
 /// exposing bytes of an earlier allocation), charged to the account, and
 /// contiguous row-major.
-pub trait Backend: Send + Sync {
+///
+/// The op families of [`crate::image`] and [`crate::math`] are their own
+/// traits, each implemented next to its kernels.
+pub trait Backend: Send + Sync + ImageBackend + MathBackend {
     /// Short name for logs and errors ("cpu", "cuda:0").
     fn name(&self) -> &str;
     /// The account new allocations are charged to.
@@ -126,4 +131,67 @@ pub trait Backend: Send + Sync {
     fn argmax(&self, a: &Tensor, axis: usize) -> Result<Tensor>;
     /// Values and i64 indices of the `k` largest along the last axis.
     fn top_k(&self, a: &Tensor, k: usize) -> Result<(Tensor, Tensor)>;
+
+    // ---- Decoder ops (issue 18); arguments checked by `decoder.rs`.
+
+    /// `x [rows, in]` times each `(weight [out_i, in], bias [out_i])`
+    /// transposed, one `[rows, out_i]` result per layer; `residual [rows,
+    /// out]` (only with one layer) added last.
+    fn linear(
+        &self,
+        x: &Tensor,
+        layers: &[(&Tensor, Option<&Tensor>)],
+        residual: Option<&Tensor>,
+    ) -> Result<Vec<Tensor>>;
+    /// `silu(gate) * up` (same shape and dtype).
+    fn silu_mul(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor>;
+    /// `x [batch, seq, heads, head_dim]` rotated at integer `positions`
+    /// (`[seq]` or `[batch, seq]`).
+    fn rope(&self, x: &Tensor, positions: &Tensor, plan: &RopePlan) -> Result<Tensor>;
+    /// `q [b, sq, hq, d]` over `k`, `v` `[b, sk, hkv, d]`; `valid` integer
+    /// `[b]` or `[1]` (clamped to 0..=sk), `key_mask [b, sk]` (nonzero =
+    /// attend).
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        plan: &AttentionPlan,
+        valid: Option<&Tensor>,
+        key_mask: Option<&Tensor>,
+    ) -> Result<Tensor>;
+    /// Rotates `q` and `k` (with `rope`), writes `k` and `v` into the caches
+    /// at `positions` (slots outside the cache are skipped), and attends
+    /// over the caches.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_cached(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        k_cache: &Tensor,
+        v_cache: &Tensor,
+        positions: &Tensor,
+        rope: Option<&RopePlan>,
+        plan: &AttentionPlan,
+    ) -> Result<Tensor>;
+    /// Copies `src` into `target` along `axis` from `start` plus the value
+    /// of `offset` on; does nothing when that does not fit (the front
+    /// checked it outside replays).
+    fn write(
+        &self,
+        target: &Tensor,
+        src: &Tensor,
+        axis: usize,
+        start: usize,
+        offset: Option<&Tensor>,
+    ) -> Result<()>;
+    /// One i64 id per row of `logits [rows, vocab]`, by `crate::sampling`.
+    fn sample(&self, logits: &Tensor, params: &Sampling, counter: &Tensor) -> Result<Tensor>;
+
+    /// A native form of a recorded graph (a CUDA graph), or `None` to
+    /// replay it by re-running its steps.
+    fn build_graph(&self, _steps: &[Step]) -> Result<Option<Box<dyn NativeGraph>>> {
+        Ok(None)
+    }
 }

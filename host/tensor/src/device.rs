@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use crate::cpu::CpuBackend;
+use crate::graph;
 use crate::shape::{broadcast, checked_bytes, infer_reshape, normalize_axis, plan_matmul};
 use crate::{
     Backend, BinaryOp, DType, HostBuffer, MemoryAccount, ReduceOp, Result, Tensor, TensorError,
@@ -197,7 +198,8 @@ impl Device {
 
     pub fn zeros(&self, dtype: DType, shape: &[usize]) -> Result<Tensor> {
         size_of(dtype, shape)?;
-        self.backend.zeros(dtype, shape)
+        let shape = shape.to_vec();
+        graph::run1(self, &[], move |b, _| b.zeros(dtype, &shape))
     }
 
     pub fn download(&self, t: &Tensor) -> Result<Vec<u8>> {
@@ -231,7 +233,10 @@ impl Device {
         let plan = plan_matmul(a.shape(), b.shape())?;
         let lhs = a.with_shape(plan.lhs.clone());
         let rhs = b.with_shape(plan.rhs.clone());
-        let out = self.backend.matmul(&lhs, &rhs, &plan.batch)?;
+        let batch = plan.batch.clone();
+        let out = graph::run1(self, &[&lhs, &rhs], move |be, t| {
+            be.matmul(&t[0], &t[1], &batch)
+        })?;
         Ok(out.with_shape(plan.out))
     }
 
@@ -240,26 +245,28 @@ impl Device {
         self.owned(a)?;
         self.owned(b)?;
         let out = broadcast(a.shape(), b.shape())?;
-        self.backend.binary(op, a, b, &out)
+        graph::run1(self, &[a, b], move |be, t| {
+            be.binary(op, &t[0], &t[1], &out)
+        })
     }
 
     pub fn unary(&self, op: UnaryOp, a: &Tensor) -> Result<Tensor> {
         need_float(&format!("{op:?}").to_lowercase(), a)?;
         self.owned(a)?;
-        self.backend.unary(op, a)
+        graph::run1(self, &[a], move |b, t| b.unary(op, &t[0]))
     }
 
     pub fn scale(&self, a: &Tensor, factor: f32, offset: f32) -> Result<Tensor> {
         need_float("scale", a)?;
         self.owned(a)?;
-        self.backend.scale(a, factor, offset)
+        graph::run1(self, &[a], move |b, t| b.scale(&t[0], factor, offset))
     }
 
     pub fn softmax(&self, a: &Tensor, axis: i32) -> Result<Tensor> {
         need_float("softmax", a)?;
         self.owned(a)?;
         let axis = normalize_axis(axis, a.rank())?;
-        self.backend.softmax(a, axis)
+        graph::run1(self, &[a], move |b, t| b.softmax(&t[0], axis))
     }
 
     fn norm_weight(&self, op: &str, a: &Tensor, w: Option<&Tensor>, what: &str) -> Result<()> {
@@ -293,7 +300,15 @@ impl Device {
         check_eps("layer-norm", eps)?;
         self.norm_weight("layer-norm", a, weight, "weight")?;
         self.norm_weight("layer-norm", a, bias, "bias")?;
-        self.backend.layer_norm(a, weight, bias, eps)
+        let (has_w, has_b) = (weight.is_some(), bias.is_some());
+        let mut inputs = vec![a];
+        inputs.extend(weight);
+        inputs.extend(bias);
+        graph::run1(self, &inputs, move |be, t| {
+            let w = has_w.then(|| &t[1]);
+            let b = has_b.then(|| &t[if has_w { 2 } else { 1 }]);
+            be.layer_norm(&t[0], w, b, eps)
+        })
     }
 
     pub fn rms_norm(&self, a: &Tensor, weight: Option<&Tensor>, eps: f32) -> Result<Tensor> {
@@ -306,7 +321,11 @@ impl Device {
         }
         check_eps("rms-norm", eps)?;
         self.norm_weight("rms-norm", a, weight, "weight")?;
-        self.backend.rms_norm(a, weight, eps)
+        let mut inputs = vec![a];
+        inputs.extend(weight);
+        graph::run1(self, &inputs, move |be, t| {
+            be.rms_norm(&t[0], t.get(1), eps)
+        })
     }
 
     pub fn gather(&self, table: &Tensor, indices: &Tensor) -> Result<Tensor> {
@@ -333,7 +352,7 @@ impl Device {
                 table.shape()
             )));
         }
-        self.backend.gather(table, indices)
+        graph::run1(self, &[table, indices], |b, t| b.gather(&t[0], &t[1]))
     }
 
     /// Same storage, new shape (metadata only).
@@ -361,7 +380,8 @@ impl Device {
         if dims.iter().enumerate().all(|(i, &d)| i == d) {
             return Ok(a.clone());
         }
-        self.backend.permute(a, dims)
+        let dims = dims.to_vec();
+        graph::run1(self, &[a], move |b, t| b.permute(&t[0], &dims))
     }
 
     /// Swap two axes (a permute).
@@ -384,7 +404,7 @@ impl Device {
                 a.shape()
             )));
         }
-        self.backend.slice(a, ax, start, end)
+        graph::run1(self, &[a], move |b, t| b.slice(&t[0], ax, start, end))
     }
 
     pub fn concat(&self, parts: &[&Tensor], axis: i32) -> Result<Tensor> {
@@ -417,7 +437,10 @@ impl Device {
                 )));
             }
         }
-        self.backend.concat(parts, ax)
+        graph::run1(self, parts, move |b, t| {
+            let refs: Vec<&Tensor> = t.iter().collect();
+            b.concat(&refs, ax)
+        })
     }
 
     pub fn reduce(&self, op: ReduceOp, a: &Tensor, axis: i32, keep_dim: bool) -> Result<Tensor> {
@@ -433,7 +456,7 @@ impl Device {
                 a.shape()
             )));
         }
-        self.backend.reduce(op, a, ax, keep_dim)
+        graph::run1(self, &[a], move |b, t| b.reduce(op, &t[0], ax, keep_dim))
     }
 
     pub fn cast(&self, a: &Tensor, dtype: DType) -> Result<Tensor> {
@@ -441,7 +464,7 @@ impl Device {
         if a.dtype() == dtype {
             return Ok(a.clone());
         }
-        self.backend.cast(a, dtype)
+        graph::run1(self, &[a], move |b, t| b.cast(&t[0], dtype))
     }
 
     pub fn argmax(&self, a: &Tensor, axis: i32) -> Result<Tensor> {
@@ -453,7 +476,7 @@ impl Device {
                 a.shape()
             )));
         }
-        self.backend.argmax(a, ax)
+        graph::run1(self, &[a], move |b, t| b.argmax(&t[0], ax))
     }
 
     pub fn top_k(&self, a: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
@@ -469,13 +492,23 @@ impl Device {
                 a.shape()
             )));
         }
-        self.backend.top_k(a, k)
+        let mut out = graph::run(self, &[a], move |b, t| {
+            let (values, indices) = b.top_k(&t[0], k)?;
+            Ok(vec![values, indices])
+        })?;
+        let indices = out.pop().expect("two results");
+        Ok((out.pop().expect("two results"), indices))
     }
 
     /// Copy `t` (held by `from`) onto this device, charged to this device's
     /// account: directly between GPUs where the backends can, else download
     /// then upload.
     pub fn copy_from(&self, t: &Tensor, from: &Device) -> Result<Tensor> {
+        if graph::capturing() {
+            return Err(TensorError::InvalidArgument(
+                "to-device cannot be recorded in a graph (a graph runs on one device); move tensors before capture-begin".into(),
+            ));
+        }
         if let Some(copied) = self.backend.copy_in(t) {
             return copied;
         }

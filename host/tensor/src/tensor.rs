@@ -18,13 +18,16 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
-/// An immutable, contiguous, row-major tensor. Cloning is cheap (the storage
-/// is shared); reshapes share storage too.
+/// A contiguous, row-major tensor. Cloning is cheap (the storage is
+/// shared); reshapes share storage too. Ops make new tensors; only the
+/// in-place ops (`Device::write`, the caches of `attention_cached`, graph
+/// replays) change a tensor's storage, and never a read-only one.
 #[derive(Clone)]
 pub struct Tensor {
     dtype: DType,
     shape: Vec<usize>,
     storage: Arc<dyn Storage>,
+    read_only: bool,
 }
 
 impl Tensor {
@@ -39,7 +42,20 @@ impl Tensor {
             dtype,
             shape,
             storage,
+            read_only: false,
         }
+    }
+
+    /// True for tensors no op may write in place: model weights, shared by
+    /// every instance of a worker, and reshapes of them.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The same tensor, marked read-only (see [`Tensor::is_read_only`]).
+    pub fn into_read_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     pub fn dtype(&self) -> DType {
@@ -75,6 +91,7 @@ impl Tensor {
             dtype: self.dtype,
             shape,
             storage: Arc::clone(&self.storage),
+            read_only: self.read_only,
         }
     }
 }

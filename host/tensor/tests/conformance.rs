@@ -29,9 +29,16 @@ pub fn device_makers() -> Vec<(String, DeviceMaker)> {
 }
 
 /// A device on CUDA GPU 0 (only called when `cuda::available()`).
+/// `WASMPOD_CONFORMANCE_CUDNN=off` runs its convolutions on the im2col +
+/// cuBLAS path, as on a machine without cuDNN, so one GPU checks both.
 fn cuda_device(account: Arc<MemoryAccount>) -> Device {
     let backend = wasmpod_tensor::cuda::CudaBackend::new(0, account)
         .expect("cuda::available() said a device is usable");
+    if std::env::var("WASMPOD_CONFORMANCE_CUDNN").is_ok_and(|v| v == "off") {
+        backend.set_cudnn(false);
+    } else if let Some(why) = backend.cudnn_unavailable() {
+        println!("cuda convolutions without cuDNN: {why}");
+    }
     Device::new(Arc::new(backend))
 }
 
@@ -132,6 +139,38 @@ conformance! { on_every_device:
     reduce::argmax_errors,
     reduce::top_k_rows,
     reduce::top_k_errors,
+    image::conv2d_every_geometry_and_layout,
+    image::conv2d_fused_epilogues,
+    image::conv1d_both_layouts,
+    image::conv_transpose2d_geometries,
+    image::conv_errors,
+    image::pooling_every_kind,
+    image::pooling_errors,
+    image::pad_every_mode_and_dtype,
+    image::group_norm_both_layouts,
+    image::resize_nearest_and_bilinear,
+    math::math_functions,
+    math::clamp_every_dtype,
+    math::pow_minimum_maximum_broadcast,
+    math::comparisons_and_where,
+    math::cumsum_every_axis,
+    math::ranges,
+    math::random_matches_philox,
+    decoder::linear_matches_reference,
+    decoder::linear_many_matches_linear,
+    decoder::linear_errors,
+    decoder::silu_mul_matches_reference,
+    decoder::rope_matches_reference,
+    decoder::attention_matches_reference,
+    decoder::attention_masks_everything_to_zeros,
+    decoder::attention_errors,
+    decoder::attention_cached_matches_its_parts,
+    decoder::attention_cached_errors,
+    decoder::write_in_place,
+    decoder::sample_rules,
+    decoder::graph_replays_into_the_same_tensors,
+    decoder::graph_sampling_follows_the_counter,
+    decoder::capture_records_one_device_and_no_uploads,
 }
 
 conformance! { on_every_maker:

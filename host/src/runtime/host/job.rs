@@ -13,6 +13,7 @@ use crate::runtime::job::{CurrentJob, JobSink, LogLevel};
 #[derive(Default)]
 pub struct JobCtx {
     pub(crate) current: Option<CurrentJob>,
+    /// Where log calls go outside a job (the worker's log).
     pub(crate) idle_sink: Option<Arc<dyn JobSink>>,
 }
 

@@ -2,15 +2,20 @@
 //! each interface has its own context type in the store
 //! ([`WorkerState`]) and implements the generated `Host` traits on it, or
 //! on a view pairing it with the shared resource table; [`fault`] holds
-//! their error types. One linker serves both worlds: a component imports
-//! what its world needs.
+//! their error types. The tensor interface spans `tensor.rs` (the ops),
+//! `decoder.rs` (the decoder ops' glue), `vision.rs` (the image ops' and
+//! the elementwise long tail's glue) and `graph.rs` (capture / replay).
+//! One linker serves both worlds: a component imports what its world needs.
 
+mod decoder;
 pub mod device;
 pub mod fault;
+pub mod graph;
 pub mod job;
 pub mod log;
 pub mod model;
 pub mod tensor;
+mod vision;
 
 use wasmtime::component::{HasData, Linker};
 use wasmtime_wasi_http::{WasiHttp, WasiHttpView};

@@ -3,10 +3,15 @@
 
 use std::sync::Arc;
 
-use wasmpod_tensor::{BinaryOp, DType, Device, ReduceOp, Tensor, TensorError, UnaryOp};
+use wasmpod_tensor::image::Activation;
+use wasmpod_tensor::math::{CompareOp, Distribution, MathOp, PairOp};
+use wasmpod_tensor::{
+    BinaryOp, Capture, ConvParams, DType, Device, ReduceOp, Tensor, TensorError, UnaryOp,
+};
 use wasmtime::component::{Resource, ResourceTable};
 
 use super::fault::TensorFault;
+use super::vision::{self, ConvCall};
 use crate::gpu::WorkerDevices;
 use crate::runtime::bindings::tensor::{self as wit, Dtype};
 
@@ -82,14 +87,19 @@ fn dims(shape: &[u32]) -> Vec<usize> {
 }
 
 /// The tensor interface's share of an instance's state: the devices of the
-/// worker's slice.
+/// worker's slice, and the graph being recorded (between `capture-begin`
+/// and `capture-end`).
 pub struct TensorCtx {
     pub(crate) devices: Arc<WorkerDevices>,
+    pub(crate) capture: Option<Capture>,
 }
 
 impl TensorCtx {
     pub(crate) fn new(devices: Arc<WorkerDevices>) -> Self {
-        Self { devices }
+        Self {
+            devices,
+            capture: None,
+        }
     }
 }
 
@@ -103,7 +113,7 @@ pub struct TensorView<'a> {
 
 impl TensorView<'_> {
     /// Put a tensor computed on device `device` into the table.
-    fn push_tensor(
+    pub(super) fn push_tensor(
         &mut self,
         tensor: Tensor,
         device: usize,
@@ -111,11 +121,16 @@ impl TensorView<'_> {
         Ok(self.table.push(TensorEntry::new(tensor, device))?)
     }
 
-    fn entry(&self, r: &Resource<TensorEntry>) -> TensorResult<&TensorEntry> {
+    pub(super) fn entry(&self, r: &Resource<TensorEntry>) -> TensorResult<&TensorEntry> {
         Ok(self.table.get(r)?)
     }
 
-    fn device_at(&self, index: usize) -> Device {
+    /// Runs device ops, recorded into the open capture if there is one.
+    pub(super) fn recorded<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        Capture::scope(&mut self.ctx.capture, f)
+    }
+
+    pub(super) fn device_at(&self, index: usize) -> Device {
         self.ctx
             .devices
             .device(index)
@@ -129,7 +144,7 @@ impl TensorView<'_> {
         f: impl FnOnce(&Device) -> Result<Tensor, TensorError>,
     ) -> TensorResult<Resource<TensorEntry>> {
         let device = self.ctx.devices.primary().clone();
-        let t = f(&device)?;
+        let t = self.recorded(|| f(&device))?;
         self.push_tensor(t, 0)
     }
 
@@ -141,12 +156,13 @@ impl TensorView<'_> {
     ) -> TensorResult<Resource<TensorEntry>> {
         let entry = self.entry(a)?;
         let (index, tensor) = (entry.device, entry.tensor.clone());
-        let t = f(&self.device_at(index), &tensor)?;
+        let device = self.device_at(index);
+        let t = self.recorded(|| f(&device, &tensor))?;
         self.push_tensor(t, index)
     }
 
     /// A binary op: both operands must be on one device.
-    fn op2(
+    pub(super) fn op2(
         &mut self,
         a: &Resource<TensorEntry>,
         b: &Resource<TensorEntry>,
@@ -161,12 +177,13 @@ impl TensorView<'_> {
             .into());
         }
         let (index, ta, tb) = (ea.device, ea.tensor.clone(), eb.tensor.clone());
-        let t = f(&self.device_at(index), &ta, &tb)?;
+        let device = self.device_at(index);
+        let t = self.recorded(|| f(&device, &ta, &tb))?;
         self.push_tensor(t, index)
     }
 
     /// Optional operands (norm weights) must sit on the operand's device.
-    fn optional(
+    pub(super) fn optional(
         &self,
         r: &Option<Resource<TensorEntry>>,
         device: usize,
@@ -227,6 +244,14 @@ impl wit::Host for TensorView<'_> {
             TensorFault::Trap(trap) => Err(trap),
         }
     }
+
+    fn capture_begin(&mut self) -> TensorResult<()> {
+        self.begin_capture()
+    }
+
+    fn capture_end(&mut self) -> TensorResult<Resource<super::graph::GraphEntry>> {
+        self.end_capture()
+    }
 }
 
 impl wit::HostTensor for TensorView<'_> {
@@ -269,7 +294,8 @@ impl wit::HostTensor for TensorView<'_> {
             .into());
         }
         let refs: Vec<&Tensor> = parts.iter().map(|(_, t)| t).collect();
-        let t = self.device_at(index).concat(&refs, axis)?;
+        let device = self.device_at(index);
+        let t = self.recorded(|| device.concat(&refs, axis))?;
         self.push_tensor(t, index)
     }
 
@@ -319,7 +345,7 @@ impl wit::HostTensor for TensorView<'_> {
         };
         let e = self.entry(&a)?;
         let (from, tensor) = (self.device_at(e.device), e.tensor.clone());
-        let t = target.copy_from(&tensor, &from)?;
+        let t = self.recorded(|| target.copy_from(&tensor, &from))?;
         self.push_tensor(t, index)
     }
 
@@ -514,7 +540,8 @@ impl wit::HostTensor for TensorView<'_> {
     ) -> TensorResult<(Resource<TensorEntry>, Resource<TensorEntry>)> {
         let e = self.entry(&a)?;
         let (index, tensor) = (e.device, e.tensor.clone());
-        let (values, indices) = self.device_at(index).top_k(&tensor, k as usize)?;
+        let device = self.device_at(index);
+        let (values, indices) = self.recorded(|| device.top_k(&tensor, k as usize))?;
         Ok((
             self.push_tensor(values, index)?,
             self.push_tensor(indices, index)?,
@@ -524,5 +551,423 @@ impl wit::HostTensor for TensorView<'_> {
     fn drop(&mut self, a: Resource<TensorEntry>) -> wasmtime::Result<()> {
         self.table.delete(a)?;
         Ok(())
+    }
+
+    // ---- Decoder ops (issue 18): see decoder.rs.
+
+    fn linear(
+        &mut self,
+        x: Resource<TensorEntry>,
+        weight: Resource<TensorEntry>,
+        bias: Option<Resource<TensorEntry>>,
+        residual: Option<Resource<TensorEntry>>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.linear_op(x, weight, bias, residual)
+    }
+
+    fn linear_many(
+        &mut self,
+        x: Resource<TensorEntry>,
+        weights: Vec<Resource<TensorEntry>>,
+        biases: Vec<Resource<TensorEntry>>,
+    ) -> TensorResult<Vec<Resource<TensorEntry>>> {
+        self.linear_many_op(x, weights, biases)
+    }
+
+    fn silu_mul(
+        &mut self,
+        gate: Resource<TensorEntry>,
+        up: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&gate, &up, |d, g, u| d.silu_mul(g, u))
+    }
+
+    fn rope(
+        &mut self,
+        x: Resource<TensorEntry>,
+        positions: Resource<TensorEntry>,
+        config: wit::RopeConfig,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let config = super::decoder::rope_config(&config);
+        self.op2(&x, &positions, |d, x, p| d.rope(x, p, &config))
+    }
+
+    fn attention(
+        &mut self,
+        q: Resource<TensorEntry>,
+        k: Resource<TensorEntry>,
+        v: Resource<TensorEntry>,
+        options: wit::AttentionOptions,
+        valid: Option<Resource<TensorEntry>>,
+        key_mask: Option<Resource<TensorEntry>>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.attention_op(q, k, v, options, valid, key_mask)
+    }
+
+    fn attention_cached(
+        &mut self,
+        q: Resource<TensorEntry>,
+        k: Resource<TensorEntry>,
+        v: Resource<TensorEntry>,
+        k_cache: Resource<TensorEntry>,
+        v_cache: Resource<TensorEntry>,
+        positions: Resource<TensorEntry>,
+        rope: Option<wit::RopeConfig>,
+        options: wit::AttentionOptions,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.attention_cached_op([q, k, v, k_cache, v_cache, positions], rope, options)
+    }
+
+    fn write(
+        &mut self,
+        target: Resource<TensorEntry>,
+        src: Resource<TensorEntry>,
+        axis: i32,
+        start: u32,
+        offset: Option<Resource<TensorEntry>>,
+    ) -> TensorResult<()> {
+        self.write_op(target, src, axis, start, offset)
+    }
+
+    fn sample(
+        &mut self,
+        logits: Resource<TensorEntry>,
+        params: wit::Sampling,
+        counter: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let params = super::decoder::sampling(&params);
+        self.op2(&logits, &counter, |d, l, c| d.sample(l, &params, c))
+    }
+
+    // ---- Image ops and the elementwise long tail (issue 17): see vision.rs.
+
+    fn conv2d(
+        &mut self,
+        x: Resource<TensorEntry>,
+        weight: Resource<TensorEntry>,
+        bias: Option<Resource<TensorEntry>>,
+        params: wit::Conv2dParams,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let call = ConvCall {
+            params: vision::conv_params(&params),
+            one_d: false,
+            activation: Activation::None,
+        };
+        self.conv_op(x, weight, bias, None, call)
+    }
+
+    fn conv2d_fused(
+        &mut self,
+        x: Resource<TensorEntry>,
+        weight: Resource<TensorEntry>,
+        bias: Option<Resource<TensorEntry>>,
+        residual: Option<Resource<TensorEntry>>,
+        activation: wit::Activation,
+        params: wit::Conv2dParams,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let call = ConvCall {
+            params: vision::conv_params(&params),
+            one_d: false,
+            activation: vision::activation(activation),
+        };
+        self.conv_op(x, weight, bias, residual, call)
+    }
+
+    fn conv1d(
+        &mut self,
+        x: Resource<TensorEntry>,
+        weight: Resource<TensorEntry>,
+        bias: Option<Resource<TensorEntry>>,
+        stride: u32,
+        padding: u32,
+        dilation: u32,
+        groups: u32,
+        layout: wit::Layout,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let params = ConvParams::one_d(
+            stride as usize,
+            padding as usize,
+            dilation as usize,
+            groups as usize,
+            vision::layout(layout),
+        );
+        let call = ConvCall {
+            params,
+            one_d: true,
+            activation: Activation::None,
+        };
+        self.conv_op(x, weight, bias, None, call)
+    }
+
+    fn conv_transpose2d(
+        &mut self,
+        x: Resource<TensorEntry>,
+        weight: Resource<TensorEntry>,
+        bias: Option<Resource<TensorEntry>>,
+        params: wit::Conv2dParams,
+        output_padding: (u32, u32),
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let out_pad = [output_padding.0 as usize, output_padding.1 as usize];
+        self.conv_transpose_op(x, weight, bias, vision::conv_params(&params), out_pad)
+    }
+
+    fn max_pool2d(
+        &mut self,
+        x: Resource<TensorEntry>,
+        params: wit::Pool2dParams,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let p = vision::pool_params(&params);
+        self.op1(&x, |d, x| d.max_pool2d(x, &p))
+    }
+
+    fn avg_pool2d(
+        &mut self,
+        x: Resource<TensorEntry>,
+        params: wit::Pool2dParams,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let p = vision::pool_params(&params);
+        self.op1(&x, |d, x| d.avg_pool2d(x, &p))
+    }
+
+    fn adaptive_avg_pool2d(
+        &mut self,
+        x: Resource<TensorEntry>,
+        size: (u32, u32),
+        layout: wit::Layout,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let size = [size.0 as usize, size.1 as usize];
+        self.op1(&x, |d, x| {
+            d.adaptive_avg_pool2d(x, size, vision::layout(layout))
+        })
+    }
+
+    fn pad(
+        &mut self,
+        x: Resource<TensorEntry>,
+        pads: Vec<(u32, u32)>,
+        mode: wit::PadMode,
+        value: f32,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let pads: Vec<(usize, usize)> = pads
+            .iter()
+            .map(|&(b, a)| (b as usize, a as usize))
+            .collect();
+        self.op1(&x, |d, x| d.pad(x, &pads, vision::pad_mode(mode, value)))
+    }
+
+    fn group_norm(
+        &mut self,
+        x: Resource<TensorEntry>,
+        groups: u32,
+        weight: Option<Resource<TensorEntry>>,
+        bias: Option<Resource<TensorEntry>>,
+        eps: f32,
+        layout: wit::Layout,
+        activation: wit::Activation,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let (layout, activation) = (vision::layout(layout), vision::activation(activation));
+        self.group_norm_op(x, groups, weight, bias, eps, layout, activation)
+    }
+
+    fn upsample_nearest(
+        &mut self,
+        x: Resource<TensorEntry>,
+        size: (u32, u32),
+        layout: wit::Layout,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let size = [size.0 as usize, size.1 as usize];
+        self.op1(&x, |d, x| {
+            d.resize(x, size, vision::resize_mode(None), vision::layout(layout))
+        })
+    }
+
+    fn upsample_bilinear(
+        &mut self,
+        x: Resource<TensorEntry>,
+        size: (u32, u32),
+        align_corners: bool,
+        layout: wit::Layout,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let size = [size.0 as usize, size.1 as usize];
+        let mode = vision::resize_mode(Some(align_corners));
+        self.op1(&x, |d, x| d.resize(x, size, mode, vision::layout(layout)))
+    }
+
+    fn exp(&mut self, x: Resource<TensorEntry>) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.math(MathOp::Exp, x))
+    }
+
+    fn log(&mut self, x: Resource<TensorEntry>) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.math(MathOp::Log, x))
+    }
+
+    fn sqrt(&mut self, x: Resource<TensorEntry>) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.math(MathOp::Sqrt, x))
+    }
+
+    fn rsqrt(&mut self, x: Resource<TensorEntry>) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.math(MathOp::Rsqrt, x))
+    }
+
+    fn abs(&mut self, x: Resource<TensorEntry>) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.math(MathOp::Abs, x))
+    }
+
+    fn neg(&mut self, x: Resource<TensorEntry>) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.math(MathOp::Neg, x))
+    }
+
+    fn sigmoid(&mut self, x: Resource<TensorEntry>) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.math(MathOp::Sigmoid, x))
+    }
+
+    fn sin(&mut self, x: Resource<TensorEntry>) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.math(MathOp::Sin, x))
+    }
+
+    fn cos(&mut self, x: Resource<TensorEntry>) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.math(MathOp::Cos, x))
+    }
+
+    fn pow(
+        &mut self,
+        a: Resource<TensorEntry>,
+        b: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&a, &b, |d, x, y| d.pair(PairOp::Pow, x, y))
+    }
+
+    fn minimum(
+        &mut self,
+        a: Resource<TensorEntry>,
+        b: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&a, &b, |d, x, y| d.pair(PairOp::Minimum, x, y))
+    }
+
+    fn maximum(
+        &mut self,
+        a: Resource<TensorEntry>,
+        b: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&a, &b, |d, x, y| d.pair(PairOp::Maximum, x, y))
+    }
+
+    fn clamp(
+        &mut self,
+        x: Resource<TensorEntry>,
+        min: Option<f32>,
+        max: Option<f32>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.clamp(x, min, max))
+    }
+
+    fn eq(
+        &mut self,
+        a: Resource<TensorEntry>,
+        b: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&a, &b, |d, x, y| d.compare(CompareOp::Eq, x, y))
+    }
+
+    fn ne(
+        &mut self,
+        a: Resource<TensorEntry>,
+        b: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&a, &b, |d, x, y| d.compare(CompareOp::Ne, x, y))
+    }
+
+    fn lt(
+        &mut self,
+        a: Resource<TensorEntry>,
+        b: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&a, &b, |d, x, y| d.compare(CompareOp::Lt, x, y))
+    }
+
+    fn le(
+        &mut self,
+        a: Resource<TensorEntry>,
+        b: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&a, &b, |d, x, y| d.compare(CompareOp::Le, x, y))
+    }
+
+    fn gt(
+        &mut self,
+        a: Resource<TensorEntry>,
+        b: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&a, &b, |d, x, y| d.compare(CompareOp::Gt, x, y))
+    }
+
+    fn ge(
+        &mut self,
+        a: Resource<TensorEntry>,
+        b: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op2(&a, &b, |d, x, y| d.compare(CompareOp::Ge, x, y))
+    }
+
+    fn where_(
+        &mut self,
+        condition: Resource<TensorEntry>,
+        on_true: Resource<TensorEntry>,
+        on_false: Resource<TensorEntry>,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.select_op(condition, on_true, on_false)
+    }
+
+    fn cumsum(
+        &mut self,
+        x: Resource<TensorEntry>,
+        axis: i32,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.op1(&x, |d, x| d.cumsum(x, axis))
+    }
+
+    fn arange(
+        &mut self,
+        dtype: Dtype,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.create(|d| d.arange(from_wit_dtype(dtype), start, end, step))
+    }
+
+    fn linspace(
+        &mut self,
+        dtype: Dtype,
+        start: f64,
+        end: f64,
+        steps: u32,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        self.create(|d| d.linspace(from_wit_dtype(dtype), start, end, steps as usize))
+    }
+
+    fn random_uniform(
+        &mut self,
+        dtype: Dtype,
+        shape: Vec<u32>,
+        seed: u64,
+        low: f32,
+        high: f32,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let dist = Distribution::Uniform { low, high };
+        self.create(|d| d.random(from_wit_dtype(dtype), &dims(&shape), seed, dist))
+    }
+
+    fn random_normal(
+        &mut self,
+        dtype: Dtype,
+        shape: Vec<u32>,
+        seed: u64,
+        mean: f32,
+        std: f32,
+    ) -> TensorResult<Resource<TensorEntry>> {
+        let dist = Distribution::Normal { mean, std };
+        self.create(|d| d.random(from_wit_dtype(dtype), &dims(&shape), seed, dist))
     }
 }

@@ -40,7 +40,8 @@ pub const FINAL_CHANNEL: &str = "wasmpod_final";
 
 const JOB_COLUMNS: &str = "id, endpoint_id, status, input, output, error, progress, webhook, \
     execution_timeout_ms, ttl_ms, low_priority, sync, retries, created_at, queued_at, started_at, \
-    completed_at, delay_ms, execution_ms, expires_at, worker_id, handler, webhook_state, webhook_attempts";
+    completed_at, delay_ms, execution_ms, expires_at, worker_id, handler, webhook_state, webhook_attempts, \
+    webhook_error";
 
 /// Columns a final job is read back with (no input: see [`FinalJob`]).
 const FINAL_COLUMNS: &str = "id, endpoint_id, status, output, error, delay_ms, \
@@ -79,6 +80,7 @@ fn job_from_row(r: &PgRow) -> Result<JobRecord> {
         handler: r.try_get("handler")?,
         webhook_state: r.try_get("webhook_state")?,
         webhook_attempts: r.try_get("webhook_attempts")?,
+        webhook_error: r.try_get("webhook_error")?,
     })
 }
 
@@ -358,12 +360,13 @@ impl KeyStore for PgStore {
             Scope::Invoke { endpoint_id } => ("invoke", Some(endpoint_id.as_str())),
         };
         sqlx::query(
-            "INSERT INTO api_keys (id, name, hash, prefix, scope, endpoint_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, name, hash, hash_scheme, prefix, scope, endpoint_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&key.id)
         .bind(&key.name)
         .bind(hash)
+        .bind(KEY_HASH_SCHEME)
         .bind(&key.prefix)
         .bind(scope)
         .bind(endpoint)
@@ -374,11 +377,34 @@ impl KeyStore for PgStore {
     }
 
     async fn find_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE hash = $1 AND revoked_at IS NULL")
+        let row = sqlx::query(
+            "SELECT * FROM api_keys WHERE hash = $1 AND hash_scheme = $2 AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .bind(KEY_HASH_SCHEME)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn key_with_hash(&self, hash: &str, scheme: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE hash = $1 AND hash_scheme = $2")
             .bind(hash)
+            .bind(scheme)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn rehash_key(&self, id: &str, hash: &str, prefix: &str) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET hash = $1, hash_scheme = $2, prefix = $3 WHERE id = $4")
+            .bind(hash)
+            .bind(KEY_HASH_SCHEME)
+            .bind(prefix)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>> {

@@ -718,6 +718,18 @@ impl WebhookStore for PgStore {
         Ok(())
     }
 
+    async fn webhook_refused(&self, id: &str, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET webhook_state = 'refused', webhook_attempts = webhook_attempts + 1, \
+             webhook_next_at = NULL, webhook_error = $1 WHERE id = $2",
+        )
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn next_webhook_at(&self) -> Result<Option<i64>> {
         let row = sqlx::query(
             "SELECT MIN(webhook_next_at) AS t FROM jobs WHERE webhook_state = 'pending'",

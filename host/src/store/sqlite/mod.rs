@@ -48,7 +48,8 @@ pub struct SqliteStore {
 
 const JOB_COLUMNS: &str = "id, endpoint_id, status, input, output, error, progress, webhook, \
     execution_timeout_ms, ttl_ms, low_priority, sync, retries, created_at, queued_at, started_at, \
-    completed_at, delay_ms, execution_ms, expires_at, worker_id, handler, webhook_state, webhook_attempts";
+    completed_at, delay_ms, execution_ms, expires_at, worker_id, handler, webhook_state, webhook_attempts, \
+    webhook_error";
 
 /// Set when a job becomes final: when it is purged, and its webhook (if
 /// any) becomes due.
@@ -84,6 +85,7 @@ fn job_from_row(r: &SqliteRow) -> Result<JobRecord> {
         handler: r.try_get("handler")?,
         webhook_state: r.try_get("webhook_state")?,
         webhook_attempts: r.try_get("webhook_attempts")?,
+        webhook_error: r.try_get("webhook_error")?,
     })
 }
 
@@ -366,12 +368,13 @@ impl KeyStore for SqliteStore {
             Scope::Invoke { endpoint_id } => ("invoke", Some(endpoint_id.as_str())),
         };
         sqlx::query(
-            "INSERT INTO api_keys (id, name, hash, prefix, scope, endpoint_id, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (id, name, hash, hash_scheme, prefix, scope, endpoint_id, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&key.id)
         .bind(&key.name)
         .bind(hash)
+        .bind(KEY_HASH_SCHEME)
         .bind(&key.prefix)
         .bind(scope)
         .bind(endpoint)
@@ -382,11 +385,34 @@ impl KeyStore for SqliteStore {
     }
 
     async fn find_key(&self, hash: &str) -> Result<Option<ApiKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL")
+        let row = sqlx::query(
+            "SELECT * FROM api_keys WHERE hash = ? AND hash_scheme = ? AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .bind(KEY_HASH_SCHEME)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn key_with_hash(&self, hash: &str, scheme: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE hash = ? AND hash_scheme = ?")
             .bind(hash)
+            .bind(scheme)
             .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn rehash_key(&self, id: &str, hash: &str, prefix: &str) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET hash = ?, hash_scheme = ?, prefix = ? WHERE id = ?")
+            .bind(hash)
+            .bind(KEY_HASH_SCHEME)
+            .bind(prefix)
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>> {

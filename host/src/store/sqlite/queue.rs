@@ -497,6 +497,18 @@ impl WebhookStore for SqliteStore {
         Ok(())
     }
 
+    async fn webhook_refused(&self, id: &str, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET webhook_state = 'refused', webhook_attempts = webhook_attempts + 1, \
+             webhook_next_at = NULL, webhook_error = ? WHERE id = ?",
+        )
+        .bind(error)
+        .bind(id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     async fn next_webhook_at(&self) -> Result<Option<i64>> {
         let row = sqlx::query(
             "SELECT MIN(webhook_next_at) AS t FROM jobs WHERE webhook_state = 'pending'",

@@ -12,19 +12,31 @@
 //! shared backend and read by every worker's. Results are charged to this
 //! backend's account, reserved before the buffer is built.
 
+mod attention;
+mod conv;
 mod data;
 mod elementwise;
+mod image;
 mod layout;
+mod linear;
+mod math;
 mod matmul;
+mod norm2d;
+mod pool;
+mod resample;
+mod rope;
 mod rows;
+mod unary_math;
 
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use data::map_data;
 pub use data::{CpuData, bytes_to_f32, bytes_to_f64, bytes_to_i64};
+use rayon::prelude::*;
 use rows::around;
 
+use crate::decoder::{AttentionPlan, RopePlan, Sampling};
 use crate::{
     Backend, BinaryOp, DType, MemoryAccount, ReduceOp, Reservation, Result, Storage, Tensor,
     TensorError, UnaryOp,
@@ -34,15 +46,27 @@ use crate::{
 const PAR_THRESHOLD: usize = 1 << 15;
 
 /// A CPU tensor buffer and the quota bytes it holds (released on drop).
+///
+/// The elements sit behind a lock because a few ops write a tensor in place
+/// (`write`, the KV cache of `attention-cached`, a replayed graph). Writes
+/// only ever target an instance's own tensors (the front refuses read-only
+/// ones, i.e. model weights, the only storage shared between threads), so
+/// the lock is uncontended in practice.
 #[derive(Debug)]
 pub struct CpuStorage {
-    data: CpuData,
+    data: RwLock<CpuData>,
+    /// Fixed for the storage's life (in-place writes keep the size).
+    bytes: usize,
     _reservation: Reservation,
 }
 
 impl CpuStorage {
-    pub fn data(&self) -> &CpuData {
-        &self.data
+    pub fn data(&self) -> RwLockReadGuard<'_, CpuData> {
+        self.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn data_mut(&self) -> RwLockWriteGuard<'_, CpuData> {
+        self.data.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -52,7 +76,7 @@ impl Storage for CpuStorage {
     }
 
     fn len_bytes(&self) -> usize {
-        self.data.len() * self.data.dtype().size()
+        self.bytes
     }
 
     fn into_any_arc(self: Arc<Self>) -> Option<Arc<dyn Any + Send + Sync>> {
@@ -71,17 +95,21 @@ impl CpuBackend {
         Self { account }
     }
 
-    fn data<'t>(&self, t: &'t Tensor) -> &'t CpuData {
-        &t.storage()
+    pub(crate) fn storage<'t>(&self, t: &'t Tensor) -> &'t CpuStorage {
+        t.storage()
             .as_any()
             .downcast_ref::<CpuStorage>()
             .expect("Device checks that operands are CPU tensors")
-            .data
+    }
+
+    pub(crate) fn data<'t>(&self, t: &'t Tensor) -> RwLockReadGuard<'t, CpuData> {
+        self.storage(t).data()
     }
 
     /// Reserve quota for the result, then build it: nothing is allocated
-    /// for the result unless the reservation succeeded.
-    fn alloc(
+    /// for the result unless the reservation succeeded. In a replayed
+    /// graph the result goes into the buffer recorded for it instead.
+    pub(crate) fn alloc(
         &self,
         dtype: DType,
         shape: &[usize],
@@ -91,18 +119,28 @@ impl CpuBackend {
         let bytes = numel
             .checked_mul(dtype.size())
             .ok_or_else(|| TensorError::InvalidArgument(format!("shape {shape:?} is too large")))?;
+        if let Some(storage) = crate::graph::reuse(bytes)? {
+            let data = build();
+            let target = storage
+                .as_any()
+                .downcast_ref::<CpuStorage>()
+                .ok_or_else(|| {
+                    TensorError::DeviceFault("a recorded buffer is not a CPU buffer".into())
+                })?;
+            *target.data_mut() = data;
+            return Ok(Tensor::new(dtype, shape.to_vec(), storage));
+        }
         let reservation = self.account.reserve(bytes as u64)?;
         let data = build();
         debug_assert_eq!(data.len(), numel);
         debug_assert_eq!(data.dtype(), dtype);
-        Ok(Tensor::new(
-            dtype,
-            shape.to_vec(),
-            Arc::new(CpuStorage {
-                data,
-                _reservation: reservation,
-            }),
-        ))
+        let storage: Arc<dyn Storage> = Arc::new(CpuStorage {
+            data: RwLock::new(data),
+            bytes,
+            _reservation: reservation,
+        });
+        crate::graph::allocated(&storage);
+        Ok(Tensor::new(dtype, shape.to_vec(), storage))
     }
 
     /// A float result computed in f32 and stored as `dtype`.
@@ -158,7 +196,9 @@ impl Backend for CpuBackend {
         match any.downcast::<CpuStorage>().map(Arc::try_unwrap) {
             // The quota reservation drops here: the bytes now belong to the
             // page store's budget.
-            Ok(Ok(owned)) => Ok(crate::HostBuffer::CpuResident(owned.data)),
+            Ok(Ok(owned)) => Ok(crate::HostBuffer::CpuResident(
+                owned.data.into_inner().unwrap_or_else(|p| p.into_inner()),
+            )),
             Ok(Err(shared)) => Err(rebuild(shared)),
             Err(_) => unreachable!("into_any_arc of a CpuStorage is a CpuStorage"),
         }
@@ -189,7 +229,8 @@ impl Backend for CpuBackend {
         let mut out_shape = out_batch.to_vec();
         out_shape.extend([m, n]);
         self.alloc_f32(a.dtype(), &out_shape, || {
-            let (x, y) = (self.data(a).f32s(), self.data(b).f32s());
+            let (da, db) = (self.data(a), self.data(b));
+            let (x, y) = (da.f32s(), db.f32s());
             matmul::matmul(&matmul::Batched {
                 lhs: &x,
                 lhs_batch: &a.shape()[..ar - 2],
@@ -207,7 +248,8 @@ impl Backend for CpuBackend {
         let dtype = a.dtype();
         let (sa, sb) = (a.shape(), b.shape());
         if dtype.is_int() {
-            let (x, y) = (self.data(a).i64s(), self.data(b).i64s());
+            let (da, db) = (self.data(a), self.data(b));
+            let (x, y) = (da.i64s(), db.i64s());
             if op == BinaryOp::Div && y.contains(&0) {
                 return Err(TensorError::InvalidArgument(format!(
                     "integer division by zero: the divisor {sb:?} ({dtype}) contains 0; cast both to f32 for IEEE division"
@@ -232,7 +274,8 @@ impl Backend for CpuBackend {
             return self.alloc(dtype, out_shape, || CpuData::from_i64(dtype, run(&x, &y)));
         }
         self.alloc_f32(dtype, out_shape, || {
-            let (x, y) = (self.data(a).f32s(), self.data(b).f32s());
+            let (da, db) = (self.data(a), self.data(b));
+            let (x, y) = (da.f32s(), db.f32s());
             let (x, y) = (x.as_ref(), y.as_ref());
             match op {
                 BinaryOp::Add => elementwise::broadcast_map(x, sa, y, sb, out_shape, |p, q| p + q),
@@ -245,7 +288,8 @@ impl Backend for CpuBackend {
 
     fn unary(&self, op: UnaryOp, a: &Tensor) -> Result<Tensor> {
         self.alloc_f32(a.dtype(), a.shape(), || {
-            let x = self.data(a).f32s();
+            let da = self.data(a);
+            let x = da.f32s();
             match op {
                 UnaryOp::Relu => elementwise::map(&x, elementwise::relu),
                 UnaryOp::Gelu => elementwise::map(&x, elementwise::gelu),
@@ -277,8 +321,9 @@ impl Backend for CpuBackend {
     ) -> Result<Tensor> {
         let d = *a.shape().last().expect("the front checks rank >= 1");
         self.alloc_f32(a.dtype(), a.shape(), || {
-            let w = weight.map(|w| self.data(w).f32s());
-            let b = bias.map(|b| self.data(b).f32s());
+            let (dw, db) = (weight.map(|w| self.data(w)), bias.map(|b| self.data(b)));
+            let w = dw.as_ref().map(|d| d.f32s());
+            let b = db.as_ref().map(|d| d.f32s());
             rows::layer_norm(&self.data(a).f32s(), d, w.as_deref(), b.as_deref(), eps)
         })
     }
@@ -286,7 +331,8 @@ impl Backend for CpuBackend {
     fn rms_norm(&self, a: &Tensor, weight: Option<&Tensor>, eps: f32) -> Result<Tensor> {
         let d = *a.shape().last().expect("the front checks rank >= 1");
         self.alloc_f32(a.dtype(), a.shape(), || {
-            let w = weight.map(|w| self.data(w).f32s());
+            let dw = weight.map(|w| self.data(w));
+            let w = dw.as_ref().map(|d| d.f32s());
             rows::rms_norm(&self.data(a).f32s(), d, w.as_deref(), eps)
         })
     }
@@ -296,15 +342,16 @@ impl Backend for CpuBackend {
         let mut shape = indices.shape().to_vec();
         shape.push(dim);
         self.alloc(table.dtype(), &shape, || {
-            let idx = self.data(indices).i64s();
-            map_data!(self.data(table), |v| layout::gather(v, dim, &idx))
+            let di = self.data(indices);
+            let idx = di.i64s();
+            map_data!(&*self.data(table), |v| layout::gather(v, dim, &idx))
         })
     }
 
     fn permute(&self, a: &Tensor, dims: &[usize]) -> Result<Tensor> {
         let shape: Vec<usize> = dims.iter().map(|&d| a.shape()[d]).collect();
         self.alloc(a.dtype(), &shape, || {
-            map_data!(self.data(a), |v| layout::permute(v, a.shape(), dims))
+            map_data!(&*self.data(a), |v| layout::permute(v, a.shape(), dims))
         })
     }
 
@@ -312,7 +359,7 @@ impl Backend for CpuBackend {
         let mut shape = a.shape().to_vec();
         shape[axis] = end - start;
         self.alloc(a.dtype(), &shape, || {
-            map_data!(self.data(a), |v| layout::slice(
+            map_data!(&*self.data(a), |v| layout::slice(
                 v,
                 a.shape(),
                 axis,
@@ -326,7 +373,8 @@ impl Backend for CpuBackend {
         let mut shape = parts[0].shape().to_vec();
         shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
         let dtype = parts[0].dtype();
-        let datas: Vec<&CpuData> = parts.iter().map(|p| self.data(p)).collect();
+        let guards: Vec<_> = parts.iter().map(|p| self.data(p)).collect();
+        let datas: Vec<&CpuData> = guards.iter().map(|g| &**g).collect();
         macro_rules! cat {
             ($variant:ident) => {{
                 let typed: Vec<(&[_], &[usize])> = datas
@@ -361,7 +409,8 @@ impl Backend for CpuBackend {
         let dtype = a.dtype();
         if dtype.is_int() {
             return self.alloc(dtype, &shape, || {
-                let x = self.data(a).i64s();
+                let da = self.data(a);
+                let x = da.i64s();
                 CpuData::from_i64(dtype, rows::reduce(op, &x, outer, len, inner))
             });
         }
@@ -407,18 +456,242 @@ impl Backend for CpuBackend {
                 rows::top_k_indices(&src.f32s(), d, k)
             })
         })?;
-        let order = match self.data(&indices) {
-            CpuData::I64(v) => v,
+        let order = match &*self.data(&indices) {
+            CpuData::I64(v) => v.clone(),
             _ => unreachable!("built as i64 above"),
         };
         let values = self.alloc(a.dtype(), &shape, || {
             let pick = |n: usize, i: i64| n / k * d + i as usize;
-            map_data!(src, |v| order
+            map_data!(&*src, |v| order
                 .iter()
                 .enumerate()
                 .map(|(n, &i)| v[pick(n, i)])
                 .collect())
         })?;
         Ok((values, indices))
+    }
+
+    // ---- Decoder ops (issue 18)
+
+    fn linear(
+        &self,
+        x: &Tensor,
+        layers: &[(&Tensor, Option<&Tensor>)],
+        residual: Option<&Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        let (rows, inputs) = (x.shape()[0], x.shape()[1]);
+        let dx = self.data(x);
+        let xs = dx.f32s();
+        let dr = residual.map(|r| self.data(r));
+        let rs = dr.as_ref().map(|d| d.f32s());
+        layers
+            .iter()
+            .map(|(w, b)| {
+                let outputs = w.shape()[0];
+                self.alloc_f32(x.dtype(), &[rows, outputs], || {
+                    let dw = self.data(w);
+                    let db = b.map(|b| self.data(b));
+                    let bs = db.as_ref().map(|d| d.f32s());
+                    linear::linear(
+                        &xs,
+                        &dw.f32s(),
+                        bs.as_deref(),
+                        rs.as_deref(),
+                        rows,
+                        inputs,
+                        outputs,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn silu_mul(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        self.alloc_f32(gate.dtype(), gate.shape(), || {
+            let (dg, du) = (self.data(gate), self.data(up));
+            linear::silu_mul(&dg.f32s(), &du.f32s())
+        })
+    }
+
+    fn rope(&self, x: &Tensor, positions: &Tensor, plan: &RopePlan) -> Result<Tensor> {
+        let shape = four(x);
+        self.alloc_f32(x.dtype(), x.shape(), || {
+            let (dx, dp) = (self.data(x), self.data(positions));
+            rope::rope(&dx.f32s(), shape, &dp.i64s(), plan)
+        })
+    }
+
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        plan: &AttentionPlan,
+        valid: Option<&Tensor>,
+        key_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let dims = attention_dims(q, k);
+        let lengths: Vec<usize> = match valid {
+            Some(t) => {
+                let dv = self.data(t);
+                let v = dv.i64s();
+                (0..dims.batch)
+                    .map(|b| {
+                        v[if v.len() == 1 { 0 } else { b }].clamp(0, dims.kv_len as i64) as usize
+                    })
+                    .collect()
+            }
+            None => vec![dims.kv_len; dims.batch],
+        };
+        let mask: Option<Vec<bool>> =
+            key_mask.map(|m| self.data(m).f32s().iter().map(|&x| x != 0.0).collect());
+        self.alloc_f32(q.dtype(), q.shape(), || {
+            let (dq, dk, dv) = (self.data(q), self.data(k), self.data(v));
+            attention::attend(
+                &dq.f32s(),
+                &dk.f32s(),
+                &dv.f32s(),
+                dims,
+                plan,
+                |b, i| attention::plain_visible(lengths[b], dims.q_len, i, plan.causal),
+                mask.as_deref(),
+            )
+        })
+    }
+
+    fn attention_cached(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        k_cache: &Tensor,
+        v_cache: &Tensor,
+        positions: &Tensor,
+        rope: Option<&RopePlan>,
+        plan: &AttentionPlan,
+    ) -> Result<Tensor> {
+        let [batch, seq, q_heads, head_dim] = four(q);
+        let capacity = k_cache.shape()[1];
+        let pos: Vec<i64> = self.data(positions).i64s().into_owned();
+        let at = |b: usize, s: usize| rope::position_of(&pos, seq, b, s);
+        let rotated = |t: &Tensor| -> Vec<f32> {
+            let d = self.data(t);
+            match rope {
+                Some(plan) => rope::rope(&d.f32s(), four(t), &pos, plan),
+                None => d.f32s().into_owned(),
+            }
+        };
+        let (q_rot, k_rot) = (rotated(q), rotated(k));
+        let values = self.data(v).f32s().into_owned();
+        // Each new token's keys and values land in their cache slot.
+        let token = k.shape()[2] * head_dim;
+        for (cache, rows) in [(k_cache, &k_rot), (v_cache, &values)] {
+            let esize = cache.dtype().size();
+            let fresh = CpuData::from_f32(cache.dtype(), rows.clone());
+            let mut dst = self.storage(cache).data_mut();
+            let dst = dst.bytes_mut();
+            for b in 0..batch {
+                for s in 0..seq {
+                    let p = at(b, s);
+                    if p < 0 || p as usize >= capacity {
+                        continue;
+                    }
+                    let from = (b * seq + s) * token * esize;
+                    let to = (b * capacity + p as usize) * token * esize;
+                    dst[to..to + token * esize]
+                        .copy_from_slice(&fresh.bytes()[from..from + token * esize]);
+                }
+            }
+        }
+        let dims = attention::Dims {
+            batch,
+            q_len: seq,
+            q_heads,
+            kv_len: capacity,
+            kv_heads: k.shape()[2],
+            head_dim,
+        };
+        self.alloc_f32(q.dtype(), q.shape(), || {
+            let (dk, dv) = (self.data(k_cache), self.data(v_cache));
+            attention::attend(
+                &q_rot,
+                &dk.f32s(),
+                &dv.f32s(),
+                dims,
+                plan,
+                |b, i| attention::cached_visible(at(b, i), at(b, seq - 1), capacity, plan.causal),
+                None,
+            )
+        })
+    }
+
+    fn write(
+        &self,
+        target: &Tensor,
+        src: &Tensor,
+        axis: usize,
+        start: usize,
+        offset: Option<&Tensor>,
+    ) -> Result<()> {
+        let shift = offset.map_or(0, |o| self.data(o).i64s()[0]);
+        let at = start as i64 + shift;
+        let (outer, dim, inner) = around(target.shape(), axis);
+        let len = src.shape()[axis];
+        if at < 0 || at as usize + len > dim {
+            return Ok(());
+        }
+        let run = len * inner * target.dtype().size();
+        let row = dim * inner * target.dtype().size();
+        let first = at as usize * inner * target.dtype().size();
+        let from = self.data(src);
+        let mut to = self.storage(target).data_mut();
+        let (from, to) = (from.bytes(), to.bytes_mut());
+        for o in 0..outer {
+            to[o * row + first..o * row + first + run]
+                .copy_from_slice(&from[o * run..(o + 1) * run]);
+        }
+        Ok(())
+    }
+
+    fn sample(&self, logits: &Tensor, params: &Sampling, counter: &Tensor) -> Result<Tensor> {
+        let (rows, vocab) = (logits.shape()[0], logits.shape()[1]);
+        let counter = self.data(counter).i64s()[0] as u64;
+        self.alloc(DType::I64, &[rows], || {
+            let d = self.data(logits);
+            let x = d.f32s();
+            CpuData::I64(
+                (0..rows)
+                    .into_par_iter()
+                    .map(|r| {
+                        crate::sampling::sample_row(
+                            &x[r * vocab..(r + 1) * vocab],
+                            params,
+                            counter,
+                            r as u64,
+                        ) as i64
+                    })
+                    .collect(),
+            )
+        })
+    }
+}
+
+/// `[batch, seq, heads, head_dim]` of a rank-4 tensor (checked by the
+/// front).
+fn four(t: &Tensor) -> [usize; 4] {
+    let s = t.shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+fn attention_dims(q: &Tensor, k: &Tensor) -> attention::Dims {
+    let [batch, q_len, q_heads, head_dim] = four(q);
+    let [_, kv_len, kv_heads, _] = four(k);
+    attention::Dims {
+        batch,
+        q_len,
+        q_heads,
+        kv_len,
+        kv_heads,
+        head_dim,
     }
 }

@@ -9,6 +9,7 @@
 //! allocation unless the op that asked for it overwrites every byte of it
 //! (in stream order, before anything can read it).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::CudaBlas;
@@ -20,6 +21,8 @@ use super::layout::{self, contiguous};
 use super::pinned::PinnedBuffer;
 use super::staging::STAGE_FROM_BYTES;
 use super::storage::CudaStorage;
+use crate::decoder::{AttentionPlan, RopePlan, Sampling};
+use crate::graph::{NativeGraph, Step};
 use crate::shape::broadcast_strides;
 use crate::{
     Backend, BinaryOp, DType, HostBuffer, MemoryAccount, ReduceOp, Result, Tensor, TensorError,
@@ -27,13 +30,13 @@ use crate::{
 };
 
 /// Threads per block of elementwise kernels.
-const ELEMENTWISE_THREADS: u32 = 256;
+pub(super) const ELEMENTWISE_THREADS: u32 = 256;
 /// Cap on blocks of grid-stride kernels (each thread then loops).
 const MAX_BLOCKS: u64 = 1 << 20;
 
 /// How a fresh buffer starts.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Fill {
+pub(super) enum Fill {
     /// Zero-filled: the buffer is returned as is, or only partly written.
     Zeroed,
     /// Every byte is written by the op, in stream order, before any read.
@@ -44,30 +47,20 @@ enum Fill {
 pub struct CudaBackend {
     name: String,
     account: Arc<MemoryAccount>,
-    device: Arc<SharedDevice>,
-    stream: Arc<CudaStream>,
+    pub(super) device: Arc<SharedDevice>,
+    pub(super) stream: Arc<CudaStream>,
     blas: CudaBlas,
     poison_fresh: bool,
+    /// Linear layers of at most this many rows run the GEMV kernel rather
+    /// than cuBLAS (0: always cuBLAS).
+    pub(super) gemv_max_rows: AtomicUsize,
+    /// The capture stream and cuBLAS handle graphs are built with.
+    pub(super) graph_tools: Mutex<Option<super::graph::GraphTools>>,
+    /// cuDNN for the convolutions (see `image`), made on first use.
+    pub(super) dnn: super::dnn::DnnSlot,
 }
 
-/// Launches kernel `$name` on the backend's stream. Arguments must be
-/// local variables: the launch reads them through pointers.
-macro_rules! launch {
-    ($self:ident, $name:expr, $cfg:expr, $($arg:ident),* $(,)?) => {{
-        let name: &str = &$name;
-        let func = $self.device.kernels.get(name)?;
-        let mut builder = $self.stream.launch_builder(&func);
-        $( builder.arg(&$arg); )*
-        // SAFETY: the argument list matches the kernel's signature in
-        // kernels.cu, and every pointer is a live buffer of this context
-        // large enough for the launch's index range.
-        unsafe { builder.launch($cfg) }
-            .map(|_| ())
-            .map_err(fault(name))
-    }};
-}
-
-fn grid(n: u64, threads: u32) -> LaunchConfig {
+pub(super) fn grid(n: u64, threads: u32) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (n.div_ceil(threads as u64).clamp(1, MAX_BLOCKS) as u32, 1, 1),
         block_dim: (threads, 1, 1),
@@ -127,6 +120,9 @@ impl CudaBackend {
                 stream,
                 blas,
                 poison_fresh: false,
+                gemv_max_rows: AtomicUsize::new(super::decoder::GEMV_MAX_ROWS),
+                graph_tools: Mutex::new(None),
+                dnn: Default::default(),
             })
         })
     }
@@ -183,6 +179,10 @@ impl CudaBackend {
         self.enable_peer_access(src.context())?;
         let (dst_ctx, src_ctx) = (self.device.ctx.cu_ctx(), src.context().cu_ctx());
         let src_ptr = src.device_ptr();
+        self.bind()?;
+        // A guest tensor may have been written in place since an earlier
+        // copy: order after everything its stream queued, not a cached event.
+        src.before_read_fresh(&self.stream)?;
         self.reading(&[t], || {
             // SAFETY: both buffers are live (t is borrowed, out owned) and
             // `bytes` long; the source's free waits for this read (reading
@@ -249,30 +249,54 @@ impl CudaBackend {
         Ok(())
     }
 
-    fn bind(&self) -> Result<()> {
+    /// Linear layers of up to `rows` rows use the GEMV kernel, larger ones
+    /// cuBLAS (0: cuBLAS always). For benchmarks comparing the two.
+    pub fn set_gemv_max_rows(&self, rows: usize) {
+        self.gemv_max_rows.store(rows, Ordering::Relaxed);
+    }
+
+    /// The cuBLAS handle to queue GEMMs with: the graph builder's while a
+    /// graph is being built on this thread, else the worker's.
+    pub(super) fn blas_handle(&self) -> cudarc::cublas::sys::cublasHandle_t {
+        super::graph::building_blas().unwrap_or(*self.blas.handle())
+    }
+
+    pub(super) fn bind(&self) -> Result<()> {
         self.device
             .ctx
             .bind_to_thread()
             .map_err(fault("binding the context"))
     }
 
-    fn storage<'t>(&self, t: &'t Tensor) -> &'t CudaStorage {
+    pub(super) fn storage<'t>(&self, t: &'t Tensor) -> &'t CudaStorage {
         t.storage()
             .as_any()
             .downcast_ref::<CudaStorage>()
             .expect("Device checks ownership before calling")
     }
 
-    fn ptr(&self, t: &Tensor) -> u64 {
+    pub(super) fn ptr(&self, t: &Tensor) -> u64 {
         self.storage(t).device_ptr()
     }
 
-    /// A fresh buffer of `shape` charged to the account, and its address.
-    fn alloc(&self, dtype: DType, shape: &[usize], fill: Fill) -> Result<(Tensor, u64)> {
+    /// A fresh buffer of `shape` charged to the account, and its address
+    /// (while a graph is built: the buffer recorded for this allocation).
+    pub(super) fn alloc(&self, dtype: DType, shape: &[usize], fill: Fill) -> Result<(Tensor, u64)> {
         let bytes = shape
             .iter()
             .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| TensorError::InvalidArgument(format!("shape {shape:?} is too large")))?;
+        if let Some(storage) = crate::graph::reuse(bytes)? {
+            let ptr = storage
+                .as_any()
+                .downcast_ref::<CudaStorage>()
+                .ok_or_else(|| {
+                    TensorError::DeviceFault("a recorded buffer is not a CUDA buffer".into())
+                })?
+                .device_ptr();
+            self.fill(ptr, bytes, fill)?;
+            return Ok((Tensor::new(dtype, shape.to_vec(), storage), ptr));
+        }
         let reservation = self.account.reserve(bytes as u64)?;
         self.bind()?;
         let stream = self.stream.cu_stream();
@@ -291,24 +315,46 @@ impl CudaBackend {
                 }
             })?
         };
-        let storage = CudaStorage::new(ptr, bytes, Arc::clone(&self.stream), reservation);
+        let storage: Arc<dyn crate::Storage> = Arc::new(CudaStorage::new(
+            ptr,
+            bytes,
+            Arc::clone(&self.stream),
+            reservation,
+        ));
+        crate::graph::allocated(&storage);
+        self.fill(ptr, bytes, fill)?;
+        Ok((Tensor::new(dtype, shape.to_vec(), storage), ptr))
+    }
+
+    /// Clears a fresh buffer as `fill` asks (on the queue stream).
+    fn fill(&self, ptr: u64, bytes: usize, fill: Fill) -> Result<()> {
         let byte = match fill {
             Fill::Zeroed => Some(0u8),
             Fill::Overwritten if self.poison_fresh => Some(0xFF),
             Fill::Overwritten => None,
         };
         if let (Some(byte), true) = (byte, bytes > 0) {
-            // SAFETY: ptr holds `bytes` bytes allocated on this stream.
-            unsafe { result::memset_d8_async(ptr, byte, bytes, stream) }
+            // SAFETY: ptr holds `bytes` bytes of this context, and the
+            // queue stream orders the memset before the op that follows.
+            unsafe { result::memset_d8_async(ptr, byte, bytes, self.queue().cu_stream()) }
                 .map_err(fault("clearing a new buffer"))?;
         }
-        Ok((Tensor::new(dtype, shape.to_vec(), Arc::new(storage)), ptr))
+        Ok(())
     }
 
     /// Runs `queue` (which enqueues work reading `inputs`) with the
-    /// cross-stream ordering that shared tensors need.
-    fn reading<R>(&self, inputs: &[&Tensor], queue: impl FnOnce() -> Result<R>) -> Result<R> {
+    /// cross-stream ordering that shared tensors need. While a graph is
+    /// built the ordering was established when the ops were recorded, and
+    /// the graph keeps its inputs alive (see graph.rs).
+    pub(super) fn reading<R>(
+        &self,
+        inputs: &[&Tensor],
+        queue: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
         self.bind()?;
+        if crate::graph::replaying() {
+            return queue();
+        }
         for t in inputs {
             self.storage(t).before_read_on(&self.stream)?;
         }
@@ -356,7 +402,7 @@ impl CudaBackend {
             n: b.shape()[br - 1],
         };
         let (pa, pb) = (self.ptr(a), self.ptr(b));
-        let handle = *self.blas.handle();
+        let handle = self.blas_handle();
         match blas::plan_batch(&a.shape()[..ar - 2], &b.shape()[..br - 2], out_batch) {
             Batching::Strided {
                 count,
@@ -420,6 +466,11 @@ impl Backend for CudaBackend {
 
     fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
         let (t, ptr) = self.alloc(dtype, shape, Fill::Overwritten)?;
+        if crate::graph::replaying() {
+            // Scratch an op uploads (GEMM pointer lists) while a graph is
+            // built: the recorded buffer already holds these bytes.
+            return Ok(t);
+        }
         if bytes.len() >= STAGE_FROM_BYTES {
             self.device
                 .staging
@@ -573,7 +624,9 @@ impl Backend for CudaBackend {
             }
             Ok(())
         })?;
-        if let Some((flag, _)) = flag {
+        // A graph being built cannot read back; the check was made when the
+        // op was recorded.
+        if let (Some((flag, _)), false) = (flag, crate::graph::replaying()) {
             let hit = self.download(&flag)?;
             if hit.iter().any(|&b| b != 0) {
                 return Err(TensorError::InvalidArgument(
@@ -960,6 +1013,70 @@ impl Backend for CudaBackend {
         })?;
         Ok((values, indices))
     }
+
+    // ---- Decoder ops (issue 18): see decoder.rs.
+
+    fn linear(
+        &self,
+        x: &Tensor,
+        layers: &[(&Tensor, Option<&Tensor>)],
+        residual: Option<&Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        self.linear_op(x, layers, residual)
+    }
+
+    fn silu_mul(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        self.silu_mul_op(gate, up)
+    }
+
+    fn rope(&self, x: &Tensor, positions: &Tensor, plan: &RopePlan) -> Result<Tensor> {
+        self.rope_op(x, positions, plan)
+    }
+
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        plan: &AttentionPlan,
+        valid: Option<&Tensor>,
+        key_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        self.attention_op(q, k, v, plan, valid, key_mask)
+    }
+
+    fn attention_cached(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        k_cache: &Tensor,
+        v_cache: &Tensor,
+        positions: &Tensor,
+        rope: Option<&RopePlan>,
+        plan: &AttentionPlan,
+    ) -> Result<Tensor> {
+        self.attention_cached_op(q, k, v, k_cache, v_cache, positions, rope, plan)
+    }
+
+    fn write(
+        &self,
+        target: &Tensor,
+        src: &Tensor,
+        axis: usize,
+        start: usize,
+        offset: Option<&Tensor>,
+    ) -> Result<()> {
+        self.write_op(target, src, axis, start, offset)
+    }
+
+    fn sample(&self, logits: &Tensor, params: &Sampling, counter: &Tensor) -> Result<Tensor> {
+        self.sample_op(logits, params, counter)
+    }
+
+    fn build_graph(&self, steps: &[Step]) -> Result<Option<Box<dyn NativeGraph>>> {
+        self.build(steps).map(Some)
+    }
 }
 
 /// A pool-access grant the driver refused leaves copies correct but staged
@@ -973,3 +1090,8 @@ fn note_staged_peer_copies(status: sys::CUresult) {
         )
     });
 }
+
+// The op families of `crate::image` and `crate::math`: children of this
+// module, so they reach its private helpers.
+mod image;
+mod math;

@@ -191,6 +191,55 @@ pub(crate) unsafe fn gemm_strided(
     check(status)
 }
 
+/// A linear layer's product with Hugging Face's `[out, in]` weight, read
+/// transposed in place: `y[rows, out] = x[rows, in] @ w^T (+ beta * y)`.
+/// Column-major that is `y^T [out, rows] = op_T(w) [out, in] * x^T [in,
+/// rows]`, with `w` seen as `[in, out]` (ld = in).
+///
+/// # Safety
+/// As for [`gemm_strided`]; `y` must hold rows*out elements.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_linear(
+    handle: sys::cublasHandle_t,
+    dtype: DType,
+    rows: usize,
+    inputs: usize,
+    outputs: usize,
+    x: u64,
+    w: u64,
+    y: u64,
+    beta: f32,
+) -> Result<()> {
+    let ty = data_type(dtype)?;
+    let (m, n, k) = (dim("out", outputs)?, dim("rows", rows)?, dim("in", inputs)?);
+    let alpha = 1.0f32;
+    // SAFETY: forwarded from the caller; alpha/beta outlive the call.
+    let status = unsafe {
+        sys::cublasGemmEx(
+            handle,
+            sys::cublasOperation_t::CUBLAS_OP_T,
+            sys::cublasOperation_t::CUBLAS_OP_N,
+            m,
+            n,
+            k,
+            (&alpha as *const f32).cast(),
+            w as *const c_void,
+            ty,
+            k,
+            x as *const c_void,
+            ty,
+            k,
+            (&beta as *const f32).cast(),
+            y as *mut c_void,
+            ty,
+            m,
+            sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )
+    };
+    check(status)
+}
+
 /// Products whose operands are given by device arrays of pointers
 /// (`a_ptrs`, `b_ptrs`, `c_ptrs`, each `count` u64 device addresses).
 ///

@@ -11,11 +11,37 @@
 //! a process, [`kernels`] compiles and caches the kernels, [`storage`] the
 //! device buffers and their cross-stream bookkeeping, [`layout`] the strided
 //! index plans, [`blas`] the GEMM, [`staging`] large uploads through pinned
-//! memory, [`pinned`] page-locked buffers for paged-out tensors, and [`backend`] the ops of one worker.
+//! memory, [`pinned`] page-locked buffers for paged-out tensors, [`backend`] the ops of one worker
+//! (the image and math op families in its `image` and `math` submodules,
+//! kernels in image.cu), [`dnn`] cuDNN for the convolutions (loaded at run
+//! time too), [`decoder`] the decoder ops (kernels in decoder.cu) and
+//! [`graph`] CUDA graphs built from recorded ops.
+
+/// Launches kernel `$name` on the backend's queue stream (its own, or the
+/// capture stream while a graph is built). Arguments must be local
+/// variables: the launch reads them through pointers.
+macro_rules! launch {
+    ($self:ident, $name:expr, $cfg:expr, $($arg:ident),* $(,)?) => {{
+        let name: &str = &$name;
+        let func = $self.device.kernels.get(name)?;
+        let stream = $self.queue();
+        let mut builder = stream.launch_builder(&func);
+        $( builder.arg(&$arg); )*
+        // SAFETY: the argument list matches the kernel's signature in
+        // kernels.cu / decoder.cu, and every pointer is a live buffer of
+        // this context large enough for the launch's index range.
+        unsafe { builder.launch($cfg) }
+            .map(|_| ())
+            .map_err($crate::cuda::device::fault(name))
+    }};
+}
 
 mod backend;
 mod blas;
+mod decoder;
 mod device;
+mod dnn;
+mod graph;
 mod kernels;
 mod layout;
 mod pinned;
@@ -24,5 +50,7 @@ mod storage;
 
 pub use backend::CudaBackend;
 pub use device::{available, device_count};
+pub use dnn::probe as cudnn_probe;
+pub use kernels::decoder_compile_time;
 pub use pinned::PinnedBuffer;
 pub use storage::CudaStorage;

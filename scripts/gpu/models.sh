@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine (the device tool), over .devcarry/ from
-# scripts/gpu-device-pack.sh: a model endpoint (examples/mlp, weights from
+# Runs on the GPU machine, over .devcarry/ from
+# scripts/bench.sh gpu-pack kernels: a model endpoint (examples/mlp, weights from
 # make_model.py) served on a real GPU slice, FlashBoot on ("mlp") and off
 # ("plain"). With it on, the first start snapshots after init, the worker is
 # parked at scale to zero (its tensors and the weights paged to pinned host
@@ -10,8 +10,8 @@
 # across rounds), its delayTime and how its worker started, then
 # /v1/inventory's executors.
 set -uo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
-export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789abcdef
 BASE=http://127.0.0.1:8778
 python3 examples/mlp/make_model.py /tmp/models/mlp >/dev/null
 "$W" --home /tmp/wpm serve --listen 127.0.0.1:8778 >"$OUT/serve.out" 2>"$OUT/serve.log" &

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Runs on a machine with an NVIDIA GPU (H200/H100), over .devcarry/ from
-# `scripts/gpu-device-pack.sh lb`: a load-balancing endpoint (the Rust
+# `scripts/bench.sh gpu-pack lb`: a load-balancing endpoint (the Rust
 # http-hello handler, world http-handler) placed on a GPU slice serves
 # /lb/... requests with its host tensors on CUDA: /devices names the GPU,
-# /matmul multiplies on it (checked against a float64 reference), bodies stream both
-# ways, a panic is contained; then p50/p99 of /lb/gpu/matmul and of the
+# /matmul multiplies on it (checked against a float64 reference), bodies
+# stream both ways, a panic is contained; then p50/p99 of /lb/gpu/matmul and of the
 # same handler on a CPU slice, sequential, in the same run. Writes
 # everything under $OUT and prints a check table last. (LB_GPUS=cpu runs
 # the same steps on a machine without a GPU, the CUDA checks failing.)
 set -uo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
-export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789abcdef
 URL=http://127.0.0.1:8781
 "$W" --home /tmp/wplb serve --listen 127.0.0.1:8781 >"$OUT/lb-serve.out" 2>"$OUT/lb-serve.log" &
 SERVER=$!

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on a machine with an NVIDIA GPU (H200/H100), over .devcarry/ from
-# `scripts/gpu-device-pack.sh ops`: the operator tools against a real GPU
+# `scripts/bench.sh gpu-pack ops`: the operator tools against a real GPU
 # host. The CLI deploys examples/stream and examples/mlp (its weights
 # uploaded into the model store by `deploy --models`) onto GPU slices, runs
 # jobs with `invoke`, reads `logs` (the init line of the mlp worker, the
@@ -9,8 +9,8 @@
 # and P70/P90/P98 of delay, execution and cold-start time. Writes
 # everything under $OUT and prints a check table last.
 set -uo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
-export WASMPOD_API_KEY=wpk_device_admin_key_0123456789
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+export WASMPOD_API_KEY=wpk_device_admin_key_0123456789abcdef
 export WASMPOD_ADMIN_KEY=$WASMPOD_API_KEY
 export WASMPOD_URL=http://127.0.0.1:8779
 python3 examples/mlp/make_model.py /tmp/ops-models/mlp >/dev/null

@@ -1,9 +1,9 @@
-# Sourced by the scripts/gpu-device-*.sh programs on the GPU machine: sets
-# ROOT, D (.devcarry/, packed by gpu-device-pack.sh), OUT (what the device
+# Sourced by the scripts/gpu/*.sh programs on the GPU machine: sets
+# ROOT, D (.devcarry/, packed by scripts/gpu/pack.sh), OUT (what the device
 # tool brings back) and W (the wasmpod binary), unpacks the xz-compressed
 # binaries (with Python's lzma: the machine may lack xz), and keeps NVLink
 # multicast off as the machine's rules require.
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 D="$ROOT/.devcarry"
 OUT="${OUT:-/tmp/out}"

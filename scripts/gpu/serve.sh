@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs on a multi-GPU machine (the device tool), over .devcarry/ from
-# scripts/gpu-device-pack.sh: `wasmpod serve` on the host's real inventory,
+# Runs on a multi-GPU machine, over .devcarry/ from
+# scripts/bench.sh gpu-pack kernels: `wasmpod serve` on the host's real inventory,
 # then
 #   1. an endpoint with gpus_per_worker = every GPU: its one worker holds them
 #      all; a `gpu-bench` group job runs a GEMM on each GPU and moves a
@@ -9,8 +9,8 @@
 #      share the host without overlap (their slices' devices are disjoint).
 # Prints the jobs' outputs, /v1/inventory and /health; logs go to $OUT.
 set -uo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
-export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+export WASMPOD_ADMIN_KEY=wpk_device_admin_key_0123456789abcdef
 BASE=http://127.0.0.1:8777
 N=$(nvidia-smi -L | wc -l)
 HALF=$((N / 2))

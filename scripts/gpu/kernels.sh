@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine (the device tool), over binaries built here and
-# carried in .devcarry/ by scripts/gpu-device-pack.sh:
+# Runs on the GPU machine, over binaries built here and
+# carried in .devcarry/ by scripts/bench.sh gpu-pack kernels:
 #
-#   scripts/gpu-device-run.sh kernels  # inventory, CUDA conformance, GEMM and
+#   scripts/bench.sh gpu kernels kernels  # inventory, CUDA conformance, GEMM and
 #                                      # bandwidth vs cuBLAS and PyTorch, guest GEMM
-#   scripts/gpu-device-run.sh embeddings  # all-MiniLM-L6-v2 on the GPU: reference
+#   scripts/bench.sh gpu kernels embeddings  # all-MiniLM-L6-v2 on the GPU: reference
 #                                      # match, throughput vs sentence-transformers
-#   scripts/gpu-device-run.sh group    # every GPU of the host as one worker:
+#   scripts/bench.sh gpu kernels group    # every GPU of the host as one worker:
 #                                      # per-GPU guest GEMM, GPU-to-GPU moves
 #
-# Logs go to $OUT (the device tool brings them back); the summary is printed
+# Logs go to $OUT (what comes back from the machine); the summary is printed
 # last.
 set -uo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/gpu-device-env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 MODE="${1:-kernels}"
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
