@@ -276,8 +276,22 @@ async fn rust_http_handler_serves_through_the_load_balancer() {
         .await;
     assert_eq!(r.status, 400);
     assert!(r.error().contains("queue handler"), "{r:?}");
+    // Endpoint ids in /lb are checked like every route's: unknown is 404,
+    // malformed 400 (before anything is looked up).
     let (status, _) = get_text(&s, "missing", "/x").await;
     assert_eq!(status, 404);
+    let (status, body) = get_text(&s, "Bad_Id", "/x").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("malformed"), "{body}");
+    // Nor are the OpenAI routes (jobs) open on a load balancer.
+    let r = s
+        .post(
+            "/v2/hello/openai/v1/chat/completions",
+            &json!({"model": "hello", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.to_string().contains("/lb/hello/"), "{r:?}");
 
     let metrics = s.text("/metrics").await;
     assert!(
