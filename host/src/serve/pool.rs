@@ -24,7 +24,7 @@ pub use super::worker_state::{
     PoolShared, WorkerCounts, WorkerDetail, WorkerShared, WorkerSlice, WorkerStage,
 };
 use crate::scheduler::{self, PlacementError};
-use crate::store::{EndpointRecord, ScalerType, Store, now_ms};
+use crate::store::{EndpointKind, EndpointRecord, ScalerType, Store, now_ms};
 
 /// How long final jobs are kept.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +75,9 @@ pub struct WorkerSpec {
     pub gpus: Vec<String>,
     pub gpus_per_worker: u32,
     pub flashboot: bool,
+    /// A load-balancing endpoint's worker: it serves HTTP requests instead
+    /// of claiming jobs.
+    pub load_balancer: bool,
 }
 
 impl WorkerSpec {
@@ -96,6 +99,7 @@ impl WorkerSpec {
             gpus: e.config.gpus.clone(),
             gpus_per_worker: e.config.gpus_per_worker,
             flashboot: e.config.flashboot,
+            load_balancer: e.config.kind == EndpointKind::LoadBalancer,
         }
     }
 }
@@ -110,6 +114,8 @@ struct PoolHandle {
 pub struct Pools {
     ctx: Arc<WorkerContext>,
     pools: Mutex<HashMap<String, PoolHandle>>,
+    /// Load-balancing endpoints' `hostnames`: name → endpoint id.
+    hosts: Mutex<HashMap<String, String>>,
 }
 
 /// How often a supervisor with workers (or queued jobs) re-evaluates
@@ -133,6 +139,7 @@ impl Pools {
         Self {
             ctx,
             pools: Mutex::default(),
+            hosts: Mutex::default(),
         }
     }
 
@@ -143,6 +150,7 @@ impl Pools {
     /// Start the pool of a new endpoint, or apply an updated endpoint to its
     /// running pool (a new handler version is a hot swap).
     pub fn apply(&self, endpoint: EndpointRecord) {
+        self.route_hosts(&endpoint.id, Some(&endpoint));
         let mut pools = self.pools.lock().expect("pools lock");
         let paused = endpoint.config.max_workers == 0;
         if let Some(p) = pools.get(&endpoint.id) {
@@ -178,6 +186,7 @@ impl Pools {
 
     /// Stop an endpoint's pool: workers finish their jobs, then exit.
     pub async fn stop(&self, endpoint_id: &str) {
+        self.route_hosts(endpoint_id, None);
         let handle = self.pools.lock().expect("pools lock").remove(endpoint_id);
         if let Some(h) = handle {
             let _ = h.config.send(None);
@@ -185,6 +194,30 @@ impl Pools {
         }
         self.ctx.jobs.unwatch_endpoint(endpoint_id);
         self.ctx.slices.release_parked(endpoint_id);
+    }
+
+    /// Route the endpoint's `hostnames` to it (none once it is gone).
+    fn route_hosts(&self, endpoint_id: &str, endpoint: Option<&EndpointRecord>) {
+        let mut hosts = self.hosts.lock().expect("hosts lock");
+        hosts.retain(|_, id| id != endpoint_id);
+        if let Some(e) = endpoint.filter(|e| e.config.kind == EndpointKind::LoadBalancer) {
+            for name in &e.config.hostnames {
+                hosts.insert(name.clone(), e.id.clone());
+            }
+        }
+    }
+
+    /// The load-balancing endpoint whose `hostnames` list `host`.
+    pub fn endpoint_for_host(&self, host: &str) -> Option<String> {
+        self.hosts.lock().expect("hosts lock").get(host).cloned()
+    }
+
+    /// Read the endpoint as its pool runs it now, without copying it.
+    pub fn inspect<R>(&self, endpoint_id: &str, f: impl FnOnce(&EndpointRecord) -> R) -> Option<R> {
+        let pools = self.pools.lock().expect("pools lock");
+        let handle = pools.get(endpoint_id)?;
+        let config = handle.config.borrow();
+        config.as_ref().map(f)
     }
 
     /// The endpoint as its pool runs it now.
@@ -358,7 +391,10 @@ async fn supervise(
         let hint = shared
             .queued_hint
             .swap(0, std::sync::atomic::Ordering::SeqCst);
-        let queued = if entries.is_empty() && hint > 0 {
+        let queued = if spec.load_balancer {
+            // A load balancer's queue is its requests waiting for a worker.
+            shared.lb.waiting()
+        } else if entries.is_empty() && hint > 0 {
             // Woken from zero by new jobs: start for them at once; the next
             // evaluation reads the queue.
             hint
@@ -502,6 +538,7 @@ async fn supervise(
         }
         shared.set_workers(entries.iter().map(|e| Arc::clone(&e.shared)).collect());
         if queued > 0
+            && !spec.load_balancer
             && entries
                 .iter()
                 .any(|e| e.shared.stage() == WorkerStage::Ready && !e.shared.is_retiring())
