@@ -166,7 +166,8 @@ fn component_of_another_world_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("not of world wasmpod:serverless/handler"),
+        err.contains("neither of world wasmpod:serverless/handler")
+            && err.contains("nor of world http-handler"),
         "{err}"
     );
 }
