@@ -659,7 +659,7 @@ impl JobStore for PgStore {
 
     async fn purge_expired(&self, now: i64) -> Result<u64> {
         let r = sqlx::query(
-            "DELETE FROM jobs WHERE expires_at <= $1 \
+            "DELETE FROM jobs WHERE expires_at <= $1 AND batch_id IS NULL \
              AND (webhook_state IS NULL OR webhook_state != 'pending')",
         )
         .bind(now)

@@ -13,7 +13,7 @@ use crate::store::{Result, StoreError};
 
 use super::writer::FINAL_COLUMNS;
 
-fn final_from_row(r: &SqliteRow) -> Result<FinalJob> {
+pub(super) fn final_from_row(r: &SqliteRow) -> Result<FinalJob> {
     let status: String = r.try_get("status")?;
     let webhook_state: Option<String> = r.try_get("webhook_state")?;
     Ok(FinalJob {
@@ -449,7 +449,7 @@ impl JobStore for SqliteStore {
 
     async fn purge_expired(&self, now: i64) -> Result<u64> {
         let r = sqlx::query(
-            "DELETE FROM jobs WHERE expires_at <= ? \
+            "DELETE FROM jobs WHERE expires_at <= ? AND batch_id IS NULL \
              AND (webhook_state IS NULL OR webhook_state != 'pending')",
         )
         .bind(now)
