@@ -14,6 +14,13 @@
 //! queue poll, no second write to claim it). Otherwise jobs queue and idle
 //! workers claim in batches as they free up, oldest first.
 //!
+//! A batch's requests enter the queue when it is finalized and leave it
+//! when it is cancelled through here too ([`Jobs::finalize_batch`],
+//! [`Jobs::cancel_batch`]): they are low-priority jobs, which every claim
+//! takes only when no normal job waits (the store's claim order), so batch
+//! work runs on capacity real-time jobs leave idle, on every host of a
+//! cluster alike.
+//!
 //! Claims name the worker and this host ([`ClaimBy`]), so a store shared by
 //! several hosts can re-queue a dead host's jobs; the direct hand-off is a
 //! local shortcut over the same claim rule.
@@ -28,8 +35,9 @@ use super::events::{FinishedListener, Waiters, Watch, Watchers};
 use super::pool::{PoolShared, Retention};
 use crate::executor::ExecutorProcess;
 use crate::store::{
-    Batch, BatchOutcome, CancelOutcome, ClaimBy, ClaimRequest, ClaimedJob, FinalJob, Finish,
-    JobRecord, JobStatus, LostJobOutcome, NewJob, RetryOutcome, Store, StoreError, now_ms,
+    Batch, BatchCancelled, BatchOutcome, BatchRecord, BatchRefusal, CancelOutcome, ClaimBy,
+    ClaimRequest, ClaimedJob, FinalJob, Finish, JobRecord, JobStatus, LostJobOutcome, NewJob,
+    RetryOutcome, Store, StoreError, now_ms,
 };
 
 /// Most operations one group commit takes.
@@ -379,6 +387,50 @@ impl Jobs {
         let n = purged.len();
         self.announce(purged);
         Ok(n)
+    }
+
+    /// Lock a draft batch and queue its requests behind every normal job
+    /// (they wait at most `ttl_ms` in the queue); idle workers claim them
+    /// and the supervisor scales for them.
+    pub async fn finalize_batch(
+        &self,
+        endpoint: &str,
+        batch: &str,
+        ttl_ms: i64,
+    ) -> Result<Result<BatchRecord, BatchRefusal>, StoreError> {
+        let outcome = self
+            .store
+            .finalize_batch(endpoint, batch, ttl_ms, now_ms())
+            .await?;
+        if let Ok(b) = &outcome {
+            self.send(Op::Wake {
+                endpoint: endpoint.to_string(),
+            });
+            self.wake_supervisor(endpoint, b.counts.in_queue.max(0) as usize);
+        }
+        Ok(outcome)
+    }
+
+    /// Cancel a batch: its queued requests end CANCELLED (announced like
+    /// any other final job); running ones finish.
+    pub async fn cancel_batch(
+        &self,
+        endpoint: &str,
+        batch: &str,
+    ) -> Result<Result<BatchRecord, BatchRefusal>, StoreError> {
+        let outcome = self
+            .store
+            .cancel_batch(
+                endpoint,
+                batch,
+                self.retention.run.as_millis() as i64,
+                now_ms(),
+            )
+            .await?;
+        Ok(outcome.map(|BatchCancelled { batch, cancelled }| {
+            self.announce(cancelled);
+            batch
+        }))
     }
 
     /// Queued jobs past their ttl become TIMED_OUT.

@@ -3,6 +3,7 @@
 //! webhook sender and the retention sweeper together. The HTTP layer
 //! ([`crate::api`]) calls it; it knows nothing of HTTP.
 
+pub mod batches;
 pub mod cluster;
 pub mod egress;
 pub mod events;
@@ -37,6 +38,7 @@ use crate::store::{
     ApiKeyRecord, CancelOutcome, EndpointConfig, EndpointRecord, HandlerRecord, JobCounts,
     JobRecord, JobStatus, NewJob, RetryOutcome, Scope, Store, StoreError, UsageTotal, now_ms,
 };
+pub use batches::{BatchError, BatchLimits, BatchPage};
 pub use events::Watch;
 use events::{FinishedListener, WebhookWake};
 pub use handlers::{HandlerError, HandlerRepo};
@@ -107,6 +109,8 @@ pub struct ServeConfig {
     /// Cluster mode (a Postgres database URL): a host whose heartbeat is
     /// older than this is dead, and another host re-queues its jobs.
     pub dead_host_after: Duration,
+    /// Batch jobs' limits and retention.
+    pub batch: BatchLimits,
 }
 
 impl ServeConfig {
@@ -143,6 +147,7 @@ impl ServeConfig {
             flashboot_keep: Duration::from_secs(3600),
             flashboot_ram: 16 << 30,
             log_limits: LogLimits::default(),
+            batch: BatchLimits::default(),
         }
     }
 }
