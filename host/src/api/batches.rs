@@ -85,11 +85,11 @@ pub struct BatchRequestBody {
     pub status: String,
     /// Its input, while the batch is a draft.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub input: Option<Box<RawValue>>,
     /// The handler's output once COMPLETED.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub output: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -121,7 +121,6 @@ pub struct BatchPageBody {
 #[allow(dead_code)] // read by hand below; this is its schema
 pub struct BatchRequestIn {
     /// The handler's input (any JSON value but null).
-    #[schema(value_type = Object)]
     pub input: serde_json::Value,
 }
 
