@@ -488,4 +488,5 @@ async fn a_kill_9_in_the_draft_and_mid_run_loses_no_request() {
     let after: Vec<Value> = items.iter().map(|i| i["id"].clone()).collect();
     assert_eq!(after, ids, "every request once, in order");
     assert!(items.iter().all(|i| i["status"] == "COMPLETED"));
+    assert!(items.iter().all(|i| i["workerId"].is_string()), "{}", items[0]);
 }

@@ -99,6 +99,9 @@ pub struct BatchRequestBody {
     /// ms it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_time: Option<i64>,
+    /// The worker that ran it (last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
 }
 
 /// A page of a batch's requests, in the order they were added.
@@ -425,6 +428,7 @@ fn item_body(item: BatchItem) -> BatchRequestBody {
             error: None,
             delay_time: None,
             execution_time: None,
+            worker_id: None,
         },
         BatchItem::Job(job) => BatchRequestBody {
             status: job.status.as_str().into(),
@@ -432,6 +436,7 @@ fn item_body(item: BatchItem) -> BatchRequestBody {
             error: job.error,
             delay_time: job.delay_ms,
             execution_time: job.execution_ms,
+            worker_id: job.worker_id,
             input: None,
             id: job.id,
         },
