@@ -550,6 +550,67 @@ pub async fn logs_are_filtered_trimmed_and_go_with_their_endpoint<
     assert_eq!(messages(s.query_logs(&f).await.unwrap()), ["x: hello"]);
 }
 
+pub async fn low_priority_claims_stop_at_the_hosts_cap<
+    S: JobStore + EndpointStore + HandlerStore,
+>(
+    s: S,
+) {
+    seeded(&s).await;
+    let low = |id: &str| {
+        let mut j = job(id, "e");
+        j.low_priority = true;
+        j
+    };
+    accept(&s, &[low("l1"), low("l2"), low("l3"), job("n1", "e")], 0).await;
+    let claim = |worker: &str, host: &str, limit: usize, low_cap: usize| ClaimRequest {
+        endpoint_id: "e".to_string(),
+        by: by(worker, host),
+        limit,
+        low_cap,
+    };
+    let ids = |o: &BatchOutcome, i: usize| -> Vec<String> {
+        o.claimed[i].iter().map(|j| j.id.clone()).collect()
+    };
+    let batch = Batch {
+        claims: vec![claim("w1", "a", 4, 2)],
+        ..Batch::default()
+    };
+    let o = s.commit(batch, 10).await.unwrap();
+    assert_eq!(
+        ids(&o, 0),
+        ["n1", "l1", "l2"],
+        "normal first, then up to the cap"
+    );
+    assert_eq!(
+        o.claimed[0]
+            .iter()
+            .map(|j| j.low_priority)
+            .collect::<Vec<_>>(),
+        [false, true, true]
+    );
+    // Host a runs two already: none more there; host b has room.
+    let batch = Batch {
+        claims: vec![claim("w2", "a", 4, 2)],
+        ..Batch::default()
+    };
+    assert!(ids(&s.commit(batch, 20).await.unwrap(), 0).is_empty());
+    accept(&s, &[job("n2", "e")], 25).await;
+    let batch = Batch {
+        claims: vec![claim("w2", "a", 4, 2)],
+        ..Batch::default()
+    };
+    assert_eq!(
+        ids(&s.commit(batch, 30).await.unwrap(), 0),
+        ["n2"],
+        "normal jobs pass the cap"
+    );
+    let batch = Batch {
+        claims: vec![claim("w3", "b", 4, 2)],
+        ..Batch::default()
+    };
+    assert_eq!(ids(&s.commit(batch, 40).await.unwrap(), 0), ["l3"]);
+}
+
 fn requests(from: usize, to: usize) -> Vec<BatchRequest> {
     (from..to)
         .map(|i| BatchRequest {
@@ -782,6 +843,7 @@ macro_rules! store_suite {
             case!(reports_stream_in_order_once);
             case!(jobs_list_newest_first_and_stream_looks_do_not_consume);
             case!(logs_are_filtered_trimmed_and_go_with_their_endpoint);
+            case!(low_priority_claims_stop_at_the_hosts_cap);
             case!(batches_are_drafted_finalized_behind_real_time_jobs_and_paged);
         }
     };

@@ -144,6 +144,8 @@ pub struct ClaimedJob {
     pub attempt: i64,
     /// Submitted through `/runsync` (shorter retention).
     pub sync: bool,
+    /// A batch request or a `policy.lowPriority` job.
+    pub low_priority: bool,
 }
 
 /// Who takes a job: a worker of this host running one handler version.
@@ -174,6 +176,11 @@ pub struct ClaimRequest {
     pub endpoint_id: String,
     pub by: ClaimBy,
     pub limit: usize,
+    /// Low-priority jobs of the endpoint the claiming host may run at once
+    /// (those it runs already count): past it the claim takes normal jobs
+    /// only, so batch work never holds every slot a real-time job could
+    /// take. `usize::MAX`: no cap.
+    pub low_cap: usize,
 }
 
 /// One group commit of the queue: finishes, then accepts (each optionally

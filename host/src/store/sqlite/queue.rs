@@ -135,6 +135,7 @@ impl JobStore for SqliteStore {
                 endpoint_id: endpoint_id.to_string(),
                 by: by.clone(),
                 limit,
+                low_cap: usize::MAX,
             }],
             ..Batch::default()
         };
