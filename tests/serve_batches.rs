@@ -112,6 +112,30 @@ async fn a_batch_of_1000_runs_behind_real_time_jobs_with_its_counts_and_pages_ri
     assert_eq!(draft.len(), 1000);
     assert!(draft.iter().all(|i| i["status"] == "DRAFT"));
     assert_eq!(draft[600]["input"], json!({"ms": 1}));
+    // Change one request's input in the draft.
+    let changed = draft[20]["id"].as_str().unwrap().to_string();
+    let r = s
+        .send(
+            s.req(
+                reqwest::Method::PUT,
+                &format!("/v2/work/batch/{id}/requests/{changed}"),
+            )
+            .json(&json!({"input": {"ms": 19}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["requestTotal"], 1000);
+    let r = s
+        .send(
+            s.req(
+                reqwest::Method::PUT,
+                &format!("/v2/work/batch/{id}/requests/{changed}"),
+            )
+            .json(&json!({"input": null})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.error().contains("is null"), "{r:?}");
     let removed = draft[10]["id"].as_str().unwrap().to_string();
     let r = s
         .delete(&format!("/v2/work/batch/{id}/requests/{removed}"))
@@ -142,6 +166,7 @@ async fn a_batch_of_1000_runs_behind_real_time_jobs_with_its_counts_and_pages_ri
         .map(|i| i["input"]["ms"].as_u64().unwrap())
         .collect();
     assert_eq!(inputs[999], 11, "added last, paged last");
+    assert_eq!(inputs[19], 19, "changed (one earlier: the removed one)");
 
     // Nothing runs before finalize.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -190,29 +190,34 @@ fn inputs(requests: &RawValue, example: &str) -> ApiResult<Vec<String>> {
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let fields: HashMap<String, &RawValue> = serde_json::from_str(item.get())
-                .map_err(|_| {
+            let fields: HashMap<String, &RawValue> =
+                serde_json::from_str(item.get()).map_err(|_| {
                     ApiError::bad_request(format!(
                         "requests[{i}] must be an object such as {{\"input\": {{...}}}}, got {}",
                         shown(item.get())
                     ))
                 })?;
-            if let Some(other) = fields.keys().find(|k| *k != "input") {
-                return Err(ApiError::bad_request(format!(
-                    "requests[{i}] has {other:?}; a batch request takes only \"input\" (the batch runs with the endpoint's settings)"
-                )));
-            }
-            match fields.get("input") {
-                None => Err(ApiError::bad_request(format!(
-                    "requests[{i}] has no \"input\"; each request is {{\"input\": {{...}}}}"
-                ))),
-                Some(v) if v.get() == "null" => Err(ApiError::bad_request(format!(
-                    "requests[{i}].input is null; give the handler's input, e.g. {{\"input\": {{\"prompt\": \"hello\"}}}}"
-                ))),
-                Some(v) => Ok(v.get().to_string()),
-            }
+            input_of(&fields, &format!("requests[{i}]"))
         })
         .collect()
+}
+
+/// The input of one request `{"input": ...}` (`what` names it in errors).
+fn input_of(fields: &HashMap<String, &RawValue>, what: &str) -> ApiResult<String> {
+    if let Some(other) = fields.keys().find(|k| *k != "input") {
+        return Err(ApiError::bad_request(format!(
+            "{what} has {other:?}; a batch request takes only \"input\" (the batch runs with the endpoint's settings)"
+        )));
+    }
+    match fields.get("input") {
+        None => Err(ApiError::bad_request(format!(
+            "{what} has no \"input\"; each request is {{\"input\": {{...}}}}"
+        ))),
+        Some(v) if v.get() == "null" => Err(ApiError::bad_request(format!(
+            "{what}.input is null; give the handler's input, e.g. {{\"input\": {{\"prompt\": \"hello\"}}}}"
+        ))),
+        Some(v) => Ok(v.get().to_string()),
+    }
 }
 
 fn shown(v: &str) -> String {
@@ -342,6 +347,41 @@ pub async fn remove_request(
         state
             .app
             .remove_batch_request(&endpoint, &batch, &request)
+            .await?
+            .into(),
+    ))
+}
+
+/// Replace one request's input in a DRAFT batch: `{"input": ...}`.
+#[utoipa::path(put, path = "/v2/{endpoint_id}/batch/{batch_id}/requests/{request_id}", tag = "batches",
+    params(("endpoint_id" = String, Path), ("batch_id" = String, Path), ("request_id" = String, Path)),
+    request_body = BatchRequestIn,
+    responses((status = 200, description = "The draft", body = BatchBody),
+        (status = 404, description = "Unknown endpoint, batch or request", body = ErrorBody),
+        (status = 409, description = "The batch is not a draft any more", body = ErrorBody),
+        (status = 413, description = "Body over 10 MB", body = ErrorBody), Rejected),
+    security(("api_key" = [])))]
+pub async fn update_request(
+    State(state): State<ApiState>,
+    caller: Caller,
+    BatchRequestPath {
+        endpoint,
+        batch,
+        request,
+    }: BatchRequestPath,
+    headers: HeaderMap,
+    raw: Body,
+) -> ApiResult<Json<BatchBody>> {
+    caller.require_invoke(&endpoint)?;
+    let bytes = body(&state, &headers, raw).await?;
+    let input = input_of(
+        &object(&bytes, r#"{"input": {"prompt": "hello"}}"#)?,
+        "the request",
+    )?;
+    Ok(Json(
+        state
+            .app
+            .update_batch_request(&endpoint, &batch, &request, input)
             .await?
             .into(),
     ))

@@ -45,7 +45,7 @@ pub enum Rejected {
         jobs::run, jobs::runsync, jobs::status, jobs::stream, jobs::cancel, jobs::retry,
         jobs::purge_queue, jobs::health,
         batches::create, batches::list, batches::get, batches::add_requests, batches::requests,
-        batches::remove_request, batches::finalize, batches::cancel,
+        batches::remove_request, batches::update_request, batches::finalize, batches::cancel,
         openai::chat_completions, openai::completions, openai::models,
         admin::upload_handler, admin::list_handlers, admin::get_handler, admin::delete_handler,
         admin::create_endpoint, admin::list_endpoints, admin::get_endpoint, admin::update_endpoint,

@@ -99,7 +99,7 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/{endpoint_id}/batch/{batch_id}/requests/{request_id}",
-            axum::routing::delete(batches::remove_request),
+            axum::routing::delete(batches::remove_request).put(batches::update_request),
         )
         .route(
             "/{endpoint_id}/batch/{batch_id}/finalize",

@@ -198,6 +198,31 @@ impl App {
             })
     }
 
+    /// Replace one request's input in a draft.
+    pub async fn update_batch_request(
+        &self,
+        endpoint: &str,
+        batch: &str,
+        request: &str,
+        input: String,
+    ) -> Result<BatchRecord, BatchError> {
+        self.batch_endpoint(endpoint)?;
+        let changed = BatchRequest {
+            id: request.to_string(),
+            input,
+        };
+        self.store
+            .update_batch_request(endpoint, batch, &changed, &self.batch_caps(), now_ms())
+            .await?
+            .map_err(|r| match r {
+                BatchRefusal::NoRequest => BatchError::NoRequest {
+                    batch: batch.to_string(),
+                    request: request.to_string(),
+                },
+                other => self.refused(other, endpoint, batch, 0),
+            })
+    }
+
     /// Lock a draft and queue its requests behind real-time jobs. They
     /// wait as long as the longest ttl a job may have (7 days).
     pub async fn finalize_batch(

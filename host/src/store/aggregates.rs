@@ -247,6 +247,15 @@ pub trait BatchStore {
         caps: &BatchCaps,
         now: i64,
     ) -> impl Future<Output = Result<std::result::Result<BatchRecord, BatchRefusal>>> + Send;
+    /// Replace the input of one request of a DRAFT batch.
+    fn update_batch_request(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        request: &BatchRequest,
+        caps: &BatchCaps,
+        now: i64,
+    ) -> impl Future<Output = Result<std::result::Result<BatchRecord, BatchRefusal>>> + Send;
     /// Lock a DRAFT batch and queue its requests, in their order, as
     /// low-priority jobs (the endpoint's execution timeout, a ttl of
     /// `ttl_ms`).

@@ -403,6 +403,16 @@ impl Store {
     ) -> Result<std::result::Result<BatchRecord, BatchRefusal>> {
         dispatch!(self, s => s.remove_batch_request(endpoint_id, batch_id, request_id, caps, now).await)
     }
+    pub async fn update_batch_request(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        request: &BatchRequest,
+        caps: &BatchCaps,
+        now: i64,
+    ) -> Result<std::result::Result<BatchRecord, BatchRefusal>> {
+        dispatch!(self, s => s.update_batch_request(endpoint_id, batch_id, request, caps, now).await)
+    }
     pub async fn finalize_batch(
         &self,
         endpoint_id: &str,

@@ -681,6 +681,27 @@ pub async fn batches_are_drafted_finalized_behind_real_time_jobs_and_paged<
             .unwrap_err(),
         BatchRefusal::TooMany { has: 8, max: 10 }
     );
+    let changed = BatchRequest {
+        id: "r0001".to_string(),
+        input: "{\"changed\":true}".to_string(),
+    };
+    s.update_batch_request("e", "b", &changed, &CAPS, 111)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, first) = s.batch_items("e", "b", 1, 1).await.unwrap().unwrap();
+    assert!(matches!(&first[0], BatchItem::Draft(r) if r.input == changed.input));
+    let missing = BatchRequest {
+        id: "r9999".to_string(),
+        input: "1".to_string(),
+    };
+    assert_eq!(
+        s.update_batch_request("e", "b", &missing, &CAPS, 111)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        BatchRefusal::NoRequest
+    );
     let b = s
         .remove_batch_request("e", "b", "r0002", &CAPS, 112)
         .await

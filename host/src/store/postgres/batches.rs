@@ -257,6 +257,37 @@ impl BatchStore for PgStore {
         Ok(Ok(record))
     }
 
+    async fn update_batch_request(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        request: &BatchRequest,
+        caps: &BatchCaps,
+        now: i64,
+    ) -> Result<Refusable<BatchRecord>> {
+        let mut tx = self.begin().await?;
+        lock(&mut tx, endpoint_id).await?;
+        if let Err(r) = draft(&mut tx, endpoint_id, batch_id).await? {
+            return Ok(Err(r));
+        }
+        let changed =
+            sqlx::query("UPDATE batch_requests SET input = $1 WHERE batch_id = $2 AND id = $3")
+                .bind(&request.input)
+                .bind(batch_id)
+                .bind(&request.id)
+                .execute(&mut *tx)
+                .await?;
+        if changed.rows_affected() == 0 {
+            return Ok(Err(BatchRefusal::NoRequest));
+        }
+        touched(&mut tx, batch_id, now, caps.draft_retention_ms).await?;
+        let record = read(&mut tx, endpoint_id, batch_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        tx.commit().await?;
+        Ok(Ok(record))
+    }
+
     async fn finalize_batch(
         &self,
         endpoint_id: &str,
