@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build every Python and JavaScript example into
-# target/guest/<lang>-<name>.wasm (e.g. target/guest/python-mlp.wasm),
+# target/guest/<lang>-<name>.wasm (e.g. target/guest/python-mlp.wasm;
+# examples named http-* are HTTP handlers, built for world http-handler),
 # installing the pinned tools first where they are missing: componentize-py
 # into .venv (python/requirements.txt), componentize-js/jco into
 # guest-sdk/js/node_modules (js/package-lock.json).
@@ -44,15 +45,17 @@ build_lang() {
       exit 2
       ;;
   esac
-  local app name out start ms seconds
+  local app name out start ms seconds world
   for app in "$ROOT"/examples/"$lang"/*/; do
     app="${app%/}"
     name="$(basename "$app")"
     out="$OUT_DIR/$lang-$name.wasm"
+    world=handler
+    case "$name" in http-*) world=http-handler ;; esac
     seconds=0
     if stale "$out" "$app" "${sdk_inputs[@]}" "$ROOT/wit"; then
       start=$(date +%s%N)
-      "$builder" "$app" "$out.tmp" 2>"$OUT_DIR/$lang-$name.log" || {
+      "$builder" "$app" "$out.tmp" --world "$world" 2>"$OUT_DIR/$lang-$name.log" || {
         cat "$OUT_DIR/$lang-$name.log" >&2
         echo "error: building $lang example $name failed" >&2
         exit 1

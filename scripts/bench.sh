@@ -23,10 +23,12 @@
 #   vision     image-op conformance, ResNet-50 and the UNet against PyTorch
 #   ops        the CLI, logs and latency percentiles on a GPU slice
 #   sandbox    the executor sandbox (Landlock) with a real GPU
+#   lb         a load-balancing endpoint on a GPU slice: /lb/... with its
+#              tensors on CUDA, checked, its p50 beside a CPU slice's
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-GPU_SUITES="kernels serve models flashboot llm vision ops sandbox"
+GPU_SUITES="kernels serve models flashboot llm vision ops sandbox lb"
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 # The pack mode of scripts/gpu/pack.sh that each suite's run reads.
 pack_mode() {

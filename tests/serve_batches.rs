@@ -459,6 +459,20 @@ async fn limits_bad_inputs_cancel_and_low_priority_jobs() {
         )
         .await;
     assert_eq!(r.status, 400, "{r:?}");
+
+    // The batch routes have their rate limit ("batch"), one budget.
+    s.create_endpoint(
+        "tiny",
+        &sleep,
+        json!({"rate_limits": {"batch": {"requests": 2, "window_s": 60}}}),
+    )
+    .await;
+    assert_eq!(s.get("/v2/tiny/batch").await.status, 200);
+    assert_eq!(s.post("/v2/tiny/batch", &json!({})).await.status, 200);
+    let r = s.send(s.req(reqwest::Method::GET, "/v2/tiny/batch")).await;
+    assert_eq!(r.status, 429, "{r:?}");
+    let h = s.get("/v2/tiny/health").await;
+    assert!(h.body.to_string().contains("batch"), "{h:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -179,8 +179,9 @@ async fn a_jobs_log_calls_and_stdout_are_its_lines_and_in_its_detail() {
         ),
         ("/v1/endpoints/nope/logs", 404, "no endpoint"),
         ("/v1/endpoints/stream/jobs?status=DONE", 400, "IN_QUEUE"),
+        ("/v1/endpoints/stream/jobs/nope", 400, "malformed"),
         (
-            "/v1/endpoints/stream/jobs/nope",
+            "/v1/endpoints/stream/jobs/01a23246-303c-719d-ba98-3ff569c03ba7",
             404,
             "its log lines outlive it",
         ),

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Build a JavaScript handler app into a wasmpod component.
+# Build a JavaScript handler app into a wasmpod component: a queue handler
+# (world handler, the default) or, with --world http-handler, an HTTP
+# handler for a load-balancing endpoint.
 #
-#   guest-sdk/js/build.sh APP_DIR OUT.wasm [--entry FILE]
+#   guest-sdk/js/build.sh APP_DIR OUT.wasm [--entry FILE] [--world handler|http-handler]
 #
 # APP_DIR holds the app's module (app.js by default), which imports
-# 'wasmpod-sdk' and registers a handler; it may import other files of its
-# own by relative path. The pinned tools (package-lock.json) are installed
+# 'wasmpod-sdk' and registers a handler (or a Router with serveHttp(app));
+# it may import other files of its own by relative path. The pinned tools (package-lock.json) are installed
 # into guest-sdk/js/node_modules on first use.
 set -euo pipefail
 SDK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

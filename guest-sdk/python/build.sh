@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Build a Python handler app into a wasmpod component (world
-# wasmpod:serverless/handler) with componentize-py.
+# Build a Python handler app into a wasmpod component with componentize-py:
+# world wasmpod:serverless/handler (a queue handler, the default) or, with
+# --world http-handler, an HTTP handler for a load-balancing endpoint.
 #
 #   guest-sdk/python/build.sh APP_DIR OUT.wasm [--module NAME] [--path DIR]...
+#                                               [--world handler|http-handler]
 #
 # APP_DIR holds the app's module (app.py by default, or NAME.py / NAME/),
-# which imports wasmpod_sdk and registers a handler. --path adds a directory
+# which imports wasmpod_sdk and registers a handler (or, for an HTTP
+# handler, a wasmpod_sdk.http.Router with http.serve(app)). --path adds a directory
 # of extra pure-Python packages (e.g. from `pip install --target DIR`).
 # componentize-py is installed into the repo's .venv on first use (pinned in
 # requirements.txt); set COMPONENTIZE_PY to use another copy.
@@ -15,7 +18,7 @@ SDK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SDK_DIR/../.." && pwd)"
 
 usage() {
-  echo "usage: $0 APP_DIR OUT.wasm [--module NAME] [--path DIR]..." >&2
+  echo "usage: $0 APP_DIR OUT.wasm [--module NAME] [--path DIR]... [--world handler|http-handler]" >&2
   exit 2
 }
 
@@ -24,11 +27,13 @@ APP_DIR="$1"
 OUT="$2"
 shift 2
 MODULE=app
+WORLD=handler
 EXTRA_PATHS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --module) [ $# -ge 2 ] || usage; MODULE="$2"; shift 2 ;;
     --path) [ $# -ge 2 ] || usage; EXTRA_PATHS+=("-p" "$(cd "$2" && pwd)"); shift 2 ;;
+    --world) [ $# -ge 2 ] || usage; WORLD="$2"; shift 2 ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
 done
@@ -39,6 +44,10 @@ if [[ ! "$MODULE" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
   echo "error: --module must be a Python module name, got '$MODULE'" >&2
   exit 1
 fi
+case "$WORLD" in
+  handler | http-handler) ;;
+  *) echo "error: --world must be handler or http-handler, got '$WORLD'" >&2; exit 1 ;;
+esac
 if [ ! -f "$APP_DIR/$MODULE.py" ] && [ ! -f "$APP_DIR/$MODULE/__init__.py" ]; then
   echo "error: $APP_DIR has no $MODULE.py (or package $MODULE/); name the app's module with --module" >&2
   exit 1
@@ -63,7 +72,20 @@ fi
 # starts from the snapshot taken after this import.
 ENTRY_DIR="$(mktemp -d)"
 trap 'rm -rf "$ENTRY_DIR"' EXIT
-cat > "$ENTRY_DIR/wasmpod_entry.py" <<PY
+if [ "$WORLD" = http-handler ]; then
+  cat > "$ENTRY_DIR/wasmpod_entry.py" <<PY
+import $MODULE  # noqa: F401 - registers the app's router
+from wasmpod_sdk._glue import REGISTRY
+from wasmpod_sdk._http_world import IncomingHandler, WitWorld  # noqa: F401 - the exports
+
+if REGISTRY.app is None:
+    raise SystemExit(
+        "wasmpod: $MODULE registered no HTTP app; build a wasmpod_sdk.http.Router "
+        "and call wasmpod_sdk.http.serve(app)"
+    )
+PY
+else
+  cat > "$ENTRY_DIR/wasmpod_entry.py" <<PY
 import $MODULE  # noqa: F401 - registers the app's handler
 from wasmpod_sdk._glue import REGISTRY
 from wasmpod_sdk._world import WitWorld  # noqa: F401 - the component's exports
@@ -74,10 +96,11 @@ if REGISTRY.handle is None:
         "@wasmpod_sdk.handler or call wasmpod_sdk.serve(handle)"
     )
 PY
+fi
 
 mkdir -p "$(dirname "$OUT")"
 # VIRTUAL_ENV would add that environment's site-packages to the component;
 # a Rust backtrace would bury the app's own traceback when its import fails.
-env -u VIRTUAL_ENV -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$TOOL" --quiet -d "$ROOT/wit" -w handler componentize wasmpod_entry \
+env -u VIRTUAL_ENV -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$TOOL" --quiet -d "$ROOT/wit" -w "$WORLD" componentize wasmpod_entry \
   -p "$ENTRY_DIR" -p "$SDK_DIR" -p "$APP_DIR" "${EXTRA_PATHS[@]}" -o "$OUT"
 echo "built $OUT ($(wc -c < "$OUT") bytes)" >&2

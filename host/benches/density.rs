@@ -105,7 +105,8 @@ async fn main() {
     let (child, base) = start_serve(
         &bin,
         home,
-        &["--executor-idle", "1h"],
+        // Density is measured, not RunPod's rate limits.
+        &["--executor-idle", "1h", "--no-rate-limits"],
         (ADMIN_KEY, "warn"),
         &client,
         Duration::from_secs(60),

@@ -149,10 +149,22 @@ async fn start_wasmpod(client: &reqwest::Client, bin: &Path, home: &Path) -> (Ki
         bin.exists(),
         "build it first: cargo build --release -p wasmpod"
     );
+    // Throughput is measured, not RunPod's rate limits (an older binary
+    // measured beside this one may predate the flag, and the limits).
+    let help = std::process::Command::new(bin)
+        .args(["serve", "--help"])
+        .output()
+        .expect("running the binary's --help");
+    let no_limits = String::from_utf8_lossy(&help.stdout).contains("--no-rate-limits");
+    let args: &[&str] = if no_limits {
+        &["--no-rate-limits"]
+    } else {
+        &[]
+    };
     let (child, base) = start_serve(
         bin,
         home,
-        &[],
+        args,
         (ADMIN_KEY, "warn"),
         client,
         Duration::from_secs(60),

@@ -70,7 +70,8 @@ async fn start_wasmpod(client: &reqwest::Client, home: &Path) -> (Killed, Target
     let (child, base) = start_serve(
         &bin,
         home,
-        &[],
+        // Throughput is measured, not RunPod's rate limits.
+        &["--no-rate-limits"],
         (ADMIN_KEY, "warn"),
         client,
         Duration::from_secs(60),

@@ -69,6 +69,17 @@ export class Registry {
   constructor() {
     this.handle = null;
     this.init = null;
+    // An HTTP handler's Router (world http-handler) instead of `handle`.
+    this.app = null;
+  }
+
+  setApp(app) {
+    if (app === null || typeof app !== 'object' || typeof app.handle !== 'function') {
+      throw new TypeError('the HTTP app must be a Router (new wasmpod.Router())');
+    }
+    if (this.app !== null && this.app !== app) throw new Error('an HTTP app is already registered; an app registers exactly one Router');
+    this.app = app;
+    return app;
   }
 
   setHandler(fn) {

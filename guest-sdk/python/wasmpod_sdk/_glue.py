@@ -62,6 +62,16 @@ class Registry:
     def __init__(self):
         self.handle = None
         self.init = None
+        # An HTTP handler's router (world http-handler) instead of `handle`.
+        self.app = None
+
+    def set_app(self, app):
+        if not hasattr(app, "handle") or not callable(app.handle):
+            raise TypeError(f"the HTTP app must be a wasmpod_sdk.http.Router, got {type(app).__name__}")
+        if self.app is not None and self.app is not app:
+            raise RuntimeError("an HTTP app is already registered; an app registers exactly one router")
+        self.app = app
+        return app
 
     def set_handler(self, function):
         _require_callable(function, "handler")

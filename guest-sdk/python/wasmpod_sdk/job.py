@@ -5,7 +5,14 @@ lines attributed to it.
 from enum import Enum
 
 from componentize_py_types import Err
-from wit_world.imports import job as _wit
+
+try:
+    from wit_world.imports import job as _wit
+except ImportError:
+    # An HTTP handler (world http-handler) has no job: its log lines go
+    # through the log interface, and progress and streaming do not apply.
+    _wit = None
+    from wit_world.imports import log as _http_log
 
 from ._glue import encode_json
 from .errors import JobError
@@ -27,9 +34,18 @@ def _to_json(value, what):
         raise JobError(f"the {what} could not be serialized to JSON: {type(exc).__name__}: {exc}") from None
 
 
+def _require_job(what):
+    if _wit is None:
+        raise JobError(
+            f"{what} is for queue handlers; an HTTP handler streams its response instead "
+            "(return an iterable from the route)"
+        )
+
+
 def progress(value):
     """Report progress (any JSON-able value); while the job runs, `/status`
     shows the latest value as its `output`."""
+    _require_job("progress")
     try:
         _wit.progress(_to_json(value, "progress value"))
     except Err as err:
@@ -39,6 +55,7 @@ def progress(value):
 def stream(value):
     """Stream a partial output (any JSON-able value); clients read each chunk
     once, in order, from `/stream`."""
+    _require_job("stream")
     try:
         _wit.stream(_to_json(value, "streamed chunk"))
     except Err as err:
@@ -52,7 +69,10 @@ def log(message, level=LogLevel.INFO):
     except ValueError:
         names = ", ".join(lv.value for lv in LogLevel)
         raise ValueError(f"unknown log level {level!r}; expected one of {names}") from None
-    _wit.log(_wit.LogLevel[level.name], str(message))
+    if _wit is None:
+        _http_log.log(_http_log.Level[level.name], str(message))
+    else:
+        _wit.log(_wit.LogLevel[level.name], str(message))
 
 
 def debug(message):
@@ -72,11 +92,12 @@ def error(message):
 
 
 def job_id():
-    """The id of the job being handled; empty during init."""
-    return _wit.id()
+    """The id of the job being handled; empty during init (and in an HTTP
+    handler)."""
+    return _wit.id() if _wit is not None else ""
 
 
 def cancelled():
     """True once the job was cancelled; a long handler should check now and
     then and return early."""
-    return _wit.cancelled()
+    return _wit.cancelled() if _wit is not None else False

@@ -40,9 +40,14 @@
 
 #![warn(missing_docs)]
 
+// Lets the bindings below name this crate's modules by the same path inside
+// the crate and in the macros that expand in a handler's crate.
+extern crate self as wasmpod_sdk;
+
 mod decoder;
 mod device;
 mod entry;
+pub mod http;
 mod job;
 mod model;
 mod tensor;
@@ -73,6 +78,33 @@ pub mod bindings {
         default_bindings_module: "wasmpod_sdk::bindings",
     });
 }
+
+/// Raw bindings of world `wasmpod:serverless/http-handler`, sharing the GPU
+/// interfaces with [`bindings`] and wasi:http's types with the `wasip2`
+/// crate. Used by [`http_handler!`].
+#[doc(hidden)]
+pub mod http_bindings {
+    wit_bindgen::generate!({
+        world: "http-handler",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_http_handler_world",
+        default_bindings_module: "wasmpod_sdk::http_bindings",
+        with: {
+            "wasmpod:serverless/tensor@0.1.0": wasmpod_sdk::bindings::wasmpod::serverless::tensor,
+            "wasmpod:serverless/model@0.1.0": wasmpod_sdk::bindings::wasmpod::serverless::model,
+            "wasmpod:serverless/device@0.1.0": wasmpod_sdk::bindings::wasmpod::serverless::device,
+            "wasi:http/types@0.2.12": wasmpod_sdk::__wasip2::http::types,
+            "wasi:io/streams@0.2.12": wasmpod_sdk::__wasip2::io::streams,
+            "wasi:io/error@0.2.12": wasmpod_sdk::__wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasmpod_sdk::__wasip2::io::poll,
+            "wasi:clocks/monotonic-clock@0.2.12": wasmpod_sdk::__wasip2::clocks::monotonic_clock,
+        },
+    });
+}
+
+#[doc(hidden)]
+pub use wasip2 as __wasip2;
 
 /// Support for [`handler!`]'s expansion; not a stable API.
 #[doc(hidden)]
@@ -137,5 +169,52 @@ macro_rules! handler {
         }
 
         $crate::bindings::__export_handler_world!(__WasmpodHandler with_types_in $crate::bindings);
+    };
+}
+
+/// Register an HTTP handler (world `http-handler`, for load-balancing
+/// endpoints): `app` builds the [`http::Router`] (once per instance), and
+/// `init = setup` optionally runs once per instance before the first
+/// request (open models there, as with [`handler!`]).
+///
+/// ```no_run
+/// use wasmpod_sdk::http::{Response, Router};
+///
+/// fn app() -> Router {
+///     Router::new().get("/ping", |_| Response::text("ok"))
+/// }
+///
+/// wasmpod_sdk::http_handler!(app);
+/// ```
+///
+/// Use the macro once per crate, at module level, instead of [`handler!`].
+#[macro_export]
+macro_rules! http_handler {
+    ($app:expr) => {
+        $crate::http_handler!($app, init = $crate::__private::no_init);
+    };
+    ($app:expr, init = $init:expr $(,)?) => {
+        struct __WasmpodHttpHandler;
+
+        impl $crate::http_bindings::Guest for __WasmpodHttpHandler {
+            fn init() -> ::core::result::Result<(), ::std::string::String> {
+                $crate::__private::run_init($init)?;
+                $crate::http::prepare($app);
+                Ok(())
+            }
+        }
+
+        impl $crate::http_bindings::exports::wasi::http::incoming_handler::Guest
+            for __WasmpodHttpHandler
+        {
+            fn handle(
+                request: $crate::__wasip2::http::types::IncomingRequest,
+                response_out: $crate::__wasip2::http::types::ResponseOutparam,
+            ) {
+                $crate::http::serve($app, request, response_out)
+            }
+        }
+
+        $crate::http_bindings::__export_http_handler_world!(__WasmpodHttpHandler with_types_in $crate::http_bindings);
     };
 }

@@ -16,7 +16,9 @@ use super::doc::Rejected;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::validate::{self, ApiQuery, DigestPath, EndpointPath};
 use crate::serve::{WorkerCounts, WorkerDetail};
-use crate::store::{EndpointConfig, EndpointRecord, HandlerRecord, JobCounts, JobStatus, now_ms};
+use crate::store::{
+    EndpointConfig, EndpointKind, EndpointRecord, HandlerRecord, JobCounts, JobStatus, now_ms,
+};
 
 /// A handler version with the endpoints that use it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -158,6 +160,28 @@ async fn require_handler(state: &ApiState, digest: &str) -> ApiResult<String> {
         )));
     }
     Ok(digest)
+}
+
+/// An endpoint's type must fit its handler's world: a queue endpoint runs
+/// jobs on a handler, a load balancer serves HTTP with an http-handler.
+async fn check_world(state: &ApiState, handler: &str, config: &EndpointConfig) -> ApiResult<()> {
+    let Some(record) = state.app.handler(handler).await? else {
+        return Ok(());
+    };
+    let wanted = config.kind.world();
+    if record.world == wanted {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(match config.kind {
+        EndpointKind::Queue => format!(
+            "handler {handler} is an HTTP handler (world {}); serve it from an endpoint with \"type\": \"load_balancer\", or give this queue endpoint a handler of world handler",
+            record.world
+        ),
+        EndpointKind::LoadBalancer => format!(
+            "handler {handler} is a queue handler (world {}); a \"load_balancer\" endpoint needs an HTTP handler (world http-handler), or make this endpoint \"type\": \"queue\"",
+            record.world
+        ),
+    }))
 }
 
 fn config_from(state: &ApiState, fields: Map<String, Value>) -> ApiResult<EndpointConfig> {
@@ -341,6 +365,7 @@ pub async fn create_endpoint(
         }
     };
     let config = config_from(&state, fields)?;
+    check_world(&state, &handler, &config).await?;
     let now = now_ms();
     let record = EndpointRecord {
         id,
@@ -460,6 +485,7 @@ pub async fn update_endpoint(
         fields.insert(k, v);
     }
     record.config = config_from(&state, fields)?;
+    check_world(&state, &record.handler, &record.config).await?;
     let updated = state
         .app
         .update_endpoint(&record)

@@ -18,9 +18,11 @@ use utoipa::ToSchema;
 use super::ApiState;
 use super::auth::Caller;
 use super::body::{parse_json, read_limited};
-use super::doc::Rejected;
+use super::doc::{Limited, Rejected};
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::jobs::admit_job_op;
 use super::params::Params;
+use super::ratelimit::Operation;
 use super::validate::{ApiQuery, BatchPath, BatchRequestPath, EndpointPath};
 use crate::serve::{BatchError, BatchPage};
 use crate::store::{BatchItem, BatchRecord, BatchStatus};
@@ -163,7 +165,12 @@ impl From<BatchError> for ApiError {
             BatchError::TooManyActive { .. } => StatusCode::TOO_MANY_REQUESTS,
             BatchError::Store(s) => return ApiError::from(s.clone()),
         };
-        ApiError::new(status, e.to_string())
+        let mut error = ApiError::new(status, e.to_string());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // A batch ends in minutes or hours: ask again in a minute.
+            error.retry_after = Some(60);
+        }
+        error
     }
 }
 
@@ -240,15 +247,15 @@ async fn body(state: &ApiState, headers: &HeaderMap, body: Body) -> ApiResult<Ve
 }
 
 /// Create a DRAFT batch, with requests or empty (add them later with
-/// POST .../requests). Nothing runs before /finalize.
+/// POST .../requests). Nothing runs before /finalize. 429 also when the
+/// endpoint has as many active batches as it may (--batch-max-active).
 #[utoipa::path(post, path = "/v2/{endpoint_id}/batch", tag = "batches",
     params(("endpoint_id" = String, Path)),
     request_body = CreateBatch,
     responses((status = 200, description = "The new draft", body = BatchBody),
         (status = 404, description = "Unknown endpoint", body = ErrorBody),
         (status = 413, description = "Body over 10 MB", body = ErrorBody),
-        (status = 429, description = "The endpoint has as many active batches as it may (--batch-max-active)", body = ErrorBody),
-        Rejected),
+        Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn create(
     State(state): State<ApiState>,
@@ -257,7 +264,7 @@ pub async fn create(
     headers: HeaderMap,
     raw: Body,
 ) -> ApiResult<Json<BatchBody>> {
-    caller.require_invoke(&endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
     let bytes = body(&state, &headers, raw).await?;
     let fields = object(&bytes, EXAMPLE)?;
     if let Some(other) = fields
@@ -294,7 +301,7 @@ pub async fn create(
     responses((status = 200, description = "The draft with its new total", body = BatchBody),
         (status = 404, description = "Unknown endpoint or batch", body = ErrorBody),
         (status = 409, description = "The batch is not a draft any more", body = ErrorBody),
-        (status = 413, description = "Body over 10 MB", body = ErrorBody), Rejected),
+        (status = 413, description = "Body over 10 MB", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn add_requests(
     State(state): State<ApiState>,
@@ -303,7 +310,7 @@ pub async fn add_requests(
     headers: HeaderMap,
     raw: Body,
 ) -> ApiResult<Json<BatchBody>> {
-    caller.require_invoke(&endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
     let bytes = body(&state, &headers, raw).await?;
     let fields = object(&bytes, ADD_EXAMPLE)?;
     if let Some(other) = fields.keys().find(|k| *k != "requests") {
@@ -331,7 +338,7 @@ pub async fn add_requests(
     params(("endpoint_id" = String, Path), ("batch_id" = String, Path), ("request_id" = String, Path)),
     responses((status = 200, description = "The draft with its new total", body = BatchBody),
         (status = 404, description = "Unknown endpoint, batch or request", body = ErrorBody),
-        (status = 409, description = "The batch is not a draft any more", body = ErrorBody), Rejected),
+        (status = 409, description = "The batch is not a draft any more", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn remove_request(
     State(state): State<ApiState>,
@@ -342,7 +349,7 @@ pub async fn remove_request(
         request,
     }: BatchRequestPath,
 ) -> ApiResult<Json<BatchBody>> {
-    caller.require_invoke(&endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
     Ok(Json(
         state
             .app
@@ -359,7 +366,7 @@ pub async fn remove_request(
     responses((status = 200, description = "The draft", body = BatchBody),
         (status = 404, description = "Unknown endpoint, batch or request", body = ErrorBody),
         (status = 409, description = "The batch is not a draft any more", body = ErrorBody),
-        (status = 413, description = "Body over 10 MB", body = ErrorBody), Rejected),
+        (status = 413, description = "Body over 10 MB", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn update_request(
     State(state): State<ApiState>,
@@ -372,7 +379,7 @@ pub async fn update_request(
     headers: HeaderMap,
     raw: Body,
 ) -> ApiResult<Json<BatchBody>> {
-    caller.require_invoke(&endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
     let bytes = body(&state, &headers, raw).await?;
     let input = input_of(
         &object(&bytes, r#"{"input": {"prompt": "hello"}}"#)?,
@@ -393,14 +400,14 @@ pub async fn update_request(
     params(("endpoint_id" = String, Path), ("batch_id" = String, Path)),
     responses((status = 200, description = "The batch, FINALIZED", body = BatchBody),
         (status = 404, description = "Unknown endpoint or batch", body = ErrorBody),
-        (status = 409, description = "The batch is not a draft any more", body = ErrorBody), Rejected),
+        (status = 409, description = "The batch is not a draft any more", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn finalize(
     State(state): State<ApiState>,
     caller: Caller,
     BatchPath { endpoint, batch }: BatchPath,
 ) -> ApiResult<Json<BatchBody>> {
-    caller.require_invoke(&endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
     Ok(Json(
         state.app.finalize_batch(&endpoint, &batch).await?.into(),
     ))
@@ -411,14 +418,14 @@ pub async fn finalize(
     params(("endpoint_id" = String, Path), ("batch_id" = String, Path)),
     responses((status = 200, description = "The batch, CANCELLED", body = BatchBody),
         (status = 404, description = "Unknown endpoint or batch", body = ErrorBody),
-        (status = 409, description = "Already cancelled", body = ErrorBody), Rejected),
+        (status = 409, description = "Already cancelled", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn cancel(
     State(state): State<ApiState>,
     caller: Caller,
     BatchPath { endpoint, batch }: BatchPath,
 ) -> ApiResult<Json<BatchBody>> {
-    caller.require_invoke(&endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
     Ok(Json(
         state.app.cancel_batch(&endpoint, &batch).await?.into(),
     ))
@@ -428,14 +435,14 @@ pub async fn cancel(
 #[utoipa::path(get, path = "/v2/{endpoint_id}/batch", tag = "batches",
     params(("endpoint_id" = String, Path)),
     responses((status = 200, body = BatchList),
-        (status = 404, description = "Unknown endpoint", body = ErrorBody), Rejected),
+        (status = 404, description = "Unknown endpoint", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
     EndpointPath { endpoint }: EndpointPath,
 ) -> ApiResult<Json<BatchList>> {
-    caller.require_invoke(&endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
     let batches = state.app.list_batches(&endpoint).await?;
     Ok(Json(BatchList {
         batches: batches.into_iter().map(Into::into).collect(),
@@ -447,14 +454,14 @@ pub async fn list(
     params(("endpoint_id" = String, Path), ("batch_id" = String, Path)),
     responses((status = 200, body = BatchBody),
         (status = 404, description = "Unknown endpoint or batch (or purged after its retention)", body = ErrorBody),
-        Rejected),
+        Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn get(
     State(state): State<ApiState>,
     caller: Caller,
     BatchPath { endpoint, batch }: BatchPath,
 ) -> ApiResult<Json<BatchBody>> {
-    caller.require_invoke(&endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
     Ok(Json(state.app.batch(&endpoint, &batch).await?.into()))
 }
 
@@ -490,7 +497,7 @@ fn item_body(item: BatchItem) -> BatchRequestBody {
         ("offset" = Option<u32>, Query, description = "Requests to skip (default 0)"),
         ("limit" = Option<u32>, Query, description = "Requests in the page (default 100, at most 1000)")),
     responses((status = 200, body = BatchPageBody),
-        (status = 404, description = "Unknown endpoint or batch", body = ErrorBody), Rejected),
+        (status = 404, description = "Unknown endpoint or batch", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn requests(
     State(state): State<ApiState>,
@@ -498,7 +505,7 @@ pub async fn requests(
     BatchPath { endpoint, batch }: BatchPath,
     ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<BatchPageBody>> {
-    caller.require_invoke(&endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
     let p = Params::new(q, "a batch's requests", &["offset", "limit"])?;
     let offset = match p.int("offset")? {
         None => 0,

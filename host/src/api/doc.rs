@@ -13,7 +13,7 @@ use utoipa::{IntoResponses, OpenApi};
 
 use super::error::ErrorBody;
 use super::validate;
-use super::{admin, batches, fleet, history, jobs, keys, logs, metrics, models, openai, stats};
+use super::{admin, batches, fleet, history, jobs, keys, lb, logs, metrics, models, openai, stats};
 
 /// What every route with an API key can answer besides its own results.
 #[derive(IntoResponses)]
@@ -35,6 +35,18 @@ pub enum Rejected {
     Internal(ErrorBody),
 }
 
+/// What a rate-limited route answers past its endpoint's limit
+/// ([`super::ratelimit`]).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // only its documentation is used
+pub enum Limited {
+    /// Past the endpoint's rate limit for this operation (requests per
+    /// window, or requests at once); retry after the seconds in
+    /// `Retry-After`.
+    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds until a retry can be admitted")))]
+    TooManyRequests(ErrorBody),
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -54,6 +66,7 @@ pub enum Rejected {
         models::upload_file, models::list_models, models::get_model, models::delete_model,
         keys::create_key, keys::list_keys, keys::revoke_key,
         fleet::inventory, fleet::hosts, fleet::usage, metrics::metrics,
+        lb::lb,
     ),
     modifiers(&BearerAuth, &FlatObjects, &PathPatterns),
     tags(
@@ -65,6 +78,7 @@ pub enum Rejected {
         (name = "models", description = "The content-addressed model store"),
         (name = "keys", description = "API keys"),
         (name = "fleet", description = "Devices, slices, executors, metering and metrics"),
+        (name = "load-balancing", description = "HTTP requests to load-balancing endpoints' handlers"),
     )
 )]
 pub struct ApiDoc;
@@ -159,6 +173,8 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
         item.post.as_mut(),
         item.delete.as_mut(),
         item.patch.as_mut(),
+        item.head.as_mut(),
+        item.options.as_mut(),
     ]
     .into_iter()
     .flatten()

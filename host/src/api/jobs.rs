@@ -16,11 +16,14 @@ use utoipa::{IntoParams, ToSchema};
 use super::ApiState;
 use super::auth::Caller;
 use super::body::{parse_json, read_limited};
-use super::doc::Rejected;
+use super::doc::{Limited, Rejected};
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::ratelimit::{Admitted, Operation, admit};
 use super::validate::{ApiQuery, EndpointPath, JobPath};
-use crate::serve::{LastBoot, SyncAnswer, WorkerCounts, WorkerDetail};
-use crate::store::{CancelOutcome, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome};
+use crate::serve::{LastBoot, RequestCounts, SyncAnswer, WorkerCounts, WorkerDetail};
+use crate::store::{
+    CancelOutcome, EndpointKind, JobCounts, JobStatus, MAX_DURATION_MS, NewJob, RetryOutcome,
+};
 use crate::wire::{JobStatusBody, final_status, job_status};
 
 /// A job submission. Other fields are ignored (RunPod's clients send
@@ -112,6 +115,12 @@ pub struct HealthBody {
     pub queue_delay_ms: i64,
     /// How the endpoint's latest worker started (FlashBoot layer and time).
     pub last_boot: Option<LastBoot>,
+    /// Requests refused past a rate limit, by operation ("run", "lb", ...).
+    pub rate_limited: std::collections::BTreeMap<String, u64>,
+    /// A load-balancing endpoint's requests: served, failed, rejected (503),
+    /// in flight, waiting for a worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestCounts>,
     /// Why its jobs may not run: `gpus` entries this host has no device
     /// for (empty when every entry can be placed).
     pub warnings: Vec<String>,
@@ -153,6 +162,28 @@ fn authorize(state: &ApiState, caller: &Caller, endpoint: &str) -> ApiResult<()>
         return Err(not_found_endpoint(endpoint));
     }
     Ok(())
+}
+
+/// [`authorize`] for a job operation, which a load-balancing endpoint does
+/// not have; then the operation's rate limit.
+pub(super) fn admit_job_op(
+    state: &ApiState,
+    caller: &Caller,
+    endpoint: &str,
+    op: Operation,
+) -> ApiResult<Admitted> {
+    authorize(state, caller, endpoint)?;
+    let load_balancer = state
+        .app
+        .pools
+        .inspect(endpoint, |e| e.config.kind == EndpointKind::LoadBalancer)
+        .unwrap_or(false);
+    if load_balancer {
+        return Err(ApiError::bad_request(format!(
+            "endpoint {endpoint:?} is a load balancer: it has no job queue; send your HTTP requests to /lb/{endpoint}/<path>"
+        )));
+    }
+    admit(state, endpoint, op)
 }
 
 fn positive_ms(policy: &serde_json::Map<String, Value>, key: &str) -> ApiResult<Option<i64>> {
@@ -273,7 +304,7 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
     responses(
         (status = 200, description = "Queued", body = JobIdStatus),
         (status = 404, description = "Unknown endpoint", body = ErrorBody),
-        (status = 413, description = "Body over 10 MB", body = ErrorBody), Rejected),
+        (status = 413, description = "Body over 10 MB", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn run(
     State(state): State<ApiState>,
@@ -282,7 +313,7 @@ pub async fn run(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<JobIdStatus>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Run)?;
     let bytes = read_limited(&headers, body, state.app.config.run_body_limit, "/run").await?;
     let job = new_job(&state, &endpoint, &bytes, false)?;
     let id = job.id.clone();
@@ -302,7 +333,7 @@ pub async fn run(
     responses(
         (status = 200, description = "The job's final status object, or its id and status when it is not done in time", body = RunSyncAnswer),
         (status = 404, description = "Unknown endpoint", body = ErrorBody),
-        (status = 413, description = "Body over 20 MB", body = ErrorBody), Rejected),
+        (status = 413, description = "Body over 20 MB", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn runsync(
     State(state): State<ApiState>,
@@ -312,7 +343,7 @@ pub async fn runsync(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<RunSyncAnswer>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Runsync)?;
     let config = &state.app.config;
     let wait = match query.wait.as_deref() {
         None => config.runsync_wait,
@@ -340,14 +371,14 @@ pub async fn runsync(
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = JobStatusBody),
         (status = 404, description = "Unknown endpoint or job (or purged after retention)", body = ErrorBody),
-        Rejected),
+        Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn status(
     State(state): State<ApiState>,
     caller: Caller,
     JobPath { endpoint, job }: JobPath,
 ) -> ApiResult<Json<JobStatusBody>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Status)?;
     let record = state
         .app
         .job(&endpoint, &job)
@@ -361,14 +392,14 @@ pub async fn status(
 #[utoipa::path(method(get, post), path = "/v2/{endpoint_id}/stream/{job_id}", tag = "jobs",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = StreamBody),
-        (status = 404, description = "Unknown endpoint or job", body = ErrorBody), Rejected),
+        (status = 404, description = "Unknown endpoint or job", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn stream(
     State(state): State<ApiState>,
     caller: Caller,
     JobPath { endpoint, job }: JobPath,
 ) -> ApiResult<Json<StreamBody>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Status)?;
     // Status first: a job is final only after all its chunks are stored,
     // so a final status read here guarantees the chunks below are the last.
     let record = state
@@ -395,14 +426,14 @@ pub async fn stream(
 #[utoipa::path(post, path = "/v2/{endpoint_id}/cancel/{job_id}", tag = "jobs",
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = JobIdStatus),
-        (status = 404, description = "Unknown endpoint or job", body = ErrorBody), Rejected),
+        (status = 404, description = "Unknown endpoint or job", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn cancel(
     State(state): State<ApiState>,
     caller: Caller,
     JobPath { endpoint, job }: JobPath,
 ) -> ApiResult<Json<JobIdStatus>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Cancel)?;
     let status = match state.app.cancel(&endpoint, &job).await? {
         CancelOutcome::Cancelled { .. } => JobStatus::Cancelled,
         CancelOutcome::AlreadyFinal(s) => s,
@@ -416,14 +447,14 @@ pub async fn cancel(
     params(("endpoint_id" = String, Path), ("job_id" = String, Path)),
     responses((status = 200, body = JobIdStatus),
         (status = 404, description = "Unknown endpoint or job", body = ErrorBody),
-        (status = 409, description = "The job is not FAILED or TIMED_OUT", body = ErrorBody), Rejected),
+        (status = 409, description = "The job is not FAILED or TIMED_OUT", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn retry(
     State(state): State<ApiState>,
     caller: Caller,
     JobPath { endpoint, job }: JobPath,
 ) -> ApiResult<Json<JobIdStatus>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Retry)?;
     match state.app.retry(&endpoint, &job).await? {
         RetryOutcome::Requeued => Ok(Json(JobIdStatus {
             id: job,
@@ -441,14 +472,14 @@ pub async fn retry(
 #[utoipa::path(post, path = "/v2/{endpoint_id}/purge-queue", tag = "jobs",
     params(("endpoint_id" = String, Path)),
     responses((status = 200, body = PurgeBody),
-        (status = 404, description = "Unknown endpoint", body = ErrorBody), Rejected),
+        (status = 404, description = "Unknown endpoint", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn purge_queue(
     State(state): State<ApiState>,
     caller: Caller,
     EndpointPath { endpoint }: EndpointPath,
 ) -> ApiResult<Json<PurgeBody>> {
-    authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::PurgeQueue)?;
     let removed = state.app.purge_queue(&endpoint).await?;
     Ok(Json(PurgeBody {
         removed,
@@ -460,7 +491,7 @@ pub async fn purge_queue(
 #[utoipa::path(get, path = "/v2/{endpoint_id}/health", tag = "jobs",
     params(("endpoint_id" = String, Path)),
     responses((status = 200, body = HealthBody),
-        (status = 404, description = "Unknown endpoint", body = ErrorBody), Rejected),
+        (status = 404, description = "Unknown endpoint", body = ErrorBody), Rejected, Limited),
     security(("api_key" = [])))]
 pub async fn health(
     State(state): State<ApiState>,
@@ -468,6 +499,7 @@ pub async fn health(
     EndpointPath { endpoint }: EndpointPath,
 ) -> ApiResult<Json<HealthBody>> {
     authorize(&state, &caller, &endpoint)?;
+    let _admitted = admit(&state, &endpoint, Operation::Health)?;
     let jobs = state.app.job_counts(&endpoint).await?;
     let queue_delay_ms = state.app.queue_delay_ms(&endpoint).await?;
     Ok(Json(HealthBody {
@@ -476,6 +508,8 @@ pub async fn health(
         worker_details: state.app.worker_details(&endpoint),
         queue_delay_ms,
         last_boot: state.app.last_boot(&endpoint),
+        rate_limited: state.app.rate_limited_counts(&endpoint),
+        requests: state.app.lb_counts(&endpoint),
         warnings: state.app.device_warnings(&endpoint),
     }))
 }

@@ -239,6 +239,57 @@ async fn render(state: &ApiState) -> ApiResult<String> {
 
     family(
         &mut out,
+        "wasmpod_rate_limited_total",
+        "counter",
+        "Requests refused (429) past an endpoint's rate limit, by operation.",
+    );
+    for (e, op, n) in app.rate_limited_all() {
+        let _ = writeln!(
+            out,
+            "wasmpod_rate_limited_total{{endpoint=\"{}\",operation=\"{op}\"}} {n}",
+            esc(&e)
+        );
+    }
+    family(
+        &mut out,
+        "wasmpod_lb_requests",
+        "gauge",
+        "Load-balancing endpoints' requests: in flight on a worker, and waiting for one.",
+    );
+    let lb: Vec<_> = pools
+        .iter()
+        .filter_map(|(id, _)| app.lb_counts(id).map(|c| (id, c)))
+        .collect();
+    for (id, c) in &lb {
+        for (s, n) in [("in_flight", c.in_flight), ("waiting", c.waiting)] {
+            let _ = writeln!(
+                out,
+                "wasmpod_lb_requests{{endpoint=\"{}\",state=\"{s}\"}} {n}",
+                esc(id)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "wasmpod_lb_requests_total",
+        "counter",
+        "Load-balancing endpoints' requests since the host started: served by a worker, failed (the runtime answered for the handler), rejected (503, no worker in time).",
+    );
+    for (id, c) in &lb {
+        for (s, n) in [
+            ("served", c.served),
+            ("failed", c.failed),
+            ("rejected", c.rejected),
+        ] {
+            let _ = writeln!(
+                out,
+                "wasmpod_lb_requests_total{{endpoint=\"{}\",outcome=\"{s}\"}} {n}",
+                esc(id)
+            );
+        }
+    }
+    family(
+        &mut out,
         "wasmpod_cold_start_seconds",
         "histogram",
         "Time from placing a worker on a slice to its instances being ready (executor start, load, init or FlashBoot restore).",

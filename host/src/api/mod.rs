@@ -5,8 +5,9 @@
 //! [`logs`]; [`stats`]: latency percentiles), Prometheus metrics
 //! ([`metrics`]), the dashboard at `/` ([`dashboard`]), API-key auth
 //! ([`auth`]), path and query checks ([`validate`]), request bodies
-//! ([`body`]) and the OpenAPI document at `/openapi.json` ([`doc`]). Every
-//! error is a JSON `{"error": ...}` ([`error`]).
+//! ([`body`]), load-balancing endpoints' `/lb/{endpoint}/...` ([`lb`]),
+//! rate limits ([`ratelimit`]) and the OpenAPI document at `/openapi.json`
+//! ([`doc`]). Every error is a JSON `{"error": ...}` ([`error`]).
 
 pub mod admin;
 pub mod auth;
@@ -19,11 +20,13 @@ pub mod fleet;
 pub mod history;
 pub mod jobs;
 pub mod keys;
+pub mod lb;
 pub mod logs;
 pub mod metrics;
 pub mod models;
 pub mod openai;
 pub mod params;
+pub mod ratelimit;
 pub mod stats;
 pub mod validate;
 
@@ -33,7 +36,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use utoipa::OpenApi;
 
 use crate::serve::App;
@@ -44,6 +47,7 @@ use error::ApiError;
 pub struct ApiState {
     pub app: App,
     pub keys: Arc<auth::KeyCache>,
+    pub limits: Arc<ratelimit::RateLimits>,
 }
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
@@ -70,6 +74,7 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
 /// The whole HTTP API over `app`.
 pub fn router(app: App) -> Router {
     let state = ApiState {
+        limits: Arc::new(ratelimit::RateLimits::new(app.config.rate_limits)),
         app,
         keys: Arc::new(auth::KeyCache::default()),
     };
@@ -159,9 +164,11 @@ pub fn router(app: App) -> Router {
         .route("/inventory", get(fleet::inventory))
         .route("/hosts", get(fleet::hosts))
         .route("/usage", get(fleet::usage));
-    Router::new()
+    let api = Router::new()
         .nest("/v2", v2)
         .nest("/v1", v1)
+        .route("/lb/{endpoint_id}", any(lb::lb))
+        .route("/lb/{endpoint_id}/{*path}", any(lb::lb))
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics::metrics))
         .route("/ping", get(|| async { "pong" }))
@@ -172,5 +179,12 @@ pub fn router(app: App) -> Router {
         // what one leaves unread is drained before its answer goes out.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(body::drain_unread))
-        .with_state(state)
+        .with_state(state.clone());
+    // Host: routing rewrites the path before the routes above see it.
+    Router::new()
+        .fallback_service(api)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            lb::host_routing,
+        ))
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use wasmpod::executor::sandbox::{self, Applied, SandboxPolicy};
-use wasmpod::executor::{SliceSpec, server};
+use wasmpod::executor::{SliceSpec, http, server};
 
 #[derive(clap::Args, Debug)]
 pub struct ExecutorArgs {
@@ -42,6 +42,10 @@ pub struct ExecutorArgs {
     /// Likewise, try to open a TCP connection to each ADDR.
     #[arg(long = "probe-connect", hide = true)]
     pub probe_connect: Vec<String>,
+    /// Unix socket to serve HTTP handlers' requests on (HTTP/2); bound
+    /// before the sandbox closes, so its directory need not be writable.
+    #[arg(long)]
+    pub http_socket: Option<PathBuf>,
     /// Instances the process may hold at once (its engine's pool); unset,
     /// the engine's default. Shared CPU executors hold many endpoints'.
     #[arg(long)]
@@ -57,8 +61,16 @@ pub fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
         read_write: args.sandbox_write.clone(),
     };
     policy.read_write.extend(args.cache_dir.clone());
-    // The CUDA context and its libraries come up before the sandbox closes.
+    // The CUDA context and its libraries come up before the sandbox closes,
+    // and so does the HTTP link's socket: the sandbox grants no directory
+    // where sockets can be made, and accepting on a bound one needs none.
     let device = slice.cuda.then(|| server::slice_device(&slice));
+    let http_listener = match &args.http_socket {
+        Some(path) => {
+            Some(http::bind(path).with_context(|| format!("--http-socket {}", path.display()))?)
+        }
+        None => None,
+    };
     match sandbox::apply(&policy, slice.cuda).context("sandboxing the executor")? {
         Applied::Full => tracing::debug!(slice = %slice.id, "executor sandboxed (Landlock)"),
         Applied::Partial => tracing::debug!(
@@ -84,6 +96,7 @@ pub fn executor(args: ExecutorArgs) -> anyhow::Result<ExitCode> {
         args.cache_dir,
         args.page_budget,
         args.max_instances,
+        http_listener,
     ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ mod logs;
 mod new;
 mod project;
 mod run;
+mod run_http;
 mod serve;
 mod table;
 mod wire;
@@ -40,7 +41,8 @@ pub enum Command {
     New(new::NewArgs),
     /// Build a handler project into a component (.wasm).
     Build(project::BuildArgs),
-    /// Run one job through a handler locally and print what it reports.
+    /// Run one job through a handler locally and print what it reports, or
+    /// (--http ADDR) serve an HTTP handler locally.
     Run(run::RunArgs),
     /// Build, upload and serve a handler as an endpoint (create or hot swap).
     Deploy(Box<deploy::DeployArgs>),

@@ -78,6 +78,10 @@ const SDK_SOURCES: &[File] = &[
         "entry.rs",
         include_str!("../../../guest-sdk/rust/src/entry.rs"),
     ),
+    (
+        "http.rs",
+        include_str!("../../../guest-sdk/rust/src/http.rs"),
+    ),
     ("job.rs", include_str!("../../../guest-sdk/rust/src/job.rs")),
     (
         "vision.rs",
@@ -93,6 +97,20 @@ const SDK_SOURCES: &[File] = &[
     ),
 ];
 const WIT: &str = include_str!("../../../wit/serverless.wit");
+/// The WASI packages world `http-handler` imports (`wit/deps/`): the SDK
+/// generates both worlds' bindings, so a project needs them too.
+const WIT_DEPS: &[File] = &[
+    ("cli.wit", include_str!("../../../wit/deps/cli.wit")),
+    ("clocks.wit", include_str!("../../../wit/deps/clocks.wit")),
+    (
+        "filesystem.wit",
+        include_str!("../../../wit/deps/filesystem.wit"),
+    ),
+    ("http.wit", include_str!("../../../wit/deps/http.wit")),
+    ("io.wit", include_str!("../../../wit/deps/io.wit")),
+    ("random.wit", include_str!("../../../wit/deps/random.wit")),
+    ("sockets.wit", include_str!("../../../wit/deps/sockets.wit")),
+];
 const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
 /// The workspace's lock: cargo keeps the versions of what the project uses
 /// (the SDK's dependencies) and drops the rest on the first build.
@@ -204,6 +222,9 @@ fn vendored_sdk() -> anyhow::Result<Vec<(PathBuf, String)>> {
         files.push((root.join("src").join(name), source));
     }
     files.push((root.join("wit/serverless.wit"), WIT.to_string()));
+    for (name, source) in WIT_DEPS {
+        files.push((root.join("wit/deps").join(name), source.to_string()));
+    }
     files.push((root.join("Cargo.toml"), sdk_manifest()?));
     Ok(files)
 }

@@ -1,6 +1,7 @@
 //! `wasmpod run`: the local test loop, like RunPod's `--test_input`. Streams
 //! progress and chunks to stderr as they come, prints the output JSON on
-//! stdout, and exits non-zero when the job fails.
+//! stdout, and exits non-zero when the job fails. With `--http ADDR` an HTTP
+//! handler is served locally instead ([`super::run_http`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,10 @@ use anyhow::Context;
 use wasmpod::gpu::{BackendChoice, ModelStore, WorkerDevices};
 use wasmpod::runtime::{
     BootReport, CancelSignal, FlashBoot, Instance, InstanceConfig, JobError, JobSink, LogLevel,
-    Runtime, RuntimeConfig, SnapshotStore,
+    Runtime, RuntimeConfig, SnapshotStore, World,
 };
+
+use super::run_http::Starter;
 use wasmpod_tensor::PageStore;
 
 #[derive(clap::Args, Debug)]
@@ -70,6 +73,14 @@ pub struct RunArgs {
     /// Host RAM paged-out tensors may use before they spill to disk.
     #[arg(long, default_value = "16GiB", value_parser = super::parse_size)]
     pub page_budget: u64,
+    /// Serve an HTTP handler (world http-handler) on this address, e.g.
+    /// 127.0.0.1:8080, instead of running one job; --timeout bounds each
+    /// request.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["repeat", "page_out"])]
+    pub http: Option<std::net::SocketAddr>,
+    /// With --http: requests served at once (one instance each).
+    #[arg(long, default_value_t = 4, requires = "http", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
 }
 
 /// Which layer served the start, and what it cost.
@@ -207,20 +218,45 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     config.echo_output = true;
 
     let started = Instant::now();
-    let (mut instance, boot) = if args.flashboot {
+    let handler = runtime.load(&wasm)?;
+    let world = handler.world();
+    match (world, args.http) {
+        (World::HttpHandler, None) => anyhow::bail!(
+            "{} is an HTTP handler (world http-handler); serve it with --http 127.0.0.1:8080 and send it requests",
+            args.handler.display()
+        ),
+        (World::Handler, Some(_)) => anyhow::bail!(
+            "{} is a queue handler (world handler); run a job with --input, not --http",
+            args.handler.display()
+        ),
+        _ => {}
+    }
+    let (starter, (mut instance, boot)) = if args.flashboot {
         let snapshots = SnapshotStore::new(home.join("cache").join("snapshots"));
-        let (instance, report) = FlashBoot::new(runtime, snapshots)
-            .start(&wasm, &config)
-            .await?;
-        (instance, Some(report))
+        let flashboot = FlashBoot::new(runtime, snapshots);
+        let (instance, report) = flashboot.start(&wasm, &config).await?;
+        (
+            Starter::FlashBoot(flashboot, Arc::new(wasm)),
+            (instance, Some(report)),
+        )
     } else {
-        let handler = runtime.load(&wasm)?;
         let instance = handler.instantiate(&config).await?;
-        (instance, None)
+        (Starter::Plain(handler), (instance, None))
     };
     let instantiated = started.elapsed();
     if args.timings {
         print_boot(&boot, instantiated);
+    }
+    if let Some(addr) = args.http {
+        return super::run_http::serve(
+            addr,
+            starter,
+            config,
+            instance,
+            args.concurrency,
+            args.timeout,
+        )
+        .await;
     }
     let pages = PageStore::new(args.page_budget, home.join("cache").join("paging"));
 

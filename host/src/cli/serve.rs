@@ -99,6 +99,24 @@ pub struct ServeArgs {
     /// GPU) before the rest spills to files under the cache.
     #[arg(long, default_value = "16GiB", value_parser = super::parse_size)]
     pub flashboot_ram: u64,
+    /// How long a request to a load-balancing endpoint waits for a worker
+    /// (a start from zero, or a pool at max_workers with every worker at
+    /// its concurrency) before it is answered 503 with Retry-After.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lb_start_wait: Duration,
+    /// Largest request body a load-balancing endpoint takes (413 past it).
+    #[arg(long, default_value = "30MiB", value_parser = super::parse_size)]
+    pub lb_body_limit: u64,
+    /// Route `Host: {endpoint}.{DOMAIN}` to load-balancing endpoint
+    /// `{endpoint}` with the whole path, as RunPod's
+    /// `https://{endpoint}.api.runpod.ai/...` (e.g. --lb-domain
+    /// lb.example.com, with a wildcard DNS record pointing here).
+    #[arg(long, value_name = "DOMAIN")]
+    pub lb_domain: Option<String>,
+    /// Do not apply RunPod's rate-limit table by default (an endpoint's own
+    /// `rate_limits` still apply).
+    #[arg(long)]
+    pub no_rate_limits: bool,
     /// How long handlers' log lines (and workers' lifecycle events) are
     /// kept.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
@@ -171,6 +189,13 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.executor_idle = args.executor_idle;
     config.flashboot_ram = args.flashboot_ram;
     config.flashboot_keep = args.flashboot_keep;
+    config.lb_start_wait = args.lb_start_wait;
+    config.lb_body_limit = usize::try_from(args.lb_body_limit)
+        .context("--lb-body-limit is too large for this machine")?;
+    config.lb_domain = args
+        .lb_domain
+        .map(|d| d.trim_matches('.').to_ascii_lowercase());
+    config.rate_limits = !args.no_rate_limits;
     anyhow::ensure!(
         args.log_max_line_bytes >= 64,
         "--log-max-line-bytes must be at least 64"

@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::http::HttpLink;
 use super::protocol::{Event, ParkReport, Request, SliceSpec, WorkerSpec, WorkerStarted};
 use super::sandbox::SandboxPolicy;
 use crate::runtime::{JobError, JobSink, LogLevel};
@@ -111,6 +112,8 @@ pub struct ExecutorProcess {
     child: Mutex<Option<Child>>,
     /// What the process holds parked, by endpoint (gone with the process).
     parked: Mutex<HashMap<String, ParkedWorker>>,
+    /// The HTTP link for HTTP handlers' requests.
+    http: HttpLink,
 }
 
 impl ExecutorProcess {
@@ -128,8 +131,11 @@ impl ExecutorProcess {
             slice: slice.id.clone(),
             message,
         };
+        let socket = super::http::socket_path();
         let mut cmd = Command::new(exe);
         cmd.arg("executor")
+            .arg("--http-socket")
+            .arg(&socket)
             .arg("--slice")
             .arg(serde_json::to_string(&slice).expect("slice serializes"))
             .arg("--page-budget")
@@ -174,6 +180,9 @@ impl ExecutorProcess {
             Err(_) => return Err(spawn_err("not ready within 60 s".into())),
         };
 
+        let http = HttpLink::connect(&socket)
+            .await
+            .map_err(|e| spawn_err(format!("connecting to its HTTP link: {e}")))?;
         let routes: Arc<Mutex<Routes>> = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         let exited = Arc::new(Notify::new());
@@ -187,6 +196,7 @@ impl ExecutorProcess {
             exited: Arc::clone(&exited),
             child: Mutex::new(Some(child)),
             parked: Mutex::default(),
+            http,
         });
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -221,6 +231,11 @@ impl ExecutorProcess {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The HTTP link to the process (load-balancing endpoints' requests).
+    pub fn http(&self) -> &HttpLink {
+        &self.http
     }
 
     pub fn is_alive(&self) -> bool {

@@ -6,13 +6,17 @@
 //!
 //! - [`server`]: the executor side (`wasmpod executor`).
 //! - [`client`]: the host side: spawn, send work, route events, notice death.
+//! - [`http`]: the HTTP/2 link that carries load-balancing endpoints'
+//!   requests to their workers' instances, bodies streamed both ways.
 //! - [`sandbox`]: what an executor may touch (Landlock, no_new_privs).
 
 pub mod client;
+pub mod http;
 pub mod protocol;
 pub mod sandbox;
 pub mod server;
 
 pub use client::{ExecutorError, ExecutorProcess, JobReply, JobRun, ParkedWorker};
+pub use http::{HttpLink, LinkBody};
 pub use protocol::{ParkReport, SliceSpec, WorkerSpec, WorkerStarted};
 pub use sandbox::SandboxPolicy;

@@ -7,6 +7,9 @@
 //! (pinned on a GPU, spilling to disk past the page budget) and kept for
 //! the endpoint's next worker on this slice, which pages them back in bulk
 //! instead of instantiating and re-reading safetensors.
+//!
+//! A worker of an HTTP handler serves requests that arrive on the executor's
+//! HTTP link ([`super::http`]), one per instance at a time, instead of jobs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -161,13 +164,15 @@ pub fn slice_device(slice: &SliceSpec) -> Result<Device, String> {
 /// Serve `slice` until stdin closes (the host went away or stopped us).
 /// `device` is [`slice_device`]'s result when the caller made it already.
 /// Parked state may hold up to `page_budget` bytes of host memory; the
-/// rest spills under the cache directory.
+/// rest spills under the cache directory. `http_listener` is the HTTP
+/// link's socket ([`super::http::bind`]), bound before the sandbox closed.
 pub async fn serve(
     slice: SliceSpec,
     device: Option<Result<Device, String>>,
     cache_dir: Option<std::path::PathBuf>,
     page_budget: u64,
     max_instances: Option<u32>,
+    http_listener: Option<std::os::unix::net::UnixListener>,
 ) -> Result<(), ServeError> {
     let state_dir = cache_dir
         .clone()
@@ -224,6 +229,13 @@ pub async fn serve(
         && let Err(e) = exec.slice_device()
     {
         tracing::error!("executor: {e}");
+    }
+    if let Some(listener) = http_listener {
+        let exec = Arc::clone(&exec);
+        super::http::listen(listener, move |req| {
+            let exec = Arc::clone(&exec);
+            async move { exec.serve_request(req).await }
+        })?;
     }
     let _ = tx.send(Event::Ready {
         pid: std::process::id(),
@@ -632,6 +644,76 @@ impl Executor {
             slot.lock().await.idle.push(instance);
         }
         result
+    }
+}
+
+impl Executor {
+    /// Serve one request of an HTTP handler's worker on one of its idle
+    /// instances (a new one if all are busy: the host bounds how many run
+    /// at once). The answer comes back as soon as the handler sets it; the
+    /// instance goes back to the worker when the handler returns, or a
+    /// fresh one replaces it if it was lost (trap, timeout).
+    async fn serve_request(
+        self: Arc<Self>,
+        mut req: hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<crate::runtime::HttpBody> {
+        use super::http::{REQUEST_HEADER, TIMEOUT_HEADER, WORKER_HEADER};
+        use hyper::StatusCode;
+        let headers = req.headers_mut();
+        let text = |v: Option<hyper::header::HeaderValue>| {
+            v.and_then(|v| v.to_str().ok().map(str::to_string))
+        };
+        let worker = text(headers.remove(WORKER_HEADER)).unwrap_or_default();
+        let id = text(headers.remove(REQUEST_HEADER)).unwrap_or_default();
+        let timeout = text(headers.remove(TIMEOUT_HEADER))
+            .and_then(|t| t.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(crate::runtime::DEFAULT_TIMEOUT);
+        let slot = self
+            .workers
+            .lock()
+            .expect("workers lock")
+            .get(&worker)
+            .cloned();
+        let Some(slot) = slot else {
+            return crate::runtime::error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-worker",
+                &format!("worker {worker} is not running on this executor"),
+            );
+        };
+        let (instance, maker) = {
+            let mut w = slot.lock().await;
+            (w.idle.pop(), w.maker())
+        };
+        let instance = match instance {
+            Some(i) => i,
+            None => match maker.make(&self).await {
+                Ok((i, ..)) => i,
+                Err(e) => {
+                    return crate::runtime::error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "start-failed",
+                        &format!("starting another instance failed: {e}"),
+                    );
+                }
+            },
+        };
+        let (response, done) = crate::runtime::respond(instance, id, req, timeout).await;
+        tokio::spawn(async move {
+            let Ok((instance, _)) = done.await else {
+                return;
+            };
+            if instance.is_lost() {
+                // Replace it now so the next request starts warm.
+                if let Ok((fresh, ..)) = maker.make(&self).await {
+                    slot.lock().await.idle.push(fresh);
+                }
+            } else {
+                slot.lock().await.idle.push(instance);
+            }
+        });
+        response
     }
 }
 

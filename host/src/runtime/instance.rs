@@ -1,6 +1,7 @@
-//! Compiled handlers and their instances: validation against world
-//! `handler`, instantiation through `InstancePre`, and running one job under
-//! a timeout, a memory cap and a cancel signal.
+//! Compiled handlers and their instances: validation against one of the two
+//! worlds (`handler` for jobs, `http-handler` for HTTP requests),
+//! instantiation through `InstancePre`, and running one job or serving one
+//! HTTP request under a timeout, a memory cap and a cancel signal.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use super::host::device::DeviceCtx;
 use super::host::job::JobCtx;
 use super::host::model::ModelCtx;
 use super::host::tensor::TensorCtx;
+use super::http::{HttpExports, HttpPre};
 use super::job::{CancelSignal, CurrentJob, JobSink, OutputStream};
 use super::limits::InstanceLimits;
 use super::output::GuestOutput;
@@ -31,9 +33,41 @@ pub struct Handler {
 struct HandlerInner {
     runtime: Runtime,
     digest: String,
-    pre: HandlerPre<WorkerState>,
+    pre: Pre,
     source: LoadSource,
     load_time: Duration,
+}
+
+/// Which world a handler component is of, so which endpoints can run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    /// `wasmpod:serverless/handler`: jobs (queue endpoints).
+    Handler,
+    /// `wasmpod:serverless/http-handler` (or a plain `wasi:http/proxy`
+    /// component): HTTP requests (load-balancing endpoints).
+    HttpHandler,
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            World::Handler => "handler",
+            World::HttpHandler => "http-handler",
+        })
+    }
+}
+
+/// The checked exports of a component, by world.
+enum Pre {
+    Job(HandlerPre<WorkerState>),
+    Http(HttpPre),
+}
+
+/// A live instance's exports, by world.
+pub(crate) enum Exports {
+    Job(bindings::Handler),
+    Http(HttpExports),
 }
 
 /// What an instance gets: its devices, models, memory cap and environment.
@@ -118,14 +152,17 @@ impl Handler {
     ) -> Result<Self, RuntimeError> {
         let instance_pre = runtime.linker().instantiate_pre(&component).map_err(|e| {
             RuntimeError::Invalid(format!(
-                "the component imports something wasmpod does not provide ({e:#}); handlers may import wasmpod:serverless/* and wasi:cli, wasi:clocks, wasi:io, wasi:random, wasi:filesystem, wasi:sockets at 0.2"
+                "the component imports something wasmpod does not provide ({e:#}); handlers may import wasmpod:serverless/* and wasi:cli, wasi:clocks, wasi:io, wasi:random, wasi:filesystem, wasi:sockets at 0.2, and HTTP handlers wasi:http/types (not wasi:http/outgoing-handler)"
             ))
         })?;
-        let pre = HandlerPre::new(instance_pre).map_err(|e| {
-            RuntimeError::Invalid(format!(
-                "the component is not of world wasmpod:serverless/handler@0.1.0 ({e:#}); it must export `init: func() -> result<_, string>` and `handle: func(job: job-request) -> result<json, string>`"
-            ))
-        })?;
+        let pre = match HandlerPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::Job(pre),
+            Err(job_err) => Pre::Http(HttpPre::new(instance_pre).map_err(|http_err| {
+                RuntimeError::Invalid(format!(
+                    "the component is neither of world wasmpod:serverless/handler@0.1.0 ({job_err:#}) nor of world http-handler ({http_err:#}); a queue handler exports `init: func() -> result<_, string>` and `handle: func(job: job-request) -> result<json, string>`, an HTTP handler exports `init` and wasi:http/incoming-handler@0.2"
+                ))
+            })?),
+        };
         Ok(Self {
             inner: Arc::new(HandlerInner {
                 runtime,
@@ -135,6 +172,14 @@ impl Handler {
                 load_time,
             }),
         })
+    }
+
+    /// The world the component is of.
+    pub fn world(&self) -> World {
+        match self.inner.pre {
+            Pre::Job(_) => World::Handler,
+            Pre::Http(_) => World::HttpHandler,
+        }
     }
 
     /// sha256 of the component bytes.
@@ -172,8 +217,11 @@ impl Handler {
         }
         let state = WorkerState {
             wasi: wasi.build(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: super::state::NoOutgoingHttp,
             table: ResourceTable::new(),
             limits: InstanceLimits::new(config.memory_limit),
+            log: Default::default(),
             output,
             tensor: TensorCtx::new(Arc::clone(&config.devices)),
             model: ModelCtx::new(config.models.clone()),
@@ -204,15 +252,20 @@ impl Handler {
         config: &InstanceConfig,
     ) -> Result<(Instance, wasmtime::component::Instance), RuntimeError> {
         let mut store = self.new_store(config);
-        let raw = self
-            .inner
-            .pre
-            .instance_pre()
+        let instance_pre = match &self.inner.pre {
+            Pre::Job(pre) => pre.instance_pre(),
+            Pre::Http(pre) => pre.instance_pre(),
+        };
+        let raw = instance_pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
-        let bindings = bindings::Handler::new(&mut store, &raw)
-            .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+        let bindings = match &self.inner.pre {
+            Pre::Job(_) => bindings::Handler::new(&mut store, &raw).map(Exports::Job),
+            Pre::Http(pre) => pre.exports(&mut store, &raw).map(Exports::Http),
+        }
+        .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+        let bindings = Arc::new(bindings);
         Ok((
             Instance {
                 store,
@@ -236,8 +289,9 @@ impl Handler {
 /// way that loses it ([`JobError::instance_lost`]).
 pub struct Instance {
     pub(crate) store: Store<WorkerState>,
-    bindings: bindings::Handler,
-    lost: bool,
+    /// Shared so a call can hold them while it borrows the store.
+    bindings: Arc<Exports>,
+    pub(super) lost: bool,
     /// Its tensors are in a page store (FlashBoot layer 3); `handle` pages
     /// them back in first.
     pub(crate) paged_out: bool,
@@ -246,7 +300,13 @@ pub struct Instance {
 impl Instance {
     /// Run the guest's `init` under `timeout`.
     pub(crate) async fn run_init(&mut self, timeout: Duration) -> Result<(), RuntimeError> {
-        let init = self.bindings.call_init(&mut self.store);
+        let bindings = Arc::clone(&self.bindings);
+        let init = async {
+            match &*bindings {
+                Exports::Job(b) => b.call_init(&mut self.store).await,
+                Exports::Http(b) => b.call_init(&mut self.store).await,
+            }
+        };
         let outcome = tokio::time::timeout(timeout, init).await;
         match outcome {
             Ok(Ok(Ok(()))) => Ok(()),
@@ -267,6 +327,12 @@ impl Instance {
         cancel: CancelSignal,
         timeout: Duration,
     ) -> Result<String, JobError> {
+        let exports = Arc::clone(&self.bindings);
+        let Exports::Job(bindings) = &*exports else {
+            return Err(JobError::Handler(
+                "this is an HTTP handler (world http-handler): it serves requests on a load-balancing endpoint, not jobs".into(),
+            ));
+        };
         if self.lost {
             return Err(JobError::InstanceLost);
         }
@@ -298,7 +364,7 @@ impl Instance {
         };
         let started = Instant::now();
         let outcome = {
-            let call = self.bindings.call_handle(&mut self.store, &request);
+            let call = bindings.call_handle(&mut self.store, &request);
             tokio::select! {
                 r = call => Some(r),
                 _ = tokio::time::sleep(timeout) => None,
@@ -328,6 +394,23 @@ impl Instance {
         result
     }
 
+    /// Page its tensors back in if they were paged out; an instance whose
+    /// tensors cannot come back is lost.
+    pub(crate) fn ensure_paged_in(&mut self) -> Result<(), String> {
+        if self.paged_out
+            && let Err(e) = self.page_in()
+        {
+            self.lost = true;
+            return Err(format!("paging the instance's tensors back in failed: {e}"));
+        }
+        Ok(())
+    }
+
+    /// The instance's exports.
+    pub(crate) fn exports(&self) -> Arc<Exports> {
+        Arc::clone(&self.bindings)
+    }
+
     /// Send the guest's log calls and output outside jobs to `sink` from
     /// now on (a parked instance taken over by another worker).
     pub fn set_log_sink(&mut self, sink: Option<Arc<dyn JobSink>>) {
@@ -351,7 +434,7 @@ impl Instance {
         self.store.data().tensor.devices.account().used()
     }
 
-    fn describe_trap(&mut self, trap: &wasmtime::Error) -> JobError {
+    pub(crate) fn describe_trap(&mut self, trap: &wasmtime::Error) -> JobError {
         let data = self.store.data();
         if let Some(requested) = data.limits.memory_refused {
             return JobError::MemoryLimit {

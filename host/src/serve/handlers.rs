@@ -1,5 +1,6 @@
 //! Handler versions on disk: uploads are received to a temporary file,
-//! validated as components of world `handler` and precompiled (the
+//! validated as components of world `handler` or `http-handler` (recorded
+//! with the version) and precompiled (the
 //! runtime's compiled-code cache, shared with the executors; also, in the
 //! background, the variant a FlashBoot start snapshots), then kept as
 //! `<dir>/<sha256>.wasm`, where the slices' executors load them from.
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use futures_util::Stream;
 
 use super::upload::{self, UploadError};
-use crate::runtime::{FlashBoot, Runtime, RuntimeError, SnapshotStore};
+use crate::runtime::{FlashBoot, Runtime, RuntimeError, SnapshotStore, World};
 use crate::store::{HandlerRecord, Store, StoreError};
 
 /// Why a handler operation failed.
@@ -84,22 +85,28 @@ impl HandlerRepo {
         let path = received.path().to_path_buf();
         // Validation and precompilation; the executors load the component
         // from disk later, its compiled code from the cache.
-        tokio::task::spawn_blocking(move || -> Result<(), HandlerError> {
+        let world = tokio::task::spawn_blocking(move || -> Result<World, HandlerError> {
             let file = std::fs::File::open(&path)?;
             // SAFETY: the temporary file is private to this upload and not
             // modified while mapped.
             let bytes = unsafe { memmap2::Mmap::map(&file) }?;
-            runtime.load(&bytes).map(drop).map_err(|e| match e {
-                RuntimeError::Invalid(msg) => HandlerError::Invalid(msg),
-                other => HandlerError::Runtime(other.to_string()),
-            })
+            runtime
+                .load(&bytes)
+                .map(|h| h.world())
+                .map_err(|e| match e {
+                    RuntimeError::Invalid(msg) => HandlerError::Invalid(msg),
+                    other => HandlerError::Runtime(other.to_string()),
+                })
         })
         .await
         .map_err(|e| HandlerError::Runtime(format!("the validation task failed: {e}")))??;
         let size = received.size as i64;
         received.persist(&self.path_of(&digest))?;
         self.precompile_for_flashboot(&digest);
-        let created = self.store.put_handler(&digest, size).await?;
+        let created = self
+            .store
+            .put_handler(&digest, size, &world.to_string())
+            .await?;
         if self.store.shared() {
             // The other hosts of the cluster fetch it from there.
             let bytes = tokio::fs::read(self.path_of(&digest)).await?;

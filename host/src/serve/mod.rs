@@ -13,11 +13,13 @@ pub mod home;
 pub mod housekeeping;
 pub mod keys;
 pub mod latency;
+pub mod lb;
 pub mod lifecycle;
 pub mod logs;
 pub mod meter;
 pub mod models;
 pub mod pool;
+pub mod rejections;
 pub mod slices;
 pub mod upload;
 pub mod webhook;
@@ -44,6 +46,7 @@ use events::{FinishedListener, WebhookWake};
 pub use handlers::{HandlerError, HandlerRepo};
 pub use history::JobDetail;
 pub use keys::{Bootstrap, KeyError, KeyHasher};
+pub use lb::{LbBody, LbError, RequestCounts};
 pub use lifecycle::{Jobs, SyncAnswer};
 pub use logs::{LogLimits, Logs};
 pub use meter::Meter;
@@ -102,6 +105,18 @@ pub struct ServeConfig {
     /// Host memory per executor for parked workers' tensors and weights
     /// (pinned on a GPU); past it they spill to disk under the cache.
     pub flashboot_ram: u64,
+    /// Load-balancing endpoints: how long a request waits for a worker
+    /// (a start from zero, or a busy pool) before it is answered 503.
+    pub lb_start_wait: Duration,
+    /// Load-balancing endpoints: the largest request body (RunPod: 30 MB).
+    pub lb_body_limit: usize,
+    /// Load-balancing endpoints: `Host: {id}.{lb_domain}` routes to
+    /// endpoint `id` with the whole path (RunPod's
+    /// `https://{id}.api.runpod.ai/...`).
+    pub lb_domain: Option<String>,
+    /// Apply RunPod's rate-limit table to operations an endpoint sets no
+    /// limit for.
+    pub rate_limits: bool,
     /// How much of the handlers' logs is kept.
     pub log_limits: LogLimits,
     /// Executor processes shared by every endpoint's CPU workers.
@@ -146,6 +161,10 @@ impl ServeConfig {
             executor_idle: Duration::from_secs(300),
             flashboot_keep: Duration::from_secs(3600),
             flashboot_ram: 16 << 30,
+            lb_start_wait: Duration::from_secs(60),
+            lb_body_limit: 30 << 20,
+            lb_domain: None,
+            rate_limits: true,
             log_limits: LogLimits::default(),
             batch: BatchLimits::default(),
         }
@@ -184,6 +203,8 @@ pub struct AppInner {
     pub handlers: Arc<HandlerRepo>,
     pub models: ModelRepo,
     pub pools: Pools,
+    /// Requests refused past a rate limit, by endpoint and operation.
+    rejections: rejections::Rejections,
     /// Hashes API keys with the install's secret.
     pub keys: KeyHasher,
     /// Which addresses webhooks may reach.
@@ -318,6 +339,7 @@ impl App {
                 handlers,
                 models,
                 pools,
+                rejections: Default::default(),
                 keys: key_hasher,
                 egress,
                 jobs,
@@ -498,6 +520,7 @@ impl App {
     /// with its jobs and keys.
     pub async fn delete_endpoint(&self, endpoint_id: &str) -> Result<bool, StoreError> {
         self.pools.stop(endpoint_id).await;
+        self.rejections.forget(endpoint_id);
         // Its workers' last lines are stored before its lines are deleted.
         self.ctx().logs.flush().await;
         let deleted = self.store.delete_endpoint(endpoint_id).await?;
@@ -543,6 +566,25 @@ impl App {
         self.ctx().slices.accrue();
         self.ctx().meter.flush(&self.store).await;
         self.store.usage(endpoint_id, since, until).await
+    }
+
+    /// A request to `endpoint_id`'s `operation` was refused past its rate
+    /// limit.
+    pub fn rate_limited(&self, endpoint_id: &str, operation: &'static str) {
+        self.rejections.count(endpoint_id, operation);
+    }
+
+    /// Requests refused past a rate limit, by operation.
+    pub fn rate_limited_counts(
+        &self,
+        endpoint_id: &str,
+    ) -> std::collections::BTreeMap<String, u64> {
+        self.rejections.of(endpoint_id)
+    }
+
+    /// Every endpoint's refused requests: (endpoint, operation, count).
+    pub fn rate_limited_all(&self) -> Vec<(String, &'static str, u64)> {
+        self.rejections.all()
     }
 
     /// Check what an endpoint's settings name on this host: its

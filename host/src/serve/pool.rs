@@ -24,7 +24,7 @@ pub use super::worker_state::{
     PoolShared, WorkerCounts, WorkerDetail, WorkerShared, WorkerSlice, WorkerStage,
 };
 use crate::scheduler::{self, PlacementError};
-use crate::store::{EndpointRecord, ScalerType, Store, now_ms};
+use crate::store::{EndpointKind, EndpointRecord, ScalerType, Store, now_ms};
 
 /// How long final jobs are kept.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +79,9 @@ pub struct WorkerSpec {
     /// slot of its `max_workers` but one, so a real-time job always finds
     /// one (at least one, so batch work runs on an endpoint of one slot).
     pub low_cap: usize,
+    /// A load-balancing endpoint's worker: it serves HTTP requests instead
+    /// of claiming jobs.
+    pub load_balancer: bool,
 }
 
 impl WorkerSpec {
@@ -103,6 +106,7 @@ impl WorkerSpec {
             low_cap: (e.config.max_workers as usize * e.config.concurrency.max(1) as usize)
                 .saturating_sub(1)
                 .max(1),
+            load_balancer: e.config.kind == EndpointKind::LoadBalancer,
         }
     }
 }
@@ -117,6 +121,8 @@ struct PoolHandle {
 pub struct Pools {
     ctx: Arc<WorkerContext>,
     pools: Mutex<HashMap<String, PoolHandle>>,
+    /// Load-balancing endpoints' `hostnames`: name → endpoint id.
+    hosts: Mutex<HashMap<String, String>>,
 }
 
 /// How often a supervisor with workers (or queued jobs) re-evaluates
@@ -140,6 +146,7 @@ impl Pools {
         Self {
             ctx,
             pools: Mutex::default(),
+            hosts: Mutex::default(),
         }
     }
 
@@ -150,6 +157,7 @@ impl Pools {
     /// Start the pool of a new endpoint, or apply an updated endpoint to its
     /// running pool (a new handler version is a hot swap).
     pub fn apply(&self, endpoint: EndpointRecord) {
+        self.route_hosts(&endpoint.id, Some(&endpoint));
         let mut pools = self.pools.lock().expect("pools lock");
         let paused = endpoint.config.max_workers == 0;
         if let Some(p) = pools.get(&endpoint.id) {
@@ -185,6 +193,7 @@ impl Pools {
 
     /// Stop an endpoint's pool: workers finish their jobs, then exit.
     pub async fn stop(&self, endpoint_id: &str) {
+        self.route_hosts(endpoint_id, None);
         let handle = self.pools.lock().expect("pools lock").remove(endpoint_id);
         if let Some(h) = handle {
             let _ = h.config.send(None);
@@ -192,6 +201,30 @@ impl Pools {
         }
         self.ctx.jobs.unwatch_endpoint(endpoint_id);
         self.ctx.slices.release_parked(endpoint_id);
+    }
+
+    /// Route the endpoint's `hostnames` to it (none once it is gone).
+    fn route_hosts(&self, endpoint_id: &str, endpoint: Option<&EndpointRecord>) {
+        let mut hosts = self.hosts.lock().expect("hosts lock");
+        hosts.retain(|_, id| id != endpoint_id);
+        if let Some(e) = endpoint.filter(|e| e.config.kind == EndpointKind::LoadBalancer) {
+            for name in &e.config.hostnames {
+                hosts.insert(name.clone(), e.id.clone());
+            }
+        }
+    }
+
+    /// The load-balancing endpoint whose `hostnames` list `host`.
+    pub fn endpoint_for_host(&self, host: &str) -> Option<String> {
+        self.hosts.lock().expect("hosts lock").get(host).cloned()
+    }
+
+    /// Read the endpoint as its pool runs it now, without copying it.
+    pub fn inspect<R>(&self, endpoint_id: &str, f: impl FnOnce(&EndpointRecord) -> R) -> Option<R> {
+        let pools = self.pools.lock().expect("pools lock");
+        let handle = pools.get(endpoint_id)?;
+        let config = handle.config.borrow();
+        config.as_ref().map(f)
     }
 
     /// The endpoint as its pool runs it now.
@@ -365,7 +398,10 @@ async fn supervise(
         let hint = shared
             .queued_hint
             .swap(0, std::sync::atomic::Ordering::SeqCst);
-        let queued = if entries.is_empty() && hint > 0 {
+        let queued = if spec.load_balancer {
+            // A load balancer's queue is its requests waiting for a worker.
+            shared.lb.waiting()
+        } else if entries.is_empty() && hint > 0 {
             // Woken from zero by new jobs: start for them at once; the next
             // evaluation reads the queue.
             hint
@@ -509,6 +545,7 @@ async fn supervise(
         }
         shared.set_workers(entries.iter().map(|e| Arc::clone(&e.shared)).collect());
         if queued > 0
+            && !spec.load_balancer
             && entries
                 .iter()
                 .any(|e| e.shared.stage() == WorkerStage::Ready && !e.shared.is_retiring())

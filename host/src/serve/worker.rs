@@ -9,7 +9,8 @@
 //! ([`super::logs`]), stored before its final status too, beside the
 //! worker's lifecycle events (start, boot layer and time, crash, retire).
 //! If the executor dies, the jobs it held go back to the queue (a retry
-//! counted) and the worker ends unhealthy.
+//! counted) and the worker ends unhealthy. A worker of a load-balancing
+//! endpoint serves HTTP requests instead ([`super::lb`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -193,9 +194,14 @@ async fn start_on(
             )));
         }
     }
-    me.set_stage(WorkerStage::Ready);
-
-    let result = serve_jobs(ctx, spec, me, pool, exec).await;
+    let result = if spec.load_balancer {
+        // Serves HTTP requests (serve/lb.rs) instead of taking jobs; it is
+        // ready once the handler's /ping answers 200.
+        super::lb::serve_requests(spec, me, pool, exec).await
+    } else {
+        me.set_stage(WorkerStage::Ready);
+        serve_jobs(ctx, spec, me, pool, exec).await
+    };
     let mut parked = false;
     if let Err(e) = &result {
         // Shown at once, before the supervisor reaps the worker.

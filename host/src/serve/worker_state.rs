@@ -274,6 +274,8 @@ pub struct PoolShared {
     /// Set synchronously by [`Pools::apply`], so a job queued after the
     /// update returns is never picked up by a worker that has yet to retire.
     paused: AtomicBool,
+    /// A load-balancing endpoint's ready workers and waiting requests.
+    pub(super) lb: Arc<super::lb::LbRoutes>,
 }
 
 impl PoolShared {

@@ -19,8 +19,14 @@ use super::types::*;
 
 /// Uploaded handler versions (content-addressed components).
 pub trait HandlerStore {
-    /// Record a handler version; false if it was already there.
-    fn put_handler(&self, digest: &str, size: i64) -> impl Future<Output = Result<bool>> + Send;
+    /// Record a handler version of `world` ("handler" or "http-handler");
+    /// returns false if it was already there.
+    fn put_handler(
+        &self,
+        digest: &str,
+        size: i64,
+        world: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
     fn get_handler(
         &self,
         digest: &str,

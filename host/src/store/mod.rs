@@ -135,8 +135,8 @@ impl Store {
     // --- handlers -------------------------------------------------------
 
     /// Record a handler version; returns false if it was already there.
-    pub async fn put_handler(&self, digest: &str, size: i64) -> Result<bool> {
-        dispatch!(self, s => s.put_handler(digest, size).await)
+    pub async fn put_handler(&self, digest: &str, size: i64, world: &str) -> Result<bool> {
+        dispatch!(self, s => s.put_handler(digest, size, world).await)
     }
     pub async fn get_handler(&self, digest: &str) -> Result<Option<HandlerRecord>> {
         dispatch!(self, s => s.get_handler(digest).await)

@@ -60,8 +60,8 @@ fn done(id: &str, worker: &str, status: JobStatus) -> Finish {
 
 /// A store with handlers h1, h2 and endpoints "e" (max_retries 1) and "f".
 async fn seeded<S: JobStore + EndpointStore + HandlerStore>(s: &S) {
-    s.put_handler(H1, 1).await.unwrap();
-    s.put_handler(H2, 1).await.unwrap();
+    s.put_handler(H1, 1, "handler").await.unwrap();
+    s.put_handler(H2, 1, "handler").await.unwrap();
     s.create_endpoint(&endpoint("e", 1)).await.unwrap();
     s.create_endpoint(&endpoint("f", 0)).await.unwrap();
 }

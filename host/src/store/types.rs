@@ -302,6 +302,9 @@ pub struct HandlerRecord {
     pub size: i64,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// The component's world: "handler" (a queue handler, for endpoints of
+    /// type "queue") or "http-handler" (for type "load_balancer").
+    pub world: String,
 }
 
 /// Endpoint settings. Every field has a default, so a create needs only
@@ -350,6 +353,78 @@ pub struct EndpointConfig {
     /// oldest queued job has waited over `scaler_value` seconds (0: 4 s).
     pub scaler_type: ScalerType,
     pub scaler_value: u32,
+    /// "queue" (jobs through `/v2/{id}/run`, a handler of world `handler`)
+    /// or "load_balancer" (any HTTP request through `/lb/{id}/...` goes
+    /// straight to a worker, a handler of world `http-handler`; workers
+    /// scale with the requests in flight, `concurrency` per worker).
+    #[serde(rename = "type")]
+    pub kind: EndpointKind,
+    /// Load-balancing endpoints: how long one request may run before it is
+    /// answered 504, in milliseconds (RunPod's load balancer: 5.5 min).
+    pub request_timeout_ms: u64,
+    /// Load-balancing endpoints: DNS names whose requests (by their `Host:`
+    /// header) go to this endpoint with their whole path, as
+    /// `https://{name}/{path}` instead of `/lb/{id}/{path}`.
+    pub hostnames: Vec<String>,
+    /// Rate limits by operation ("run", "runsync", "status" (also
+    /// `/stream`), "cancel", "retry", "purge-queue", "health", "lb",
+    /// "batch" (every batch route)),
+    /// replacing the host's defaults (RunPod's table) for this
+    /// endpoint; `{"requests": 0}` lifts an operation's limit.
+    pub rate_limits: BTreeMap<String, RateLimit>,
+}
+
+/// A rate limit on one operation of an endpoint: `requests` per
+/// `window_s` seconds (0: no limit), and at most `concurrent` at once (0:
+/// no cap). Past either, requests are answered 429 with Retry-After.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    #[serde(default = "RateLimit::default_window")]
+    pub window_s: u32,
+    #[serde(default)]
+    pub concurrent: u32,
+}
+
+impl RateLimit {
+    fn default_window() -> u32 {
+        10
+    }
+}
+
+/// The operations a rate limit can name.
+pub const RATE_LIMITED_OPERATIONS: [&str; 9] = [
+    "run",
+    "runsync",
+    "status",
+    "cancel",
+    "retry",
+    "purge-queue",
+    "health",
+    "lb",
+    "batch",
+];
+
+/// What kind of endpoint this is (RunPod's endpoint types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointKind {
+    /// Jobs are queued and claimed by workers (`/v2/{id}/run`, `/runsync`).
+    #[default]
+    Queue,
+    /// Requests go straight to a worker's HTTP handler (`/lb/{id}/...`).
+    LoadBalancer,
+}
+
+impl EndpointKind {
+    /// The handler world an endpoint of this kind runs.
+    pub fn world(self) -> &'static str {
+        match self {
+            EndpointKind::Queue => "handler",
+            EndpointKind::LoadBalancer => "http-handler",
+        }
+    }
 }
 
 /// How an endpoint scales up.
@@ -378,6 +453,10 @@ impl Default for EndpointConfig {
             tensor_quota_mib: 8192,
             scaler_type: ScalerType::RequestCount,
             scaler_value: 0,
+            kind: EndpointKind::Queue,
+            request_timeout_ms: 330_000,
+            hostnames: Vec::new(),
+            rate_limits: BTreeMap::new(),
         }
     }
 }
@@ -445,6 +524,39 @@ impl EndpointConfig {
         if self.tensor_quota_mib == 0 {
             return Err("tensor_quota_mib must be at least 1".into());
         }
+        if self.request_timeout_ms < 1000 || self.request_timeout_ms > MAX_DURATION_MS {
+            return Err(format!(
+                "request_timeout_ms must be between 1000 (1 s) and {MAX_DURATION_MS} (7 days)"
+            ));
+        }
+        if let Some(bad) = self.hostnames.iter().find(|h| !is_hostname(h)) {
+            return Err(format!(
+                "hostnames has {bad:?}, which is not a lowercase DNS name such as \"embed.example.com\""
+            ));
+        }
+        for (op, limit) in &self.rate_limits {
+            if !RATE_LIMITED_OPERATIONS.contains(&op.as_str()) {
+                return Err(format!(
+                    "rate_limits names {op:?}, not an operation; use one of {}",
+                    RATE_LIMITED_OPERATIONS.join(", ")
+                ));
+            }
+            if limit.window_s == 0 || limit.window_s > 3600 {
+                return Err(format!(
+                    "rate_limits.{op}.window_s must be between 1 and 3600 seconds"
+                ));
+            }
+        }
+        if self.kind == EndpointKind::LoadBalancer && self.scaler_type == ScalerType::QueueDelay {
+            return Err(
+                "a load_balancer endpoint has no queue: it scales by requests in flight, so scaler_type must be REQUEST_COUNT".into(),
+            );
+        }
+        if !self.hostnames.is_empty() && self.kind != EndpointKind::LoadBalancer {
+            return Err(
+                "hostnames route HTTP requests, so they need \"type\": \"load_balancer\"".into(),
+            );
+        }
         if self.scaler_value > 3600 {
             return Err(
                 "scaler_value must be at most 3600 (jobs per worker, or seconds of queue delay)"
@@ -453,6 +565,20 @@ impl EndpointConfig {
         }
         Ok(())
     }
+}
+
+/// A lowercase DNS name: dot-separated labels of letters, digits and '-'.
+fn is_hostname(h: &str) -> bool {
+    h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
 }
 
 /// An endpoint as stored.

@@ -32,7 +32,7 @@ use super::auth::Caller;
 use super::body::read_limited;
 use super::error::ApiError;
 use crate::serve::{App, Watch};
-use crate::store::{EndpointRecord, JobRecord, JobStatus, NewJob};
+use crate::store::{EndpointKind, EndpointRecord, JobRecord, JobStatus, NewJob};
 use error::job_error;
 pub use error::{OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
 use request::prepare;
@@ -123,8 +123,11 @@ async fn authorize(
     caller: std::result::Result<Caller, ApiError>,
     endpoint: &str,
 ) -> Result<EndpointRecord> {
-    caller?.require_invoke(endpoint)?;
-    state
+    let caller = caller?;
+    // Checked like every route's id before anything else (400).
+    super::validate::endpoint_id(endpoint)?;
+    caller.require_invoke(endpoint)?;
+    let record = state
         .app
         .endpoint(endpoint)
         .await?
@@ -134,7 +137,18 @@ async fn authorize(
                 StatusCode::NOT_FOUND,
                 format!("no endpoint {endpoint:?}; list endpoints with GET /v1/endpoints"),
             )
-        })
+        })?;
+    // These routes are jobs, which a load balancer has no queue for (a job
+    // would wait out its ttl).
+    if record.config.kind == EndpointKind::LoadBalancer {
+        return Err(OpenAiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "endpoint {endpoint:?} is a load balancer: it runs no jobs; its HTTP handler answers its own routes at /lb/{endpoint}/<path>"
+            ),
+        ));
+    }
+    Ok(record)
 }
 
 async fn generate(
@@ -331,6 +345,7 @@ pub async fn completions(
     params(("endpoint_id" = String, Path)),
     responses(
         (status = 200, description = "{\"object\": \"list\", \"data\": [{\"id\", \"object\": \"model\", \"created\", \"owned_by\"}]}", body = Object),
+        (status = 400, description = "A malformed endpoint id, or a load-balancing endpoint", body = OpenAiErrorBody),
         (status = 401, body = OpenAiErrorBody), (status = 403, body = OpenAiErrorBody),
         (status = 404, body = OpenAiErrorBody)),
     security(("api_key" = [])))]

@@ -247,7 +247,13 @@ impl SnapshotStore {
             slots,
         };
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let tmp = self.root.join(format!(".{key}.{}.tmp", std::process::id()));
+        // Unique per process and save: two workers of one endpoint may
+        // snapshot the same key at once in a shared executor.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join(format!(".{key}.{}.{n}.tmp", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         let write = |name: &str, bytes: &[u8]| {

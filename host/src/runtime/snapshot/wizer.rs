@@ -63,10 +63,19 @@ impl ComponentInstanceState for WizerAccess<'_> {
         func: &str,
         contents: impl FnOnce(&[u8]) + Send,
     ) {
+        // wasmtime-wizer expects `contents` to be called once per memory
+        // and asserts on it while rewriting; on a failed read it gets an
+        // empty memory, and the kept error fails the snapshot afterwards.
+        let mut contents = Some(contents);
         self.call(instance, func, (), |store, list: WasmList<u8>| {
-            contents(list.as_le_slice(&*store));
+            if let Some(contents) = contents.take() {
+                contents(list.as_le_slice(&*store));
+            }
         })
-        .await
+        .await;
+        if let Some(contents) = contents.take() {
+            contents(&[]);
+        }
     }
 
     async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {

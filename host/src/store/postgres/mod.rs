@@ -145,6 +145,7 @@ fn handler_from_row(r: &PgRow) -> Result<HandlerRecord> {
         digest: r.try_get("digest")?,
         size: r.try_get("size")?,
         created_at: r.try_get("created_at")?,
+        world: r.try_get("world")?,
     })
 }
 
@@ -199,30 +200,34 @@ impl PgStore {
 }
 
 impl HandlerStore for PgStore {
-    async fn put_handler(&self, digest: &str, size: i64) -> Result<bool> {
+    async fn put_handler(&self, digest: &str, size: i64, world: &str) -> Result<bool> {
         let r = sqlx::query(
-            "INSERT INTO handlers (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO handlers (digest, size, created_at, world) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(digest)
         .bind(size)
         .bind(now_ms())
+        .bind(world)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn get_handler(&self, digest: &str) -> Result<Option<HandlerRecord>> {
-        let row = sqlx::query("SELECT digest, size, created_at FROM handlers WHERE digest = $1")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT digest, size, created_at, world FROM handlers WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(handler_from_row).transpose()
     }
 
     async fn list_handlers(&self) -> Result<Vec<HandlerRecord>> {
-        let rows = sqlx::query("SELECT digest, size, created_at FROM handlers ORDER BY created_at")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT digest, size, created_at, world FROM handlers ORDER BY created_at")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(handler_from_row).collect()
     }
 

@@ -205,43 +205,49 @@ impl SqliteStore {
 }
 
 impl HandlerStore for SqliteStore {
-    async fn put_handler(&self, digest: &str, size: i64) -> Result<bool> {
+    async fn put_handler(&self, digest: &str, size: i64, world: &str) -> Result<bool> {
         let r = sqlx::query(
-            "INSERT INTO handlers (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO handlers (digest, size, created_at, world) VALUES (?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(digest)
         .bind(size)
         .bind(now_ms())
+        .bind(world)
         .execute(&self.write)
         .await?;
         Ok(r.rows_affected() == 1)
     }
 
     async fn get_handler(&self, digest: &str) -> Result<Option<HandlerRecord>> {
-        let row = sqlx::query("SELECT digest, size, created_at FROM handlers WHERE digest = ?")
-            .bind(digest)
-            .fetch_optional(&self.read)
-            .await?;
+        let row =
+            sqlx::query("SELECT digest, size, created_at, world FROM handlers WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.read)
+                .await?;
         row.map(|r| {
             Ok(HandlerRecord {
                 digest: r.try_get("digest")?,
                 size: r.try_get("size")?,
                 created_at: r.try_get("created_at")?,
+                world: r.try_get("world")?,
             })
         })
         .transpose()
     }
 
     async fn list_handlers(&self) -> Result<Vec<HandlerRecord>> {
-        let rows = sqlx::query("SELECT digest, size, created_at FROM handlers ORDER BY created_at")
-            .fetch_all(&self.read)
-            .await?;
+        let rows =
+            sqlx::query("SELECT digest, size, created_at, world FROM handlers ORDER BY created_at")
+                .fetch_all(&self.read)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(HandlerRecord {
                     digest: r.try_get("digest")?,
                     size: r.try_get("size")?,
                     created_at: r.try_get("created_at")?,
+                    world: r.try_get("world")?,
                 })
             })
             .collect()
