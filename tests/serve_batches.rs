@@ -460,17 +460,31 @@ async fn limits_bad_inputs_cancel_and_low_priority_jobs() {
         .await;
     assert_eq!(r.status, 400, "{r:?}");
 
-    // The batch routes have their rate limit ("batch"), one budget.
+    // Changing batches has its rate limit ("batch"), one budget.
     s.create_endpoint(
         "tiny",
         &sleep,
         json!({"rate_limits": {"batch": {"requests": 2, "window_s": 60}}}),
     )
     .await;
-    assert_eq!(s.get("/v2/tiny/batch").await.status, 200);
-    assert_eq!(s.post("/v2/tiny/batch", &json!({})).await.status, 200);
-    let r = s.send(s.req(reqwest::Method::GET, "/v2/tiny/batch")).await;
-    assert_eq!(r.status, 429, "{r:?}");
+    let made = s.post("/v2/tiny/batch", &json!({})).await;
+    assert_eq!(made.status, 200, "{made:?}");
+    let tiny = made.body["id"].as_str().unwrap().to_string();
+    for _ in 0..5 {
+        // Reading counts as /status, not against the batch budget.
+        assert_eq!(s.get(&format!("/v2/tiny/batch/{tiny}")).await.status, 200);
+    }
+    let r = s
+        .post(
+            &format!("/v2/tiny/batch/{tiny}/requests"),
+            &json!({"requests": [{"input": {"ms": 1}}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = s
+        .post(&format!("/v2/tiny/batch/{tiny}/finalize"), &json!({}))
+        .await;
+    assert_eq!(r.status, 429, "the third change in a minute: {r:?}");
     let h = s.get("/v2/tiny/health").await;
     assert!(h.body.to_string().contains("batch"), "{h:?}");
 }

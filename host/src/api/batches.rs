@@ -3,7 +3,9 @@
 //! it, remove one, finalize it (its requests queue behind real-time jobs),
 //! list an endpoint's batches, read one (its counts), page its requests
 //! with their results, cancel it. An invoke key of the endpoint (or an
-//! admin key) may do all of it.
+//! admin key) may do all of it. Rate limits: reading a batch counts as
+//! `/status` does (clients poll both); changing one is the `batch`
+//! operation.
 
 use std::collections::HashMap;
 
@@ -442,7 +444,7 @@ pub async fn list(
     caller: Caller,
     EndpointPath { endpoint }: EndpointPath,
 ) -> ApiResult<Json<BatchList>> {
-    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Status)?;
     let batches = state.app.list_batches(&endpoint).await?;
     Ok(Json(BatchList {
         batches: batches.into_iter().map(Into::into).collect(),
@@ -461,7 +463,7 @@ pub async fn get(
     caller: Caller,
     BatchPath { endpoint, batch }: BatchPath,
 ) -> ApiResult<Json<BatchBody>> {
-    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Status)?;
     Ok(Json(state.app.batch(&endpoint, &batch).await?.into()))
 }
 
@@ -505,7 +507,7 @@ pub async fn requests(
     BatchPath { endpoint, batch }: BatchPath,
     ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> ApiResult<Json<BatchPageBody>> {
-    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Batch)?;
+    let _admitted = admit_job_op(&state, &caller, &endpoint, Operation::Status)?;
     let p = Params::new(q, "a batch's requests", &["offset", "limit"])?;
     let offset = match p.int("offset")? {
         None => 0,

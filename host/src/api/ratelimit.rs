@@ -2,8 +2,9 @@
 //! default: `/run` 1000 requests per 10 s and 200 at once, `/runsync` 2000
 //! and 400, `/status` and `/stream` (one budget) 2000 and 400, `/cancel`
 //! 100 and 20, `/purge-queue` 2 per 10 s. Operations RunPod publishes no
-//! limit for get ours: `/retry` and the batch routes (one budget) as
-//! `/cancel`, `/lb` as `/runsync`;
+//! limit for get ours: `/retry` and the batch changes (create, add,
+//! change, remove, finalize, cancel: one budget) as `/cancel`, reading a
+//! batch as `/status`, `/lb` as `/runsync`;
 //! `/health` none. An endpoint's `rate_limits`
 //! setting replaces an operation's default; `wasmpod serve
 //! --no-rate-limits` turns the defaults off. Past a limit the answer is 429
@@ -44,7 +45,8 @@ pub enum Operation {
     Health,
     /// Requests to a load-balancing endpoint.
     Lb,
-    /// The batch routes (`/v2/{endpoint}/batch...`), one budget.
+    /// The batch changes (create, add, change, remove, finalize, cancel),
+    /// one budget; reading a batch counts as `Status`.
     Batch,
 }
 

@@ -368,7 +368,7 @@ pub struct EndpointConfig {
     pub hostnames: Vec<String>,
     /// Rate limits by operation ("run", "runsync", "status" (also
     /// `/stream`), "cancel", "retry", "purge-queue", "health", "lb",
-    /// "batch" (every batch route)),
+    /// "batch" (changing a batch; reading one counts as "status")),
     /// replacing the host's defaults (RunPod's table) for this
     /// endpoint; `{"requests": 0}` lifts an operation's limit.
     pub rate_limits: BTreeMap<String, RateLimit>,
