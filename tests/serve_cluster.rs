@@ -316,3 +316,88 @@ async fn hot_swap_under_load_across_two_hosts_fails_no_job() {
     let digest_file = format!("handlers/{sleep}.wasm");
     assert!(hosts[1].home.join(&digest_file).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_built_on_two_hosts_runs_on_both_behind_real_time_jobs() {
+    let pg = tokio::task::spawn_blocking(postgres::PgServer::start)
+        .await
+        .unwrap();
+    let url = pg.create_database();
+    let homes: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let hosts: Vec<Server> = homes.iter().map(|h| host(h.path(), &url)).collect();
+    let sleep = hosts[0].upload_example("sleep").await;
+    hosts[0]
+        .create_endpoint(
+            "work",
+            &sleep,
+            json!({"min_workers": 1, "max_workers": 1, "concurrency": 2}),
+        )
+        .await;
+    for h in &hosts {
+        wait_endpoint(h, "work").await;
+        h.wait_health("work", "a ready worker", LONG, ready).await;
+    }
+    let requests = |from: u64, to: u64| -> Vec<serde_json::Value> {
+        (from..to)
+            .map(|i| json!({"input": {"ms": i % 10 + 5}}))
+            .collect()
+    };
+    // Drafted on one host, added to and finalized on the other.
+    let r = hosts[0]
+        .post("/v2/work/batch", &json!({"requests": requests(0, 300)}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let r = hosts[1]
+        .post(
+            &format!("/v2/work/batch/{id}/requests"),
+            &json!({"requests": requests(300, 400)}),
+        )
+        .await;
+    assert_eq!(r.body["requestTotal"], 400, "{r:?}");
+    let r = hosts[1]
+        .post(&format!("/v2/work/batch/{id}/finalize"), &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // A real-time job on either host overtakes what is still queued.
+    for h in &hosts {
+        let r = h
+            .post("/v2/work/runsync", &json!({"input": {"ms": 1}}))
+            .await;
+        assert_eq!(r.body["status"], "COMPLETED", "{r:?}");
+        let b = hosts[0].get(&format!("/v2/work/batch/{id}")).await.body;
+        assert!(b["requestInQueue"].as_i64().unwrap() > 0, "{b}");
+    }
+    let started = Instant::now();
+    let b = loop {
+        let b = hosts[1].get(&format!("/v2/work/batch/{id}")).await.body;
+        if b["requestCompleted"] == 400 {
+            break b;
+        }
+        assert!(started.elapsed() < LONG, "the batch did not finish: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(b["requestInQueue"], 0, "{b}");
+    assert_eq!(b["requestFailed"], 0, "{b}");
+    let mut items = Vec::new();
+    while items.len() < 400 {
+        let r = hosts[0]
+            .get(&format!(
+                "/v2/work/batch/{id}/requests?offset={}&limit=150",
+                items.len()
+            ))
+            .await;
+        items.extend(r.body["requests"].as_array().unwrap().clone());
+    }
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item["output"]["slept_ms"], i as u64 % 10 + 5, "{item}");
+    }
+    let workers: std::collections::HashSet<&str> = items
+        .iter()
+        .map(|i| i["workerId"].as_str().unwrap_or_else(|| panic!("{i}")))
+        .collect();
+    assert!(
+        workers.len() >= 2,
+        "both hosts' workers ran requests: {workers:?}"
+    );
+}

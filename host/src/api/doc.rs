@@ -13,7 +13,7 @@ use utoipa::{IntoResponses, OpenApi};
 
 use super::error::ErrorBody;
 use super::validate;
-use super::{admin, fleet, history, jobs, keys, lb, logs, metrics, models, openai, stats};
+use super::{admin, batches, fleet, history, jobs, keys, lb, logs, metrics, models, openai, stats};
 
 /// What every route with an API key can answer besides its own results.
 #[derive(IntoResponses)]
@@ -56,6 +56,8 @@ pub enum Limited {
     paths(
         jobs::run, jobs::runsync, jobs::status, jobs::stream, jobs::cancel, jobs::retry,
         jobs::purge_queue, jobs::health,
+        batches::create, batches::list, batches::get, batches::add_requests, batches::requests,
+        batches::remove_request, batches::update_request, batches::finalize, batches::cancel,
         openai::chat_completions, openai::completions, openai::models,
         admin::upload_handler, admin::list_handlers, admin::get_handler, admin::delete_handler,
         admin::create_endpoint, admin::list_endpoints, admin::get_endpoint, admin::update_endpoint,
@@ -69,6 +71,7 @@ pub enum Limited {
     modifiers(&BearerAuth, &FlatObjects, &PathPatterns),
     tags(
         (name = "jobs", description = "RunPod v2 job API"),
+        (name = "batches", description = "RunPod's batch jobs: sets of requests run behind real-time jobs"),
         (name = "openai", description = "OpenAI-compatible routes of an endpoint running an LLM handler (examples/llm)"),
         (name = "handlers", description = "Handler versions (.wasm components)"),
         (name = "endpoints", description = "Endpoints and their settings"),
@@ -156,6 +159,8 @@ fn pattern_of(name: &str) -> Option<(&'static str, usize)> {
         "job_id" => (validate::JOB_ID_PATTERN, 41),
         "digest" => (validate::DIGEST_PATTERN, 71),
         "key_id" => (validate::KEY_ID_PATTERN, 12),
+        "batch_id" => (validate::BATCH_ID_PATTERN, 42),
+        "request_id" => (validate::REQUEST_ID_PATTERN, 36),
         "model" => (validate::MODEL_PATTERN, 128),
         _ => return None,
     })

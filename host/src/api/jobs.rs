@@ -166,7 +166,7 @@ fn authorize(state: &ApiState, caller: &Caller, endpoint: &str) -> ApiResult<()>
 
 /// [`authorize`] for a job operation, which a load-balancing endpoint does
 /// not have; then the operation's rate limit.
-fn admit_job_op(
+pub(super) fn admit_job_op(
     state: &ApiState,
     caller: &Caller,
     endpoint: &str,

@@ -1,6 +1,6 @@
 //! The HTTP API of `wasmpod serve` (axum): the RunPod-compatible v2 job API
-//! of every endpoint ([`jobs`]) and its OpenAI-compatible routes
-//! ([`openai`]), the v1 admin API ([`admin`], [`models`], [`keys`],
+//! of every endpoint ([`jobs`]), its batch jobs ([`batches`]) and its
+//! OpenAI-compatible routes ([`openai`]), the v1 admin API ([`admin`], [`models`], [`keys`],
 //! [`fleet`]: inventory and usage; [`history`]: jobs lists and detail;
 //! [`logs`]; [`stats`]: latency percentiles), Prometheus metrics
 //! ([`metrics`]), the dashboard at `/` ([`dashboard`]), API-key auth
@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod batches;
 pub mod body;
 pub mod dashboard;
 pub mod doc;
@@ -92,6 +93,27 @@ pub fn router(app: App) -> Router {
         .route("/{endpoint_id}/retry/{job_id}", post(jobs::retry))
         .route("/{endpoint_id}/purge-queue", post(jobs::purge_queue))
         .route("/{endpoint_id}/health", get(jobs::health))
+        .route(
+            "/{endpoint_id}/batch",
+            post(batches::create).get(batches::list),
+        )
+        .route("/{endpoint_id}/batch/{batch_id}", get(batches::get))
+        .route(
+            "/{endpoint_id}/batch/{batch_id}/requests",
+            post(batches::add_requests).get(batches::requests),
+        )
+        .route(
+            "/{endpoint_id}/batch/{batch_id}/requests/{request_id}",
+            axum::routing::delete(batches::remove_request).put(batches::update_request),
+        )
+        .route(
+            "/{endpoint_id}/batch/{batch_id}/finalize",
+            post(batches::finalize),
+        )
+        .route(
+            "/{endpoint_id}/batch/{batch_id}/cancel",
+            post(batches::cancel),
+        )
         .route(
             "/{endpoint_id}/openai/v1/chat/completions",
             post(openai::chat_completions),

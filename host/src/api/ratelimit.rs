@@ -2,7 +2,9 @@
 //! default: `/run` 1000 requests per 10 s and 200 at once, `/runsync` 2000
 //! and 400, `/status` and `/stream` (one budget) 2000 and 400, `/cancel`
 //! 100 and 20, `/purge-queue` 2 per 10 s. Operations RunPod publishes no
-//! limit for get ours: `/retry` as `/cancel`, `/lb` as `/runsync`;
+//! limit for get ours: `/retry` and the batch changes (create, add,
+//! change, remove, finalize, cancel: one budget) as `/cancel`, reading a
+//! batch as `/status`, `/lb` as `/runsync`;
 //! `/health` none. An endpoint's `rate_limits`
 //! setting replaces an operation's default; `wasmpod serve
 //! --no-rate-limits` turns the defaults off. Past a limit the answer is 429
@@ -43,6 +45,9 @@ pub enum Operation {
     Health,
     /// Requests to a load-balancing endpoint.
     Lb,
+    /// The batch changes (create, add, change, remove, finalize, cancel),
+    /// one budget; reading a batch counts as `Status`.
+    Batch,
 }
 
 impl Operation {
@@ -57,6 +62,7 @@ impl Operation {
             Operation::PurgeQueue => "purge-queue",
             Operation::Health => "health",
             Operation::Lb => "lb",
+            Operation::Batch => "batch",
         }
     }
 
@@ -70,7 +76,7 @@ impl Operation {
         match self {
             Operation::Run => limit(1000, 200),
             Operation::Runsync | Operation::Status | Operation::Lb => limit(2000, 400),
-            Operation::Cancel | Operation::Retry => limit(100, 20),
+            Operation::Cancel | Operation::Retry | Operation::Batch => limit(100, 20),
             Operation::PurgeQueue => limit(2, 0),
             Operation::Health => limit(0, 0),
         }

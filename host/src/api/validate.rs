@@ -21,6 +21,12 @@ pub const DIGEST_PATTERN: &str = "^(sha256:)?[0-9a-fA-F]{64}$";
 /// Job ids: a UUID, with `sync-` in front for /runsync jobs.
 pub const JOB_ID_PATTERN: &str =
     "^(sync-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+/// Batch ids: `batch-` and a UUID.
+pub const BATCH_ID_PATTERN: &str =
+    "^batch-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+/// A batch request's id: the id of the job it becomes (a UUID).
+pub const REQUEST_ID_PATTERN: &str =
+    "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
 /// API key ids: 12 lowercase hex digits.
 pub const KEY_ID_PATTERN: &str = "^[0-9a-f]{12}$";
 /// Model names: letters, digits, '-', '_' and '.', not starting with '.'.
@@ -80,6 +86,38 @@ pub fn job_id(id: &str) -> Result<String, ApiError> {
     } else {
         Err(ApiError::bad_request(format!(
             "job id {} is malformed: use the \"id\" that /run or /runsync returned (a UUID, \"sync-<UUID>\" for /runsync)",
+            shown(id)
+        )))
+    }
+}
+
+fn is_uuid(id: &str) -> bool {
+    id.len() == 36
+        && id.bytes().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+        })
+}
+
+/// A batch id, checked.
+pub fn batch_id(id: &str) -> Result<String, ApiError> {
+    if id.strip_prefix("batch-").is_some_and(is_uuid) {
+        Ok(id.to_string())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "batch id {} is malformed: use the \"id\" POST /v2/{{endpoint}}/batch returned (\"batch-<UUID>\")",
+            shown(id)
+        )))
+    }
+}
+
+/// A batch request's id, checked.
+pub fn request_id(id: &str) -> Result<String, ApiError> {
+    if is_uuid(id) {
+        Ok(id.to_string())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "request id {} is malformed: use a request's \"id\" from GET .../batch/{{batch}}/requests (a UUID)",
             shown(id)
         )))
     }
@@ -146,6 +184,18 @@ path_extractor!(
 path_extractor!(
     /// `{endpoint_id}` and `{job_id}`.
     JobPath { endpoint: "endpoint_id" => endpoint_id, job: "job_id" => job_id }
+);
+path_extractor!(
+    /// `{endpoint_id}` and `{batch_id}`.
+    BatchPath { endpoint: "endpoint_id" => endpoint_id, batch: "batch_id" => batch_id }
+);
+path_extractor!(
+    /// `{endpoint_id}`, `{batch_id}` and `{request_id}`.
+    BatchRequestPath {
+        endpoint: "endpoint_id" => endpoint_id,
+        batch: "batch_id" => batch_id,
+        request: "request_id" => request_id
+    }
 );
 path_extractor!(
     /// `{digest}` of a handler version (normalised).
@@ -221,6 +271,17 @@ mod tests {
         for bad in ["not-a-job", &j.to_uppercase(), &format!("x{j}"), ""] {
             assert!(job_id(bad).is_err(), "{bad:?}");
         }
+        assert!(batch_id(&format!("batch-{j}")).is_ok());
+        for bad in [
+            j,
+            "batch-",
+            "batch-../x",
+            &format!("batch-{}", j.to_uppercase()),
+        ] {
+            assert!(batch_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(request_id(j).is_ok());
+        assert!(request_id(&format!("sync-{j}")).is_err());
         assert!(key_id("0123456789ab").is_ok());
         assert!(key_id("0123456789abc").is_err());
         assert!(key_id("../../etc/pa").is_err());

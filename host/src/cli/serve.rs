@@ -143,6 +143,18 @@ pub struct ServeArgs {
     /// Heartbeats go out four times in this time.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub dead_host_after: Duration,
+    /// Requests one batch may hold (RunPod: 5,000); past it POST .../batch
+    /// and .../requests answer 400.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch_max_requests: u64,
+    /// Active batches (drafts, or finalized with requests left) one
+    /// endpoint may have; past it creating one answers 429.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_max_active: u64,
+    /// How long a batch and its results are kept after its last request
+    /// finished (a draft: after its last change).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub batch_retention: Duration,
 }
 
 pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -200,6 +212,11 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         "--dead-host-after must be at least 500ms"
     );
     config.dead_host_after = args.dead_host_after;
+    config.batch = wasmpod::serve::BatchLimits {
+        max_requests: args.batch_max_requests as usize,
+        max_active: args.batch_max_active as usize,
+        retention: args.batch_retention,
+    };
     config.admin_key = std::env::var("WASMPOD_ADMIN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty());

@@ -1,6 +1,7 @@
 //! The sweeper: queued jobs past their ttl become TIMED_OUT, final jobs
-//! past their retention are deleted (once their webhook is settled), and
-//! the log table is kept within its age and size bounds. Expiry is a
+//! past their retention are deleted (once their webhook is settled),
+//! batches past theirs are deleted with their requests' jobs, and the log
+//! table is kept within its age and size bounds. Expiry is a
 //! lifecycle transition, so it goes through [`super::Jobs`].
 
 use std::sync::Arc;
@@ -32,6 +33,10 @@ pub async fn run(app: App, shutdown: Arc<Notify>) {
         }
         if let Err(e) = app.store.purge_expired(now_ms()).await {
             tracing::warn!("purging expired jobs: {e}");
+        }
+        let batch_retention = app.config.batch.retention.as_millis() as i64;
+        if let Err(e) = app.store.purge_batches(now_ms(), batch_retention).await {
+            tracing::warn!("purging expired batches: {e}");
         }
         tokio::select! {
             _ = &mut stop => return,

@@ -14,6 +14,22 @@
 //! queue poll, no second write to claim it). Otherwise jobs queue and idle
 //! workers claim in batches as they free up, oldest first.
 //!
+//! A batch's requests enter the queue when it is finalized and leave it
+//! when it is cancelled through here too ([`Jobs::finalize_batch`],
+//! [`Jobs::cancel_batch`]): they are low-priority jobs, which every claim
+//! takes only when no normal job waits (the store's claim order), so batch
+//! work runs on capacity real-time jobs leave idle, on every host of a
+//! cluster alike.
+//!
+//! Batch work also never holds every slot: a worker's claim takes
+//! low-priority jobs only while this host runs fewer of the endpoint's
+//! than its cap ([`WorkerLink::low_cap`]: every slot of the endpoint's
+//! `max_workers` but one), so a real-time job arriving while a batch runs
+//! finds a free slot instead of waiting for a batch request to end. A
+//! low-priority job is never handed straight to a worker (the claim counts
+//! it against the cap), and when one ends its endpoint's idle workers look
+//! at the queue again.
+//!
 //! Claims name the worker and this host ([`ClaimBy`]), so a store shared by
 //! several hosts can re-queue a dead host's jobs; the direct hand-off is a
 //! local shortcut over the same claim rule.
@@ -28,8 +44,9 @@ use super::events::{FinishedListener, Waiters, Watch, Watchers};
 use super::pool::{PoolShared, Retention};
 use crate::executor::ExecutorProcess;
 use crate::store::{
-    Batch, BatchOutcome, CancelOutcome, ClaimBy, ClaimRequest, ClaimedJob, FinalJob, Finish,
-    JobRecord, JobStatus, LostJobOutcome, NewJob, RetryOutcome, Store, StoreError, now_ms,
+    Batch, BatchCancelled, BatchOutcome, BatchRecord, BatchRefusal, CancelOutcome, ClaimBy,
+    ClaimRequest, ClaimedJob, FinalJob, Finish, JobRecord, JobStatus, LostJobOutcome, NewJob,
+    RetryOutcome, Store, StoreError, now_ms,
 };
 
 /// Most operations one group commit takes.
@@ -39,6 +56,8 @@ const BATCH: usize = 1024;
 pub struct WorkerLink {
     pub endpoint: String,
     pub claim: ClaimBy,
+    /// Low-priority jobs of the endpoint this host may run at once.
+    pub low_cap: usize,
     pub jobs: mpsc::UnboundedSender<ClaimedJob>,
 }
 
@@ -98,6 +117,9 @@ struct Dispatch {
     /// Endpoints whose queue held nothing runnable at our last claim (and
     /// nothing was queued since): new jobs may skip the queue.
     drained: HashSet<String>,
+    /// Low-priority jobs handed out by claims, by id (with their endpoint):
+    /// when one ends, the endpoint's cap has room again.
+    low_running: HashMap<String, (String, String)>,
 }
 
 impl Dispatch {
@@ -381,6 +403,50 @@ impl Jobs {
         Ok(n)
     }
 
+    /// Lock a draft batch and queue its requests behind every normal job
+    /// (they wait at most `ttl_ms` in the queue); idle workers claim them
+    /// and the supervisor scales for them.
+    pub async fn finalize_batch(
+        &self,
+        endpoint: &str,
+        batch: &str,
+        ttl_ms: i64,
+    ) -> Result<Result<BatchRecord, BatchRefusal>, StoreError> {
+        let outcome = self
+            .store
+            .finalize_batch(endpoint, batch, ttl_ms, now_ms())
+            .await?;
+        if let Ok(b) = &outcome {
+            self.send(Op::Wake {
+                endpoint: endpoint.to_string(),
+            });
+            self.wake_supervisor(endpoint, b.counts.in_queue.max(0) as usize);
+        }
+        Ok(outcome)
+    }
+
+    /// Cancel a batch: its queued requests end CANCELLED (announced like
+    /// any other final job); running ones finish.
+    pub async fn cancel_batch(
+        &self,
+        endpoint: &str,
+        batch: &str,
+    ) -> Result<Result<BatchRecord, BatchRefusal>, StoreError> {
+        let outcome = self
+            .store
+            .cancel_batch(
+                endpoint,
+                batch,
+                self.retention.run.as_millis() as i64,
+                now_ms(),
+            )
+            .await?;
+        Ok(outcome.map(|BatchCancelled { batch, cancelled }| {
+            self.announce(cancelled);
+            batch
+        }))
+    }
+
     /// Queued jobs past their ttl become TIMED_OUT.
     pub async fn expire_ttl(&self) -> Result<usize, StoreError> {
         let expired = self
@@ -543,8 +609,14 @@ impl Jobs {
             match op {
                 Op::Accept { job, reply } => {
                     // Straight to an idle worker when the endpoint's queue is
-                    // known to be empty; else behind what is queued.
-                    let to = d.take_slot(&job.endpoint_id);
+                    // known to be empty; else behind what is queued. A
+                    // low-priority job always queues: the claim below (in
+                    // this same write) counts it against the cap.
+                    let to = if job.low_priority {
+                        None
+                    } else {
+                        d.take_slot(&job.endpoint_id)
+                    };
                     if to.is_none() {
                         *queued_for.entry(job.endpoint_id.clone()).or_default() += 1;
                     }
@@ -556,6 +628,9 @@ impl Jobs {
                     // The slot is free from now on (in op order: a later
                     // Gone/Ready of the same worker accounts for it).
                     d.free(&endpoint, &done.worker_id, 1);
+                    if d.low_running.remove(&done.id).is_some() {
+                        d.drained.remove(&endpoint);
+                    }
                     finishes.push(done);
                 }
                 Op::Ready { link, free } => {
@@ -576,6 +651,8 @@ impl Jobs {
                     endpoint,
                     worker_id,
                 } => {
+                    // Its low-priority jobs end elsewhere (re-queued, lost).
+                    d.low_running.retain(|_, (_, w)| *w != worker_id);
                     if let Some(idle) = d.idle.get_mut(&endpoint) {
                         idle.retain(|w| w.link.claim.worker_id != worker_id);
                         if idle.is_empty() {
@@ -613,6 +690,7 @@ impl Jobs {
                     endpoint_id: endpoint.clone(),
                     by: w.link.claim.clone(),
                     limit: w.free,
+                    low_cap: w.link.low_cap,
                 });
                 // Taken now; what the claim does not fill is given back.
                 w.free = 0;
@@ -676,6 +754,7 @@ impl Jobs {
                             execution_timeout_ms: job.execution_timeout_ms,
                             attempt: 0,
                             sync: job.sync,
+                            low_priority: job.low_priority,
                         };
                         if let Err(mpsc::error::SendError(job)) = link.jobs.send(claimed) {
                             // The worker went away meanwhile.
@@ -704,6 +783,12 @@ impl Jobs {
                 d.free(&link.endpoint, &link.claim.worker_id, limit - n);
             }
             for job in jobs {
+                if job.low_priority {
+                    d.low_running.insert(
+                        job.id.clone(),
+                        (link.endpoint.clone(), link.claim.worker_id.clone()),
+                    );
+                }
                 if let Err(mpsc::error::SendError(job)) = link.jobs.send(job) {
                     self.give_back(&link.endpoint, &link.claim.worker_id, &job)
                         .await;

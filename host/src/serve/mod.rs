@@ -3,6 +3,7 @@
 //! webhook sender and the retention sweeper together. The HTTP layer
 //! ([`crate::api`]) calls it; it knows nothing of HTTP.
 
+pub mod batches;
 pub mod cluster;
 pub mod egress;
 pub mod events;
@@ -39,6 +40,7 @@ use crate::store::{
     ApiKeyRecord, CancelOutcome, EndpointConfig, EndpointRecord, HandlerRecord, JobCounts,
     JobRecord, JobStatus, NewJob, RetryOutcome, Scope, Store, StoreError, UsageTotal, now_ms,
 };
+pub use batches::{BatchError, BatchLimits, BatchPage};
 pub use events::Watch;
 use events::{FinishedListener, WebhookWake};
 pub use handlers::{HandlerError, HandlerRepo};
@@ -122,6 +124,8 @@ pub struct ServeConfig {
     /// Cluster mode (a Postgres database URL): a host whose heartbeat is
     /// older than this is dead, and another host re-queues its jobs.
     pub dead_host_after: Duration,
+    /// Batch jobs' limits and retention.
+    pub batch: BatchLimits,
 }
 
 impl ServeConfig {
@@ -162,6 +166,7 @@ impl ServeConfig {
             lb_domain: None,
             rate_limits: true,
             log_limits: LogLimits::default(),
+            batch: BatchLimits::default(),
         }
     }
 }

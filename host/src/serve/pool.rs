@@ -75,6 +75,10 @@ pub struct WorkerSpec {
     pub gpus: Vec<String>,
     pub gpus_per_worker: u32,
     pub flashboot: bool,
+    /// Low-priority jobs this host runs at once for the endpoint: every
+    /// slot of its `max_workers` but one, so a real-time job always finds
+    /// one (at least one, so batch work runs on an endpoint of one slot).
+    pub low_cap: usize,
     /// A load-balancing endpoint's worker: it serves HTTP requests instead
     /// of claiming jobs.
     pub load_balancer: bool,
@@ -99,6 +103,9 @@ impl WorkerSpec {
             gpus: e.config.gpus.clone(),
             gpus_per_worker: e.config.gpus_per_worker,
             flashboot: e.config.flashboot,
+            low_cap: (e.config.max_workers as usize * e.config.concurrency.max(1) as usize)
+                .saturating_sub(1)
+                .max(1),
             load_balancer: e.config.kind == EndpointKind::LoadBalancer,
         }
     }

@@ -245,6 +245,7 @@ async fn serve_jobs(
             host_id: jobs.host_id().to_string(),
             handler: spec.handler.clone(),
         },
+        low_cap: spec.low_cap,
         jobs: tx,
     });
     let concurrency = spec.concurrency.max(1) as usize;

@@ -13,6 +13,7 @@
 use std::future::Future;
 
 use super::Result;
+use super::batches::*;
 use super::logs::{LogFilter, LogLine, NewLogLine};
 use super::types::*;
 
@@ -219,6 +220,95 @@ pub trait JobStore {
     ) -> impl Future<Output = Result<Vec<FinalJob>>> + Send;
     /// Delete final jobs past their retention (and no webhook pending).
     fn purge_expired(&self, now: i64) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Batches of requests (RunPod's batch jobs). Every change checks its
+/// limits and the batch's state in the transaction that makes it; a
+/// refusal changes nothing.
+pub trait BatchStore {
+    /// A new DRAFT batch with its first requests, unless the endpoint has
+    /// `caps.max_active` active batches already or it would hold more than
+    /// `caps.max_requests`.
+    fn create_batch(
+        &self,
+        batch: &NewBatch,
+        caps: &BatchCaps,
+        now: i64,
+    ) -> impl Future<Output = Result<std::result::Result<BatchRecord, BatchRefusal>>> + Send;
+    /// Append requests to a DRAFT batch (after its others).
+    fn add_batch_requests(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        requests: &[BatchRequest],
+        caps: &BatchCaps,
+        now: i64,
+    ) -> impl Future<Output = Result<std::result::Result<BatchRecord, BatchRefusal>>> + Send;
+    /// Remove one request from a DRAFT batch.
+    fn remove_batch_request(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        request_id: &str,
+        caps: &BatchCaps,
+        now: i64,
+    ) -> impl Future<Output = Result<std::result::Result<BatchRecord, BatchRefusal>>> + Send;
+    /// Replace the input of one request of a DRAFT batch.
+    fn update_batch_request(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        request: &BatchRequest,
+        caps: &BatchCaps,
+        now: i64,
+    ) -> impl Future<Output = Result<std::result::Result<BatchRecord, BatchRefusal>>> + Send;
+    /// Lock a DRAFT batch and queue its requests, in their order, as
+    /// low-priority jobs (the endpoint's execution timeout, a ttl of
+    /// `ttl_ms`).
+    fn finalize_batch(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        ttl_ms: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<std::result::Result<BatchRecord, BatchRefusal>>> + Send;
+    /// Cancel a batch: a draft's requests are dropped, a finalized one's
+    /// queued requests become CANCELLED (running ones finish).
+    fn cancel_batch(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        retention_ms: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<std::result::Result<BatchCancelled, BatchRefusal>>> + Send;
+    fn get_batch(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+    ) -> impl Future<Output = Result<Option<BatchRecord>>> + Send;
+    /// An endpoint's newest `limit` batches, newest first.
+    fn list_batches(
+        &self,
+        endpoint_id: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<BatchRecord>>> + Send;
+    /// `limit` of a batch's requests from `offset`, in the order added,
+    /// with the batch as read in the same snapshot.
+    fn batch_items(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Option<(BatchRecord, Vec<BatchItem>)>>> + Send;
+    /// Batches with no request left to run are kept `retention_ms` from
+    /// now; batches past their time go, with their jobs. Returns how many
+    /// went.
+    fn purge_batches(
+        &self,
+        now: i64,
+        retention_ms: i64,
+    ) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// Webhook deliveries of final jobs (their state lives with the job).

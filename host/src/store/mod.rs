@@ -5,6 +5,7 @@
 //! default) or [`postgres`] (a cluster of hosts on one database).
 
 pub mod aggregates;
+pub mod batches;
 pub mod logs;
 pub mod postgres;
 pub mod sqlite;
@@ -13,6 +14,10 @@ mod suite;
 pub mod types;
 
 pub use aggregates::*;
+pub use batches::{
+    BatchCancelled, BatchCaps, BatchCounts, BatchItem, BatchRecord, BatchRefusal, BatchRequest,
+    BatchStatus, NewBatch,
+};
 pub use logs::{Level, LogFilter, LogLine, LogSource, NewLogLine};
 pub use types::*;
 
@@ -366,6 +371,87 @@ impl Store {
     /// The time the earliest pending webhook is due, if any.
     pub async fn next_webhook_at(&self) -> Result<Option<i64>> {
         dispatch!(self, s => s.next_webhook_at().await)
+    }
+
+    // --- batches --------------------------------------------------------
+
+    pub async fn create_batch(
+        &self,
+        batch: &NewBatch,
+        caps: &BatchCaps,
+        now: i64,
+    ) -> Result<std::result::Result<BatchRecord, BatchRefusal>> {
+        dispatch!(self, s => s.create_batch(batch, caps, now).await)
+    }
+    pub async fn add_batch_requests(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        requests: &[BatchRequest],
+        caps: &BatchCaps,
+        now: i64,
+    ) -> Result<std::result::Result<BatchRecord, BatchRefusal>> {
+        dispatch!(self, s => s.add_batch_requests(endpoint_id, batch_id, requests, caps, now).await)
+    }
+    pub async fn remove_batch_request(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        request_id: &str,
+        caps: &BatchCaps,
+        now: i64,
+    ) -> Result<std::result::Result<BatchRecord, BatchRefusal>> {
+        dispatch!(self, s => s.remove_batch_request(endpoint_id, batch_id, request_id, caps, now).await)
+    }
+    pub async fn update_batch_request(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        request: &BatchRequest,
+        caps: &BatchCaps,
+        now: i64,
+    ) -> Result<std::result::Result<BatchRecord, BatchRefusal>> {
+        dispatch!(self, s => s.update_batch_request(endpoint_id, batch_id, request, caps, now).await)
+    }
+    pub async fn finalize_batch(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        ttl_ms: i64,
+        now: i64,
+    ) -> Result<std::result::Result<BatchRecord, BatchRefusal>> {
+        dispatch!(self, s => s.finalize_batch(endpoint_id, batch_id, ttl_ms, now).await)
+    }
+    pub async fn cancel_batch(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        retention_ms: i64,
+        now: i64,
+    ) -> Result<std::result::Result<BatchCancelled, BatchRefusal>> {
+        dispatch!(self, s => s.cancel_batch(endpoint_id, batch_id, retention_ms, now).await)
+    }
+    pub async fn get_batch(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+    ) -> Result<Option<BatchRecord>> {
+        dispatch!(self, s => s.get_batch(endpoint_id, batch_id).await)
+    }
+    pub async fn list_batches(&self, endpoint_id: &str, limit: i64) -> Result<Vec<BatchRecord>> {
+        dispatch!(self, s => s.list_batches(endpoint_id, limit).await)
+    }
+    pub async fn batch_items(
+        &self,
+        endpoint_id: &str,
+        batch_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Option<(BatchRecord, Vec<BatchItem>)>> {
+        dispatch!(self, s => s.batch_items(endpoint_id, batch_id, offset, limit).await)
+    }
+    pub async fn purge_batches(&self, now: i64, retention_ms: i64) -> Result<u64> {
+        dispatch!(self, s => s.purge_batches(now, retention_ms).await)
     }
 
     // --- logs -----------------------------------------------------------

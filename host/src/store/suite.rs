@@ -550,6 +550,291 @@ pub async fn logs_are_filtered_trimmed_and_go_with_their_endpoint<
     assert_eq!(messages(s.query_logs(&f).await.unwrap()), ["x: hello"]);
 }
 
+pub async fn low_priority_claims_stop_at_the_hosts_cap<
+    S: JobStore + EndpointStore + HandlerStore,
+>(
+    s: S,
+) {
+    seeded(&s).await;
+    let low = |id: &str| {
+        let mut j = job(id, "e");
+        j.low_priority = true;
+        j
+    };
+    accept(&s, &[low("l1"), low("l2"), low("l3"), job("n1", "e")], 0).await;
+    let claim = |worker: &str, host: &str, limit: usize, low_cap: usize| ClaimRequest {
+        endpoint_id: "e".to_string(),
+        by: by(worker, host),
+        limit,
+        low_cap,
+    };
+    let ids = |o: &BatchOutcome, i: usize| -> Vec<String> {
+        o.claimed[i].iter().map(|j| j.id.clone()).collect()
+    };
+    let batch = Batch {
+        claims: vec![claim("w1", "a", 4, 2)],
+        ..Batch::default()
+    };
+    let o = s.commit(batch, 10).await.unwrap();
+    assert_eq!(
+        ids(&o, 0),
+        ["n1", "l1", "l2"],
+        "normal first, then up to the cap"
+    );
+    assert_eq!(
+        o.claimed[0]
+            .iter()
+            .map(|j| j.low_priority)
+            .collect::<Vec<_>>(),
+        [false, true, true]
+    );
+    // Host a runs two already: none more there; host b has room.
+    let batch = Batch {
+        claims: vec![claim("w2", "a", 4, 2)],
+        ..Batch::default()
+    };
+    assert!(ids(&s.commit(batch, 20).await.unwrap(), 0).is_empty());
+    accept(&s, &[job("n2", "e")], 25).await;
+    let batch = Batch {
+        claims: vec![claim("w2", "a", 4, 2)],
+        ..Batch::default()
+    };
+    assert_eq!(
+        ids(&s.commit(batch, 30).await.unwrap(), 0),
+        ["n2"],
+        "normal jobs pass the cap"
+    );
+    let batch = Batch {
+        claims: vec![claim("w3", "b", 4, 2)],
+        ..Batch::default()
+    };
+    assert_eq!(ids(&s.commit(batch, 40).await.unwrap(), 0), ["l3"]);
+}
+
+fn requests(from: usize, to: usize) -> Vec<BatchRequest> {
+    (from..to)
+        .map(|i| BatchRequest {
+            id: format!("r{i:04}"),
+            input: format!("{{\"i\":{i}}}"),
+        })
+        .collect()
+}
+
+const CAPS: BatchCaps = BatchCaps {
+    max_requests: 10,
+    max_active: 2,
+    draft_retention_ms: 5000,
+};
+
+pub async fn batches_are_drafted_finalized_behind_real_time_jobs_and_paged<
+    S: JobStore + EndpointStore + HandlerStore + BatchStore,
+>(
+    s: S,
+) {
+    seeded(&s).await;
+    let new = |id: &str, n: usize| NewBatch {
+        id: id.to_string(),
+        endpoint_id: "e".to_string(),
+        name: Some(format!("batch {id}")),
+        requests: requests(0, n),
+    };
+    assert_eq!(
+        s.create_batch(&new("big", 11), &CAPS, 0)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        BatchRefusal::TooMany { has: 0, max: 10 }
+    );
+    let b = s
+        .create_batch(&new("b", 4), &CAPS, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.status, b.counts.total), (BatchStatus::Draft, 4));
+    assert_eq!(b.name.as_deref(), Some("batch b"));
+    // Drafts count as active: a second fits, a third does not.
+    let other = s
+        .create_batch(&new("c", 0), &CAPS, 101)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.counts.total, 0);
+    assert_eq!(
+        s.create_batch(&new("d", 0), &CAPS, 102)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        BatchRefusal::TooManyActive { max: 2 }
+    );
+    // Add to the draft, past the cap refused; remove one.
+    let more = requests(4, 8);
+    let b = s
+        .add_batch_requests("e", "b", &more, &CAPS, 110)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.counts.total, 8);
+    assert_eq!(
+        s.add_batch_requests("e", "b", &requests(8, 11), &CAPS, 111)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        BatchRefusal::TooMany { has: 8, max: 10 }
+    );
+    let changed = BatchRequest {
+        id: "r0001".to_string(),
+        input: "{\"changed\":true}".to_string(),
+    };
+    s.update_batch_request("e", "b", &changed, &CAPS, 111)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, first) = s.batch_items("e", "b", 1, 1).await.unwrap().unwrap();
+    assert!(matches!(&first[0], BatchItem::Draft(r) if r.input == changed.input));
+    let missing = BatchRequest {
+        id: "r9999".to_string(),
+        input: "1".to_string(),
+    };
+    assert_eq!(
+        s.update_batch_request("e", "b", &missing, &CAPS, 111)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        BatchRefusal::NoRequest
+    );
+    let b = s
+        .remove_batch_request("e", "b", "r0002", &CAPS, 112)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.counts.total, 7);
+    assert_eq!(
+        s.remove_batch_request("e", "b", "r0002", &CAPS, 113)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        BatchRefusal::NoRequest
+    );
+    assert_eq!(
+        s.add_batch_requests("f", "b", &requests(20, 21), &CAPS, 113)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        BatchRefusal::NotFound,
+        "a batch belongs to its endpoint"
+    );
+    let (_, page) = s.batch_items("e", "b", 1, 3).await.unwrap().unwrap();
+    let ids: Vec<String> = page
+        .iter()
+        .map(|i| match i {
+            BatchItem::Draft(r) => r.id.clone(),
+            BatchItem::Job(j) => panic!("a draft has no jobs: {}", j.id),
+        })
+        .collect();
+    assert_eq!(ids, ["r0001", "r0003", "r0004"]);
+    // Nothing queued before finalize; an empty draft cannot be finalized.
+    assert_eq!(s.queue_depth("e", 120).await.unwrap(), 0);
+    assert_eq!(
+        s.finalize_batch("e", "c", 60_000, 120)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        BatchRefusal::Empty
+    );
+    // A real-time job queued before the batch is finalized, and one after:
+    // both are claimed before any of the batch's requests.
+    accept(&s, &[job("rt1", "e")], 120).await;
+    let b = s
+        .finalize_batch("e", "b", 60_000, 130)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.status, BatchStatus::Finalized);
+    assert_eq!((b.counts.total, b.counts.in_queue), (7, 7));
+    assert_eq!(
+        s.add_batch_requests("e", "b", &requests(30, 31), &CAPS, 131)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        BatchRefusal::NotDraft(BatchStatus::Finalized)
+    );
+    accept(&s, &[job("rt2", "e")], 140).await;
+    let got = s.claim("e", &by("w", "host"), 4, 150).await.unwrap();
+    let ids: Vec<&str> = got.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["rt1", "rt2", "r0000", "r0001"]);
+    let b = s.get_batch("e", "b").await.unwrap().unwrap();
+    assert_eq!((b.counts.in_queue, b.counts.in_progress), (5, 2));
+    let mut fail = done("r0001", "w", JobStatus::Failed);
+    fail.retention_ms = 1;
+    s.finish(&[done("r0000", "w", JobStatus::Completed), fail], 160)
+        .await
+        .unwrap();
+    // A batch's jobs outlive the job retention: they go with the batch.
+    s.purge_expired(1_000_000).await.unwrap();
+    assert_eq!(status(&s, "e", "r0001").await, Some(JobStatus::Failed));
+    // Cancel: queued requests are cancelled, the running one is left.
+    let rest = s.claim("e", &by("w", "host"), 1, 170).await.unwrap();
+    assert_eq!(rest[0].id, "r0003");
+    let c = s.cancel_batch("e", "b", 1000, 180).await.unwrap().unwrap();
+    assert_eq!(c.cancelled.len(), 4);
+    assert!(c.cancelled.iter().all(|j| j.status == JobStatus::Cancelled));
+    let counts = c.batch.counts;
+    assert_eq!(c.batch.status, BatchStatus::Cancelled);
+    assert_eq!(
+        (
+            counts.total,
+            counts.completed,
+            counts.failed,
+            counts.in_progress,
+            counts.cancelled
+        ),
+        (7, 1, 1, 1, 4)
+    );
+    assert_eq!(
+        s.cancel_batch("e", "b", 1000, 181)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        BatchRefusal::Over(BatchStatus::Cancelled)
+    );
+    // Pages of the finalized batch: in the order added, with results.
+    let (_, page) = s.batch_items("e", "b", 0, 10).await.unwrap().unwrap();
+    let seen: Vec<(String, JobStatus)> = page
+        .iter()
+        .map(|i| match i {
+            BatchItem::Job(j) => (j.id.clone(), j.status),
+            BatchItem::Draft(r) => panic!("finalized: {}", r.id),
+        })
+        .collect();
+    assert_eq!(seen.len(), 7);
+    assert_eq!(seen[0], ("r0000".to_string(), JobStatus::Completed));
+    assert_eq!(seen[1], ("r0001".to_string(), JobStatus::Failed));
+    assert_eq!(seen[2], ("r0003".to_string(), JobStatus::InProgress));
+    assert_eq!(seen[6], ("r0007".to_string(), JobStatus::Cancelled));
+    let list = s.list_batches("e", 10).await.unwrap();
+    let ids: Vec<&str> = list.iter().map(|b| b.id.as_str()).collect();
+    assert_eq!(ids, ["c", "b"], "newest first");
+    // Purge: not while a request runs; a retention after the last ends.
+    assert_eq!(
+        s.purge_batches(10_000, 1000).await.unwrap(),
+        1,
+        "the empty draft c expired"
+    );
+    s.finish(&[done("r0003", "w", JobStatus::Completed)], 10_100)
+        .await
+        .unwrap();
+    assert_eq!(s.purge_batches(10_200, 1000).await.unwrap(), 0);
+    assert!(s.get_batch("e", "b").await.unwrap().is_some());
+    assert_eq!(s.purge_batches(11_200, 1000).await.unwrap(), 1);
+    assert!(s.get_batch("e", "b").await.unwrap().is_none());
+    assert_eq!(
+        status(&s, "e", "r0000").await,
+        None,
+        "its jobs went with it"
+    );
+    assert_eq!(status(&s, "e", "rt1").await, Some(JobStatus::InProgress));
+}
+
 /// Runs every rule above against one backend: `store_suite!(name, make)`
 /// where `make` is an async block yielding `(guard, store)` (the guard
 /// keeps the database alive for the test).
@@ -579,6 +864,8 @@ macro_rules! store_suite {
             case!(reports_stream_in_order_once);
             case!(jobs_list_newest_first_and_stream_looks_do_not_consume);
             case!(logs_are_filtered_trimmed_and_go_with_their_endpoint);
+            case!(low_priority_claims_stop_at_the_hosts_cap);
+            case!(batches_are_drafted_finalized_behind_real_time_jobs_and_paged);
         }
     };
 }

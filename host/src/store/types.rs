@@ -144,6 +144,8 @@ pub struct ClaimedJob {
     pub attempt: i64,
     /// Submitted through `/runsync` (shorter retention).
     pub sync: bool,
+    /// A batch request or a `policy.lowPriority` job.
+    pub low_priority: bool,
 }
 
 /// Who takes a job: a worker of this host running one handler version.
@@ -174,6 +176,11 @@ pub struct ClaimRequest {
     pub endpoint_id: String,
     pub by: ClaimBy,
     pub limit: usize,
+    /// Low-priority jobs of the endpoint the claiming host may run at once
+    /// (those it runs already count): past it the claim takes normal jobs
+    /// only, so batch work never holds every slot a real-time job could
+    /// take. `usize::MAX`: no cap.
+    pub low_cap: usize,
 }
 
 /// One group commit of the queue: finishes, then accepts (each optionally
@@ -360,7 +367,8 @@ pub struct EndpointConfig {
     /// `https://{name}/{path}` instead of `/lb/{id}/{path}`.
     pub hostnames: Vec<String>,
     /// Rate limits by operation ("run", "runsync", "status" (also
-    /// `/stream`), "cancel", "retry", "purge-queue", "health", "lb"),
+    /// `/stream`), "cancel", "retry", "purge-queue", "health", "lb",
+    /// "batch" (changing a batch; reading one counts as "status")),
     /// replacing the host's defaults (RunPod's table) for this
     /// endpoint; `{"requests": 0}` lifts an operation's limit.
     pub rate_limits: BTreeMap<String, RateLimit>,
@@ -386,7 +394,7 @@ impl RateLimit {
 }
 
 /// The operations a rate limit can name.
-pub const RATE_LIMITED_OPERATIONS: [&str; 8] = [
+pub const RATE_LIMITED_OPERATIONS: [&str; 9] = [
     "run",
     "runsync",
     "status",
@@ -395,6 +403,7 @@ pub const RATE_LIMITED_OPERATIONS: [&str; 8] = [
     "purge-queue",
     "health",
     "lb",
+    "batch",
 ];
 
 /// What kind of endpoint this is (RunPod's endpoint types).

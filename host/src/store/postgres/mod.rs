@@ -12,6 +12,7 @@
 //! on disk before the call returns. The hot path's group commits
 //! (`JobStore::commit`) make that one WAL flush per batch of jobs.
 
+mod batches;
 mod logs;
 mod notify;
 mod queue;
@@ -334,6 +335,10 @@ impl EndpointStore for PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM logs WHERE endpoint_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM batches WHERE endpoint_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;

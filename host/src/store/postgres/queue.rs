@@ -12,11 +12,23 @@ use crate::store::aggregates::{JobStore, WebhookStore};
 use crate::store::types::*;
 use crate::store::{Result, StoreError};
 
-const CLAIM_SQL: &str = "WITH picked AS ( \
+/// Normal jobs first, in arrival order; low-priority ones only in what the
+/// limit leaves, up to the host's cap ($7) less those it runs already.
+const CLAIM_SQL: &str = "WITH normal AS ( \
       SELECT seq FROM jobs WHERE endpoint_id = $5 AND status = 'IN_QUEUE' \
-        AND queued_at + ttl_ms > $1 \
+        AND NOT low_priority AND queued_at + ttl_ms > $1 \
         AND $4 = (SELECT handler FROM endpoints WHERE id = $5) \
-      ORDER BY low_priority, seq LIMIT $6 FOR UPDATE SKIP LOCKED) \
+      ORDER BY seq LIMIT $6 FOR UPDATE SKIP LOCKED), \
+    low AS ( \
+      SELECT seq FROM jobs WHERE endpoint_id = $5 AND status = 'IN_QUEUE' \
+        AND low_priority AND queued_at + ttl_ms > $1 \
+        AND $4 = (SELECT handler FROM endpoints WHERE id = $5) \
+      ORDER BY seq \
+      LIMIT GREATEST(0, LEAST($6 - (SELECT COUNT(*) FROM normal), \
+        $7 - (SELECT COUNT(*) FROM jobs WHERE endpoint_id = $5 AND status = 'IN_PROGRESS' \
+          AND low_priority AND host_id = $3))) \
+      FOR UPDATE SKIP LOCKED), \
+    picked AS (SELECT seq FROM normal UNION ALL SELECT seq FROM low) \
     UPDATE jobs SET status = 'IN_PROGRESS', started_at = $1, delay_ms = $1 - queued_at, \
       worker_id = $2, host_id = $3, handler = $4 \
     FROM picked WHERE jobs.seq = picked.seq \
@@ -144,6 +156,7 @@ async fn claim_one(
         .bind(&req.by.handler)
         .bind(&req.endpoint_id)
         .bind(req.limit as i64)
+        .bind(req.low_cap.min(i64::MAX as usize) as i64)
         .fetch_all(conn)
         .await?;
     let mut claimed = Vec::with_capacity(rows.len());
@@ -158,6 +171,7 @@ async fn claim_one(
                 execution_timeout_ms: r.try_get(4)?,
                 attempt: r.try_get(5)?,
                 sync: r.try_get(6)?,
+                low_priority: order.0,
             },
         ));
     }
@@ -340,6 +354,7 @@ impl JobStore for PgStore {
             endpoint_id: endpoint_id.to_string(),
             by: by.clone(),
             limit,
+            low_cap: usize::MAX,
         };
         let mut conn = self.pool.acquire().await?;
         claim_one(&mut conn, &req, now).await
@@ -659,7 +674,7 @@ impl JobStore for PgStore {
 
     async fn purge_expired(&self, now: i64) -> Result<u64> {
         let r = sqlx::query(
-            "DELETE FROM jobs WHERE expires_at <= $1 \
+            "DELETE FROM jobs WHERE expires_at <= $1 AND batch_id IS NULL \
              AND (webhook_state IS NULL OR webhook_state != 'pending')",
         )
         .bind(now)

@@ -17,6 +17,7 @@
 //! syncs the WAL at checkpoints). `synchronous=FULL` would cover power loss
 //! at the price of an fsync per commit.
 
+mod batches;
 mod logs;
 mod queue;
 mod writer;
@@ -342,6 +343,10 @@ impl EndpointStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM logs WHERE endpoint_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM batches WHERE endpoint_id = ?")
             .bind(id)
             .execute(&mut *tx)
             .await?;

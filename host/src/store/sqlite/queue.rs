@@ -13,7 +13,7 @@ use crate::store::{Result, StoreError};
 
 use super::writer::FINAL_COLUMNS;
 
-fn final_from_row(r: &SqliteRow) -> Result<FinalJob> {
+pub(super) fn final_from_row(r: &SqliteRow) -> Result<FinalJob> {
     let status: String = r.try_get("status")?;
     let webhook_state: Option<String> = r.try_get("webhook_state")?;
     Ok(FinalJob {
@@ -135,6 +135,7 @@ impl JobStore for SqliteStore {
                 endpoint_id: endpoint_id.to_string(),
                 by: by.clone(),
                 limit,
+                low_cap: usize::MAX,
             }],
             ..Batch::default()
         };
@@ -449,7 +450,7 @@ impl JobStore for SqliteStore {
 
     async fn purge_expired(&self, now: i64) -> Result<u64> {
         let r = sqlx::query(
-            "DELETE FROM jobs WHERE expires_at <= ? \
+            "DELETE FROM jobs WHERE expires_at <= ? AND batch_id IS NULL \
              AND (webhook_state IS NULL OR webhook_state != 'pending')",
         )
         .bind(now)

@@ -173,10 +173,21 @@ fn finish_sql(rows: usize) -> String {
     )
 }
 
+/// Normal jobs first, in arrival order; low-priority ones only up to the
+/// host's cap (?7) less those it runs already.
 const CLAIM_SQL: &str = "UPDATE jobs SET status = 'IN_PROGRESS', started_at = ?1, \
     delay_ms = ?1 - queued_at, worker_id = ?2, host_id = ?3, handler = ?4 \
-    WHERE seq IN (SELECT seq FROM jobs WHERE endpoint_id = ?5 AND status = 'IN_QUEUE' \
-                  AND queued_at + ttl_ms > ?1 ORDER BY low_priority, seq LIMIT ?6) \
+    WHERE seq IN (SELECT seq FROM ( \
+        SELECT * FROM (SELECT low_priority, seq FROM jobs WHERE endpoint_id = ?5 \
+          AND status = 'IN_QUEUE' AND low_priority = 0 AND queued_at + ttl_ms > ?1 \
+          ORDER BY seq LIMIT ?6) \
+        UNION ALL \
+        SELECT * FROM (SELECT low_priority, seq FROM jobs WHERE endpoint_id = ?5 \
+          AND status = 'IN_QUEUE' AND low_priority = 1 AND queued_at + ttl_ms > ?1 \
+          ORDER BY seq LIMIT max(0, min(?6, ?7 - (SELECT COUNT(*) FROM jobs \
+            WHERE endpoint_id = ?5 AND status = 'IN_PROGRESS' AND low_priority = 1 \
+              AND host_id = ?3))))) \
+      ORDER BY low_priority, seq LIMIT ?6) \
       AND status = 'IN_QUEUE' \
       AND ?4 = (SELECT handler FROM endpoints WHERE id = ?5) \
     RETURNING low_priority, seq, id, input, execution_timeout_ms, retries, sync";
@@ -277,6 +288,7 @@ fn claim_one(conn: &Connection, req: &ClaimRequest, now: i64) -> rusqlite::Resul
     stmt.raw_bind_parameter(4, req.by.handler.as_str())?;
     stmt.raw_bind_parameter(5, req.endpoint_id.as_str())?;
     stmt.raw_bind_parameter(6, req.limit as i64)?;
+    stmt.raw_bind_parameter(7, req.low_cap.min(i64::MAX as usize) as i64)?;
     let mut rows = stmt.raw_query();
     let mut claimed = Vec::new();
     while let Some(r) = rows.next()? {
@@ -290,6 +302,7 @@ fn claim_one(conn: &Connection, req: &ClaimRequest, now: i64) -> rusqlite::Resul
                 execution_timeout_ms: r.get(4)?,
                 attempt: r.get(5)?,
                 sync: r.get(6)?,
+                low_priority: order.0,
             },
         ));
     }
