@@ -25,6 +25,12 @@ JOB='{"inputs": [[1, 1], [-2, 0.5], [-0.5, -3], [4, -1]]}'
 "$W" deploy "$D/wasm/example_stream.wasm" --endpoint stream --gpus H200,H100 \
   --test-input '{"n": 3}' >"$OUT/ops-deploy-stream.txt" 2>&1
 check "deploy stream onto a GPU slice" "$([ $? = 0 ] && echo ok || echo FAIL)"
+# Before mlp's min_workers=1 takes the machine's one GPU slice for good
+# (a slice runs one worker), so stream's job does not wait for it.
+"$W" invoke stream --input '{"n": 2}' --json >"$OUT/ops-stream.json" 2>&1
+"$W" logs stream --job "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$OUT/ops-stream.json")" >"$OUT/ops-logs-stream.txt" 2>&1
+grep -q "chunk 1" "$OUT/ops-logs-stream.txt"
+check "logs --job: the stream job's stdout" "$([ $? = 0 ] && echo ok || echo FAIL)"
 "$W" deploy "$D/wasm/example_mlp.wasm" --endpoint mlp --gpus H200,H100 --min-workers 1 \
   --models /tmp/ops-models --test-input "$JOB" >"$OUT/ops-deploy-mlp.txt" 2>&1
 check "deploy mlp with --models (model store upload)" "$([ $? = 0 ] && echo ok || echo FAIL)"
@@ -36,10 +42,6 @@ grep -q "mlp loaded" "$OUT/ops-logs-mlp.txt"
 check "logs: the worker's init line (mlp loaded)" "$([ $? = 0 ] && echo ok || echo FAIL)"
 grep -q "worker ready in" "$OUT/ops-logs-mlp.txt"
 check "logs: the worker's boot line" "$([ $? = 0 ] && echo ok || echo FAIL)"
-"$W" invoke stream --input '{"n": 2}' --json >"$OUT/ops-stream.json" 2>&1
-"$W" logs stream --job "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$OUT/ops-stream.json")" >"$OUT/ops-logs-stream.txt" 2>&1
-grep -q "chunk 1" "$OUT/ops-logs-stream.txt"
-check "logs --job: the stream job's stdout" "$([ $? = 0 ] && echo ok || echo FAIL)"
 "$W" endpoints >"$OUT/ops-endpoints.txt" 2>&1
 curl -sS -H "Authorization: Bearer $WASMPOD_API_KEY" "$WASMPOD_URL/v1/inventory" >"$OUT/ops-inventory.json"
 python3 - "$OUT/ops-inventory.json" >"$OUT/ops-memory.txt" <<'PY'

@@ -112,7 +112,14 @@ fn probe(args: &ExecutorArgs) {
         println!("{line}");
     };
     for p in &args.probe_read {
-        report("read", p.display().to_string(), std::fs::read(p).map(drop));
+        // An unreadable file and a readable empty one differ: say how much.
+        let read = std::fs::read(p);
+        let bytes = read.as_ref().map_or(0, Vec::len);
+        report(
+            &format!("read {bytes} bytes"),
+            p.display().to_string(),
+            read.map(drop),
+        );
     }
     for p in &args.probe_write {
         report(

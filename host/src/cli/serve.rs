@@ -158,6 +158,9 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Before any secret is read: executors (and other processes of this
+    // user) cannot read this process's environment or memory.
+    wasmpod::executor::sandbox::shield_host();
     anyhow::ensure!(
         args.webhook_attempts >= 1,
         "--webhook-attempts must be at least 1"

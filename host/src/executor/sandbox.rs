@@ -40,6 +40,8 @@ const TESTED_ABI: ABI = ABI::V6;
 pub enum SandboxError {
     #[error("setting no_new_privs: {0}")]
     NoNewPrivs(std::io::Error),
+    #[error("dropping capabilities: {0}")]
+    Capabilities(caps::errors::CapsError),
     #[error("building the Landlock ruleset: {0}")]
     Landlock(#[from] landlock::RulesetError),
 }
@@ -166,6 +168,44 @@ fn no_new_privs() -> Result<(), SandboxError> {
     }
 }
 
+/// An executor needs no capability: where the host runs as root, its
+/// executors would otherwise keep root's (CAP_SYS_PTRACE reads any
+/// process's /proc entries, CAP_DAC_OVERRIDE ignores file modes). The
+/// bounding set is emptied too where this process may (root), so nothing
+/// it could exec regains them; `no_new_privs` already stops setuid.
+fn drop_capabilities() -> Result<(), SandboxError> {
+    use caps::CapSet;
+    if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false) {
+        for cap in caps::all() {
+            caps::drop(None, CapSet::Bounding, cap).map_err(SandboxError::Capabilities)?;
+        }
+    }
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        caps::clear(None, set).map_err(SandboxError::Capabilities)?;
+    }
+    Ok(())
+}
+
+/// The host's side: no process without CAP_SYS_PTRACE may read this
+/// process's memory or its /proc entries (`environ` holds
+/// `WASMPOD_ADMIN_KEY`), not even one of the same user; executors have no
+/// capabilities at all (above). The price: no core dumps of the host.
+pub fn shield_host() {
+    // SAFETY: PR_SET_DUMPABLE takes 0 or 1 and unused zeros.
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if r != 0 {
+        tracing::warn!(
+            "could not make the host undumpable ({}); processes of its user may read its environment",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Directories of the shared libraries this process has mapped (a library
 /// loaded later from one of them, or one it re-opens, stays readable).
 fn mapped_library_dirs() -> Vec<PathBuf> {
@@ -206,6 +246,7 @@ fn nvidia_devices() -> Vec<PathBuf> {
 /// driver reads and the GPU's device files.
 pub fn apply(policy: &SandboxPolicy, gpu: bool) -> Result<Applied, SandboxError> {
     no_new_privs()?;
+    drop_capabilities()?;
     if policy.disabled {
         return Ok(Applied::NoLandlock(
             "turned off by the host (--no-executor-sandbox)".into(),
