@@ -18,9 +18,13 @@
 //!   with processes outside it (ABI 6), no `execve` of anything.
 //!
 //! Everything else, the host's database and key secret above all, cannot be
-//! opened, and Landlock's ptrace rule keeps `/proc/<host pid>/environ` shut
-//! even where `/proc` is readable. On a kernel without Landlock only
-//! `no_new_privs` holds; the host says so at start.
+//! opened. Executors also drop every capability, and `wasmpod serve` makes
+//! itself undumpable, so `/proc/<host pid>/environ` (where
+//! `WASMPOD_ADMIN_KEY` may be) stays shut even where `/proc` is readable
+//! for the CUDA driver: a GPU run showed Landlock's ptrace rule alone did
+//! not shut it for a root host. On a kernel without Landlock only
+//! `no_new_privs` and the dropped capabilities hold; the host says so at
+//! start.
 
 use std::ffi::OsString;
 use std::io::BufRead;
