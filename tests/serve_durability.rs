@@ -34,25 +34,23 @@ async fn kill9_under_load_then_restart_loses_nothing() {
     }
     // Load: 2 running at a time, the rest queued.
     let mut accepted = Vec::new();
-    for _ in 0..40 {
-        accepted.push(s.run("dur", &json!({"input": {"ms": 300}})).await);
+    // Each long enough that one seen running is still running at the kill.
+    for _ in 0..16 {
+        accepted.push(s.run("dur", &json!({"input": {"ms": 800}})).await);
     }
     let doomed = s.run("once", &json!({"input": {"ms": 30000}})).await;
     s.wait_status("once", &doomed, "IN_PROGRESS", LONG).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let before: HashMap<String, String> = {
-        let mut m = HashMap::new();
-        for id in &accepted {
-            m.insert(
-                id.clone(),
-                s.status("dur", id).await.body["status"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            );
-        }
-        m
-    };
+    // All statuses read at once, then the kill at once: read one by one,
+    // a job seen IN_PROGRESS could finish (and the next start) before the
+    // kill, and would then rightly show no retry.
+    let statuses =
+        futures_util::future::join_all(accepted.iter().map(|id| s.status("dur", id))).await;
+    let before: HashMap<String, String> = accepted
+        .iter()
+        .zip(statuses)
+        .map(|(id, r)| (id.clone(), r.body["status"].as_str().unwrap().to_string()))
+        .collect();
     assert!(
         before.values().any(|s| s == "IN_PROGRESS"),
         "some jobs were running at the crash: {before:?}"
