@@ -27,7 +27,7 @@ use common::{
     Killed, env_usize, example_wasm, free_port, root, start_serve, upload_handler, wait_up,
 };
 
-const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789";
+const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789abcdef";
 
 /// One server under test: a URL that echoes the JSON body back, and how
 /// to read the echo out of its answer.
