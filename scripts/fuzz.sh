@@ -16,9 +16,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 command -v schemathesis >/dev/null || source "$ROOT/scripts/setup.sh"
 
-cargo build --quiet -p wasmpod
+# make test passes the binary its `cargo test` just built (FUZZ_WASMPOD):
+# `cargo build -p wasmpod` unifies features differently from the
+# workspace's test build and would link the binary over again.
+if [ -n "${FUZZ_WASMPOD:-}" ]; then
+  WASMPOD="$FUZZ_WASMPOD"
+else
+  cargo build --quiet -p wasmpod
+  WASMPOD="$ROOT/target/debug/wasmpod"
+fi
 cargo build --quiet --release --target wasm32-wasip2 -p example-echo
-WASMPOD="$ROOT/target/debug/wasmpod"
 ECHO="$ROOT/target/wasm32-wasip2/release/example_echo.wasm"
 
 WORK="$(mktemp -d)"

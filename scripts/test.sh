@@ -68,4 +68,4 @@ cargo test --workspace --exclude example-echo --exclude example-stream \
 grep -q "test result: ok" target/test-output.txt || { echo "no tests ran"; exit 1; }
 
 stage "fuzz: schemathesis against a live wasmpod serve (every route vs /openapi.json)"
-./scripts/fuzz.sh
+FUZZ_WASMPOD="$ROOT/target/debug/wasmpod" ./scripts/fuzz.sh
