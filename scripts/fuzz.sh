@@ -19,7 +19,7 @@ command -v schemathesis >/dev/null || source "$ROOT/scripts/setup.sh"
 # make test passes the binary its `cargo test` just built (FUZZ_WASMPOD):
 # `cargo build -p wasmpod` unifies features differently from the
 # workspace's test build and would link the binary over again.
-if [ -n "${FUZZ_WASMPOD:-}" ]; then
+if [ -n "${FUZZ_WASMPOD:-}" ] && [ -x "$FUZZ_WASMPOD" ]; then
   WASMPOD="$FUZZ_WASMPOD"
 else
   cargo build --quiet -p wasmpod
