@@ -180,16 +180,15 @@ fn no_new_privs() -> Result<(), SandboxError> {
 fn drop_capabilities() -> Result<(), SandboxError> {
     use caps::CapSet;
     if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false) {
-        for cap in caps::all() {
+        // Only those the kernel has (an older one refuses unknown ones).
+        let bounding = caps::read(None, CapSet::Bounding).map_err(SandboxError::Capabilities)?;
+        for cap in bounding {
             caps::drop(None, CapSet::Bounding, cap).map_err(SandboxError::Capabilities)?;
         }
     }
-    for set in [
-        CapSet::Ambient,
-        CapSet::Inheritable,
-        CapSet::Effective,
-        CapSet::Permitted,
-    ] {
+    // Ambient capabilities need Linux 4.3; where there are none, none leak.
+    let _ = caps::clear(None, CapSet::Ambient);
+    for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
         caps::clear(None, set).map_err(SandboxError::Capabilities)?;
     }
     Ok(())
