@@ -15,7 +15,6 @@
 //! are off (`--no-rate-limits`), since throughput is what is measured.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -24,7 +23,8 @@ use serde_json::{Value, json};
 
 mod common;
 use common::{
-    Killed, env_usize, example_wasm, free_port, root, start_serve, upload_handler, wait_up,
+    Killed, env_usize, example_wasm, percentile, root, start_runpod_echo, start_serve,
+    upload_handler, wait_up,
 };
 
 const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789abcdef";
@@ -138,31 +138,9 @@ async fn start_wasmpod(client: &reqwest::Client, home: &Path) -> (Killed, Target
 }
 
 fn start_runpod(dir: &Path) -> (Killed, Target, String) {
-    let python = root().join(".venv/bin/python3");
-    let python = if python.exists() {
-        python
-    } else {
-        PathBuf::from("python3")
-    };
-    let handler = dir.join("handler.py");
-    std::fs::write(
-        &handler,
-        "import runpod\n\ndef handler(job):\n    return job[\"input\"]\n\nrunpod.serverless.start({\"handler\": handler})\n",
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new(python)
-        .arg(&handler)
-        .args(["--rp_serve_api", "--rp_api_port", &port.to_string()])
-        .args(["--rp_log_level", "ERROR"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 with the runpod package (scripts/setup.sh installs it in .venv)");
-    let base = format!("http://127.0.0.1:{port}");
+    let (child, base) = start_runpod_echo(dir);
     (
-        Killed(child),
+        child,
         Target {
             name: "runpod --rp_serve_api /runsync",
             url: format!("{base}/runsync"),
@@ -171,10 +149,6 @@ fn start_runpod(dir: &Path) -> (Killed, Target, String) {
         },
         base,
     )
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 /// Sequential calls from one client; sorted latencies.

@@ -23,14 +23,15 @@
 //! the bench.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
 use common::{
-    Killed, env_usize, example_wasm, free_port, root, start_serve, upload_handler, wait_up,
+    Killed, env_usize, example_wasm, free_port, root, start_runpod_echo, start_serve,
+    upload_handler, wait_up,
 };
 
 const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789abcdef";
@@ -209,32 +210,6 @@ async fn start_wasmpod(client: &reqwest::Client, bin: &Path, home: &Path) -> (Ki
     (child, base)
 }
 
-fn start_runpod(dir: &Path) -> (Killed, String) {
-    let python = root().join(".venv/bin/python3");
-    let python = if python.exists() {
-        python
-    } else {
-        PathBuf::from("python3")
-    };
-    let handler = dir.join("handler.py");
-    std::fs::write(
-        &handler,
-        "import runpod\n\ndef handler(job):\n    return job[\"input\"]\n\nrunpod.serverless.start({\"handler\": handler})\n",
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new(python)
-        .arg(&handler)
-        .args(["--rp_serve_api", "--rp_api_port", &port.to_string()])
-        .args(["--rp_log_level", "ERROR"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 with the runpod package (scripts/setup.sh installs it in .venv)");
-    (Killed(child), format!("http://127.0.0.1:{port}"))
-}
-
 /// One /runsync answer, checked.
 async fn runsync_once(client: &reqwest::Client, url: &str, auth: Option<&str>) {
     let mut r = client
@@ -404,7 +379,7 @@ async fn main() {
     let client = reqwest::Client::new();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (mut runpod_child, peer) = start_runpod(dir);
+    let (mut runpod_child, peer) = start_runpod_echo(dir);
     wait_up(
         &client,
         &format!("{peer}/docs"),

@@ -14,8 +14,7 @@
 //! every job done" is measured as submit-all then poll-until-COMPLETED for
 //! both servers, which is what a client of either does.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,8 @@ use serde_json::{Value, json};
 
 mod common;
 use common::{
-    Killed, env_usize, example_wasm, free_port, root, start_serve, upload_handler, wait_up,
+    Killed, env_usize, example_wasm, percentile, root, start_runpod_echo, start_serve,
+    upload_handler, wait_up,
 };
 
 const ADMIN_KEY: &str = "wpk_bench_admin_key_0123456789abcdef";
@@ -96,33 +96,10 @@ async fn start_wasmpod(client: &reqwest::Client, home: &Path) -> (Killed, Target
     (child, target)
 }
 
-fn start_runpod(client: &reqwest::Client, dir: &Path) -> (Killed, Target) {
-    let python = root().join(".venv/bin/python3");
-    let python = if python.exists() {
-        python
-    } else {
-        PathBuf::from("python3")
-    };
-    let handler = dir.join("handler.py");
-    std::fs::write(
-        &handler,
-        "import runpod\n\ndef handler(job):\n    return job[\"input\"]\n\nrunpod.serverless.start({\"handler\": handler})\n",
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new(python)
-        .arg(&handler)
-        .args(["--rp_serve_api", "--rp_api_port", &port.to_string()])
-        .args(["--rp_log_level", "ERROR"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 with the runpod package (scripts/setup.sh installs it in .venv)");
-    let base = format!("http://127.0.0.1:{port}");
-    let _ = client;
+fn start_runpod(dir: &Path) -> (Killed, Target) {
+    let (child, base) = start_runpod_echo(dir);
     (
-        Killed(child),
+        child,
         Target {
             name: "runpod --rp_serve_api",
             base,
@@ -130,10 +107,6 @@ fn start_runpod(client: &reqwest::Client, dir: &Path) -> (Killed, Target) {
             status_post: true,
         },
     )
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 /// Sequential /runsync calls: latency as one client sees it.
@@ -245,7 +218,7 @@ async fn main() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (_wasmpod, wasmpod) = start_wasmpod(&client, tmp.path()).await;
-    let (mut runpod_child, runpod) = start_runpod(&client, tmp.path());
+    let (mut runpod_child, runpod) = start_runpod(tmp.path());
     wait_up(
         &client,
         &format!("{}/docs", runpod.base),

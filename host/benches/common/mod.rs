@@ -135,3 +135,38 @@ pub async fn upload_handler(
     );
     reply["digest"].as_str().expect("a digest").to_string()
 }
+
+/// The peer every job-API bench compares with: RunPod's own local API
+/// server (`python handler.py --rp_serve_api`, the `runpod` package from
+/// `.venv`, else the `python3` on PATH) running an echo handler written
+/// into `dir`. Returns the process and its base URL (not yet waited for).
+pub fn start_runpod_echo(dir: &Path) -> (Killed, String) {
+    let python = root().join(".venv/bin/python3");
+    let python = if python.exists() {
+        python
+    } else {
+        PathBuf::from("python3")
+    };
+    let handler = dir.join("handler.py");
+    std::fs::write(
+        &handler,
+        "import runpod\n\ndef handler(job):\n    return job[\"input\"]\n\nrunpod.serverless.start({\"handler\": handler})\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let child = Command::new(python)
+        .arg(&handler)
+        .args(["--rp_serve_api", "--rp_api_port", &port.to_string()])
+        .args(["--rp_log_level", "ERROR"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 with the runpod package (scripts/setup.sh installs it in .venv)");
+    (Killed(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// The `p` quantile (0..=1) of sorted latencies.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
