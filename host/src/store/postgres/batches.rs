@@ -83,6 +83,18 @@ async fn record(conn: &mut PgConnection, r: &PgRow) -> Result<BatchRecord> {
     })
 }
 
+/// The batch a transaction just checked or changed: it is there, or the
+/// database broke its own isolation.
+async fn read_in_transaction(
+    conn: &mut PgConnection,
+    endpoint_id: &str,
+    id: &str,
+) -> Result<BatchRecord> {
+    read(conn, endpoint_id, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))
+}
+
 async fn read(conn: &mut PgConnection, endpoint_id: &str, id: &str) -> Result<Option<BatchRecord>> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1 AND endpoint_id = $2"
@@ -221,9 +233,7 @@ impl BatchStore for PgStore {
         }
         append(&mut tx, batch_id, requests).await?;
         touched(&mut tx, batch_id, now, caps.draft_retention_ms).await?;
-        let record = read(&mut tx, endpoint_id, batch_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        let record = read_in_transaction(&mut tx, endpoint_id, batch_id).await?;
         tx.commit().await?;
         Ok(Ok(record))
     }
@@ -250,9 +260,7 @@ impl BatchStore for PgStore {
             return Ok(Err(BatchRefusal::NoRequest));
         }
         touched(&mut tx, batch_id, now, caps.draft_retention_ms).await?;
-        let record = read(&mut tx, endpoint_id, batch_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        let record = read_in_transaction(&mut tx, endpoint_id, batch_id).await?;
         tx.commit().await?;
         Ok(Ok(record))
     }
@@ -281,9 +289,7 @@ impl BatchStore for PgStore {
             return Ok(Err(BatchRefusal::NoRequest));
         }
         touched(&mut tx, batch_id, now, caps.draft_retention_ms).await?;
-        let record = read(&mut tx, endpoint_id, batch_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        let record = read_in_transaction(&mut tx, endpoint_id, batch_id).await?;
         tx.commit().await?;
         Ok(Ok(record))
     }
@@ -330,9 +336,7 @@ impl BatchStore for PgStore {
         .bind(batch_id)
         .execute(&mut *tx)
         .await?;
-        let record = read(&mut tx, endpoint_id, batch_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        let record = read_in_transaction(&mut tx, endpoint_id, batch_id).await?;
         tx.commit().await?;
         Ok(Ok(record))
     }
@@ -378,9 +382,7 @@ impl BatchStore for PgStore {
         .bind(batch_id)
         .execute(&mut *tx)
         .await?;
-        let batch = read(&mut tx, endpoint_id, batch_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        let batch = read_in_transaction(&mut tx, endpoint_id, batch_id).await?;
         tx.commit().await?;
         Ok(Ok(BatchCancelled { batch, cancelled }))
     }

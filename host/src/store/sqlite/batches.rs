@@ -83,6 +83,18 @@ async fn record(conn: &mut SqliteConnection, r: &SqliteRow) -> Result<BatchRecor
     })
 }
 
+/// The batch a transaction just checked or changed: it is there, or the
+/// database broke its own isolation.
+async fn read_in_transaction(
+    conn: &mut SqliteConnection,
+    endpoint_id: &str,
+    id: &str,
+) -> Result<BatchRecord> {
+    read(conn, endpoint_id, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))
+}
+
 async fn read(
     conn: &mut SqliteConnection,
     endpoint_id: &str,
@@ -221,9 +233,7 @@ impl BatchStore for SqliteStore {
         }
         append(&mut tx, batch_id, requests).await?;
         touched(&mut tx, batch_id, now, caps.draft_retention_ms).await?;
-        let record = read(&mut tx, endpoint_id, batch_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        let record = read_in_transaction(&mut tx, endpoint_id, batch_id).await?;
         tx.commit().await?;
         Ok(Ok(record))
     }
@@ -249,9 +259,7 @@ impl BatchStore for SqliteStore {
             return Ok(Err(BatchRefusal::NoRequest));
         }
         touched(&mut tx, batch_id, now, caps.draft_retention_ms).await?;
-        let record = read(&mut tx, endpoint_id, batch_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        let record = read_in_transaction(&mut tx, endpoint_id, batch_id).await?;
         tx.commit().await?;
         Ok(Ok(record))
     }
@@ -279,9 +287,7 @@ impl BatchStore for SqliteStore {
             return Ok(Err(BatchRefusal::NoRequest));
         }
         touched(&mut tx, batch_id, now, caps.draft_retention_ms).await?;
-        let record = read(&mut tx, endpoint_id, batch_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        let record = read_in_transaction(&mut tx, endpoint_id, batch_id).await?;
         tx.commit().await?;
         Ok(Ok(record))
     }
@@ -327,9 +333,7 @@ impl BatchStore for SqliteStore {
         .bind(batch_id)
         .execute(&mut *tx)
         .await?;
-        let record = read(&mut tx, endpoint_id, batch_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        let record = read_in_transaction(&mut tx, endpoint_id, batch_id).await?;
         tx.commit().await?;
         Ok(Ok(record))
     }
@@ -374,9 +378,7 @@ impl BatchStore for SqliteStore {
         .bind(batch_id)
         .execute(&mut *tx)
         .await?;
-        let batch = read(&mut tx, endpoint_id, batch_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a batch vanished in its transaction".into()))?;
+        let batch = read_in_transaction(&mut tx, endpoint_id, batch_id).await?;
         tx.commit().await?;
         Ok(Ok(BatchCancelled { batch, cancelled }))
     }
