@@ -79,6 +79,70 @@ async fn runsync_returns_the_id_when_not_done_in_time() {
     assert!(r.error().contains("wait"), "{r:?}");
 }
 
+/// A `/runsync` job handed straight to an idle worker is written once, at
+/// its end; whatever needs its row sooner gets it: a wait that ends first,
+/// its first stream chunk. Its times still count from its accept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runsync_on_a_warm_worker_is_written_when_it_ends_or_is_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let sleep = s.upload_example("sleep").await;
+    s.create_endpoint("warm", &sleep, json!({"min_workers": 1, "max_workers": 1}))
+        .await;
+    // The first job may wait for the worker to start; the next ones find
+    // it idle and are handed over at accept.
+    let r = s
+        .post("/v2/warm/runsync", &json!({"input": {"ms": 1}}))
+        .await;
+    assert_eq!(r.body["status"], "COMPLETED", "{r:?}");
+    let r = s
+        .post("/v2/warm/runsync", &json!({"input": {"ms": 300}}))
+        .await;
+    assert_eq!(r.body["status"], "COMPLETED", "{r:?}");
+    assert_eq!(r.body["delayTime"], 0, "handed over: {r:?}");
+    let ms = r.body["executionTime"].as_i64().unwrap();
+    assert!((300..5000).contains(&ms), "timed from its accept: {r:?}");
+    let id = r.body["id"].as_str().unwrap();
+    // Durable before the answer: /status has it final.
+    let st = s.status("warm", id).await;
+    assert_eq!(st.body["status"], "COMPLETED", "{st:?}");
+    assert_eq!(st.body["output"], json!({"slept_ms": 300}));
+
+    // Not done within its wait (shorter than the time a handed job runs
+    // unwritten): the id it answers with is already written.
+    let r = s
+        .post("/v2/warm/runsync?wait=20", &json!({"input": {"ms": 1500}}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["status"], "IN_PROGRESS", "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let st = s.status("warm", &id).await;
+    assert_eq!(st.status, 200, "{st:?}");
+    assert_eq!(st.body["status"], "IN_PROGRESS", "{st:?}");
+    let done = s.wait_final("warm", &id, LONG).await;
+    assert_eq!(done["status"], "COMPLETED");
+    assert!(done["executionTime"].as_i64().unwrap() >= 1500, "{done}");
+
+    // A streaming job is written before its first chunk is stored.
+    let stream = s.upload_example("stream").await;
+    s.create_endpoint("st", &stream, json!({"min_workers": 1, "max_workers": 1}))
+        .await;
+    for round in 0..2 {
+        let r = s.post("/v2/st/runsync", &json!({"input": {"n": 5}})).await;
+        assert_eq!(r.body["status"], "COMPLETED", "round {round}: {r:?}");
+        let id = r.body["id"].as_str().unwrap();
+        let chunks = s.get(&format!("/v2/st/stream/{id}")).await;
+        let seen: Vec<Value> = chunks.body["stream"]
+            .as_array()
+            .expect("stream key")
+            .iter()
+            .map(|c| c["output"].clone())
+            .collect();
+        let expected: Vec<Value> = (0..5).map(|i| json!({"i": i})).collect();
+        assert_eq!(seen, expected, "round {round}: every chunk stored");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_chunks_arrive_in_order_once_and_progress_shows() {
     let dir = tempfile::tempdir().unwrap();

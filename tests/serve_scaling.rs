@@ -456,6 +456,41 @@ fn kill9(pid: u64) {
     assert!(status.success());
 }
 
+/// A `/runsync` job handed to an idle worker is written only when it ends;
+/// if its executor dies first, it is written, re-queued with a retry
+/// counted, and its client still gets the result of the second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runsync_job_lost_with_its_executor_runs_again_for_its_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&dir);
+    let sleep = s.upload_example("sleep").await;
+    s.create_endpoint(
+        "sync",
+        &sleep,
+        json!({"gpus": ["A100"], "min_workers": 1, "max_workers": 1, "max_retries": 2}),
+    )
+    .await;
+    let r = s
+        .post("/v2/sync/runsync", &json!({"input": {"ms": 1}}))
+        .await;
+    assert_eq!(r.body["status"], "COMPLETED", "{r:?}");
+    let (_, pid) = executor_of(&s, "sync").await;
+    let request = s
+        .client
+        .post(format!("{}/v2/sync/runsync", s.base))
+        .bearer_auth(&s.key)
+        .json(&json!({"input": {"ms": 1500}}));
+    let waiting = tokio::spawn(async move { request.send().await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    kill9(pid);
+    let r = waiting.await.unwrap().expect("the /runsync answer");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "COMPLETED", "{body}");
+    assert_eq!(body["retries"], 1, "{body}");
+    assert_eq!(body["output"], json!({"slept_ms": 1500}));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_executor_makes_worker_unhealthy_requeues_and_restarts() {
     let dir = tempfile::tempdir().unwrap();

@@ -294,6 +294,7 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
         ttl_ms: ttl_ms.unwrap_or(state.app.config.default_ttl.as_millis() as i64),
         low_priority,
         sync,
+        accepted_at: None,
     })
 }
 

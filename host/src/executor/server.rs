@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::protocol::{Event, ParkReport, Request, SliceSpec, WorkerSpec, WorkerStarted};
@@ -161,6 +161,30 @@ pub fn slice_device(slice: &SliceSpec) -> Result<Device, String> {
     Ok(devices.primary().clone())
 }
 
+type Input = Box<dyn AsyncRead + Unpin + Send>;
+type Output = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Our stdin and stdout. The host connects both to pipes: those are read
+/// and written through the reactor (non-blocking, epoll), because tokio's
+/// own stdin and stdout hand every read and write to a blocking thread and
+/// back, two thread switches per message, measured as the executor's
+/// largest cost under load. Anything else (a terminal, a file) falls back
+/// to tokio's.
+fn stdio() -> (Input, Output) {
+    use std::os::fd::AsFd;
+    use tokio::net::unix::pipe;
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map(std::fs::File::from);
+    let input: Input = match dup(std::io::stdin().as_fd()).and_then(pipe::Receiver::from_file) {
+        Ok(rx) => Box::new(rx),
+        Err(_) => Box::new(tokio::io::stdin()),
+    };
+    let output: Output = match dup(std::io::stdout().as_fd()).and_then(pipe::Sender::from_file) {
+        Ok(tx) => Box::new(tx),
+        Err(_) => Box::new(tokio::io::stdout()),
+    };
+    (input, output)
+}
+
 /// Serve `slice` until stdin closes (the host went away or stopped us).
 /// `device` is [`slice_device`]'s result when the caller made it already.
 /// Parked state may hold up to `page_budget` bytes of host memory; the
@@ -193,8 +217,8 @@ pub async fn serve(
         SnapshotStore::new(state_dir.join("snapshots")),
     );
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let (stdin, mut stdout) = stdio();
     let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
         let mut buf = Vec::new();
         while let Some(event) = rx.recv().await {
             // Everything that is ready goes in one write: under load, many
@@ -241,7 +265,7 @@ pub async fn serve(
         pid: std::process::id(),
     });
 
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = BufReader::new(stdin).lines();
     while let Some(line) = lines.next_line().await? {
         let request: Request = match serde_json::from_str(&line) {
             Ok(r) => r,

@@ -33,10 +33,22 @@
 //! Claims name the worker and this host ([`ClaimBy`]), so a store shared by
 //! several hosts can re-queue a dead host's jobs; the direct hand-off is a
 //! local shortcut over the same claim rule.
+//!
+//! A `/runsync` job handed straight to a worker is written once, when it
+//! ends (its accept and its end in one commit), instead of once at accept
+//! and again at its end: its client holds the request open, nobody else
+//! knows its id yet, and its only 2xx answer is the final one, sent after
+//! that commit. So what a 2xx promises still survives a killed host. It is
+//! written IN_PROGRESS as any other job once it has run for
+//! [`WRITE_HANDED_AFTER`], before it streams or reports progress, before
+//! its wait ends without a result, and before anything acts on it by id
+//! (cancel, loss of its executor, a worker giving it back): see
+//! [`Jobs::persist`]. Jobs with a webhook, low-priority ones and every job
+//! of a shared (cluster) store are written at accept.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -51,6 +63,14 @@ use crate::store::{
 
 /// Most operations one group commit takes.
 const BATCH: usize = 1024;
+
+/// How long a `/runsync` job handed straight to a worker runs before it is
+/// written IN_PROGRESS (most end well before, and are written once).
+const WRITE_HANDED_AFTER: Duration = Duration::from_millis(100);
+
+/// A handed job whose write failed is tried again this much later (longer
+/// than [`WRITE_HANDED_AFTER`], so the write order stays by time).
+const REWRITE_AFTER: Duration = Duration::from_millis(250);
 
 /// A worker as the committer hands it jobs.
 pub struct WorkerLink {
@@ -87,6 +107,12 @@ enum Op {
         link: Arc<WorkerLink>,
         free: usize,
     },
+    /// Write this job now if it is a handed job not written yet; answer
+    /// once it is durable.
+    Persist {
+        id: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// A worker takes no more jobs (retiring, paused, dead).
     Gone {
         endpoint: String,
@@ -109,6 +135,19 @@ struct Idle {
     free: usize,
 }
 
+/// A `/runsync` job handed to a worker at accept and not written yet.
+struct Unwritten {
+    /// With `accepted_at` set: the row is written as of then.
+    job: NewJob,
+    by: ClaimBy,
+    write_by: Instant,
+    /// Its end, when it ended before its write (kept while a failed write
+    /// waits to be tried again).
+    end: Option<Finish>,
+    /// Callers of [`Jobs::persist`] waiting for its write.
+    persisted: Vec<oneshot::Sender<Result<(), StoreError>>>,
+}
+
 /// The committer's view of the endpoints' workers.
 #[derive(Default)]
 struct Dispatch {
@@ -120,6 +159,11 @@ struct Dispatch {
     /// Low-priority jobs handed out by claims, by id (with their endpoint):
     /// when one ends, the endpoint's cap has room again.
     low_running: HashMap<String, (String, String)>,
+    /// Handed `/runsync` jobs not written yet, by id.
+    unwritten: HashMap<String, Unwritten>,
+    /// Their ids by `write_by`, oldest first (an id may be here twice after
+    /// a failed write; the map says which is current).
+    write_order: VecDeque<(Instant, String)>,
 }
 
 impl Dispatch {
@@ -131,6 +175,47 @@ impl Dispatch {
         let w = idle.iter_mut().find(|w| w.free > 0)?;
         w.free -= 1;
         Some(Arc::clone(&w.link))
+    }
+
+    /// Handed jobs whose write failed: kept (with their ends) and tried
+    /// again later; whoever waits for the write hears why.
+    fn write_later(&mut self, late: Vec<Unwritten>, e: &StoreError) {
+        for mut u in late {
+            for reply in u.persisted.drain(..) {
+                let _ = reply.send(Err(e.clone()));
+            }
+            u.write_by = Instant::now() + REWRITE_AFTER;
+            self.hold(u);
+        }
+    }
+
+    /// When the oldest unwritten handed job is due to be written.
+    fn next_write(&self) -> Option<Instant> {
+        self.write_order.front().map(|(at, _)| *at)
+    }
+
+    fn hold(&mut self, u: Unwritten) {
+        self.write_order.push_back((u.write_by, u.job.id.clone()));
+        self.unwritten.insert(u.job.id.clone(), u);
+    }
+
+    /// The handed jobs due to be written now: past `write_by`, or asked for.
+    fn due(&mut self, asked: &HashSet<String>) -> Vec<Unwritten> {
+        let now = Instant::now();
+        let mut due: Vec<Unwritten> = asked
+            .iter()
+            .filter_map(|id| self.unwritten.remove(id))
+            .collect();
+        while let Some((at, _)) = self.write_order.front() {
+            if *at > now {
+                break;
+            }
+            let (at, id) = self.write_order.pop_front().expect("a front");
+            if self.unwritten.get(&id).is_some_and(|u| u.write_by == at) {
+                due.extend(self.unwritten.remove(&id));
+            }
+        }
+        due
     }
 
     fn free(&mut self, endpoint: &str, worker_id: &str, n: usize) {
@@ -337,7 +422,8 @@ impl Jobs {
             break;
         }
         // Not final in time (or the event was lost with a dying host
-        // process): the store has the truth.
+        // process): the store has the truth, once the job is written.
+        self.persist(&id).await?;
         match self.store.get_job(&endpoint, &id).await? {
             Some(r) if r.status.is_final() => Ok(SyncAnswer::Finished(Arc::new(FinalJob::of(&r)))),
             Some(r) => Ok(SyncAnswer::Pending(r.status)),
@@ -360,7 +446,27 @@ impl Jobs {
         }
     }
 
+    /// Make sure `id` is written, if it is a `/runsync` job handed to a
+    /// worker and not written yet (see the module doc); other jobs are
+    /// written already. Returns once it is durable.
+    pub async fn persist(&self, id: &str) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Persist {
+            id: id.to_string(),
+            reply,
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Database("the host is shutting down".into())))
+    }
+
+    /// Whether an accepted `job`, handed to a worker, may be written only
+    /// when it ends (see the module doc).
+    fn written_at_end(&self, job: &NewJob) -> bool {
+        job.sync && job.webhook.is_none() && !job.low_priority && !self.store.shared()
+    }
+
     pub async fn cancel(&self, endpoint: &str, id: &str) -> Result<CancelOutcome, StoreError> {
+        self.persist(id).await?;
         let outcome = self
             .store
             .cancel(
@@ -488,6 +594,9 @@ impl Jobs {
         reason: &str,
     ) -> Option<bool> {
         let retention = self.retention.for_job_ms(job.sync);
+        if let Err(e) = self.persist(&job.id).await {
+            tracing::warn!(job = %job.id, "writing a lost job before re-queueing it: {e}");
+        }
         let mut backoff = Duration::from_millis(50);
         for attempt in 0.. {
             match self
@@ -572,6 +681,15 @@ impl Jobs {
     /// A job handed to a worker that no longer takes jobs goes back to the
     /// queue untouched.
     pub async fn give_back(&self, endpoint: &str, worker_id: &str, job: &ClaimedJob) {
+        if let Err(e) = self.persist(&job.id).await {
+            tracing::warn!(job = %job.id, "writing a job given back to the queue: {e}");
+        }
+        self.requeue(endpoint, worker_id, job).await;
+    }
+
+    /// `give_back` for a written job (the committer's own, which must not
+    /// wait for itself).
+    async fn requeue(&self, endpoint: &str, worker_id: &str, job: &ClaimedJob) {
         match self.store.unclaim(&job.id, worker_id).await {
             Ok(_) => self.wake(endpoint),
             Err(e) => tracing::warn!(job = %job.id, "giving a job back to the queue: {e}"),
@@ -582,8 +700,17 @@ impl Jobs {
 async fn commit_loop(jobs: std::sync::Weak<Jobs>, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut dispatch = Dispatch::default();
     let mut ops = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
-        ops.push(first);
+    loop {
+        // Wake for the next op, or when a handed job is due to be written.
+        let next = match dispatch.next_write() {
+            Some(at) => match tokio::time::timeout_at(at.into(), rx.recv()).await {
+                Ok(op) => op.map(Some),
+                Err(_) => Some(None),
+            },
+            None => rx.recv().await.map(Some),
+        };
+        let Some(first) = next else { return };
+        ops.extend(first);
         while ops.len() < BATCH {
             match rx.try_recv() {
                 Ok(op) => ops.push(op),
@@ -605,9 +732,10 @@ impl Jobs {
         let mut handed: Vec<Option<Arc<WorkerLink>>> = Vec::new();
         let mut finishes: Vec<Finish> = Vec::new();
         let mut queued_for: HashMap<String, usize> = HashMap::new();
+        let mut persist: HashSet<String> = HashSet::new();
         for op in ops {
             match op {
-                Op::Accept { job, reply } => {
+                Op::Accept { mut job, reply } => {
                     // Straight to an idle worker when the endpoint's queue is
                     // known to be empty; else behind what is queued. A
                     // low-priority job always queues: the claim below (in
@@ -617,6 +745,31 @@ impl Jobs {
                     } else {
                         d.take_slot(&job.endpoint_id)
                     };
+                    if let Some(link) = &to
+                        && self.written_at_end(&job)
+                    {
+                        // Written when it ends (see the module doc): it
+                        // starts now, and its client waits for that write.
+                        job.accepted_at = Some(now_ms());
+                        if link.jobs.send(ClaimedJob::handed(job.clone())).is_ok() {
+                            let _ = reply.send(Ok(()));
+                            d.hold(Unwritten {
+                                job,
+                                by: link.claim.clone(),
+                                write_by: Instant::now() + WRITE_HANDED_AFTER,
+                                end: None,
+                                persisted: Vec::new(),
+                            });
+                            continue;
+                        }
+                        // The worker went away meanwhile: queued instead.
+                        d.free(&link.endpoint, &link.claim.worker_id, 1);
+                        *queued_for.entry(job.endpoint_id.clone()).or_default() += 1;
+                        accepts.push((job, None));
+                        handed.push(None);
+                        replies.push(reply);
+                        continue;
+                    }
                     if to.is_none() {
                         *queued_for.entry(job.endpoint_id.clone()).or_default() += 1;
                     }
@@ -631,8 +784,24 @@ impl Jobs {
                     if d.low_running.remove(&done.id).is_some() {
                         d.drained.remove(&endpoint);
                     }
-                    finishes.push(done);
+                    match d.unwritten.get_mut(&done.id) {
+                        // Its accept and its end go in this write.
+                        Some(u) => {
+                            u.end = Some(done);
+                            persist.insert(u.job.id.clone());
+                        }
+                        None => finishes.push(done),
+                    }
                 }
+                Op::Persist { id, reply } => match d.unwritten.get_mut(&id) {
+                    Some(u) => {
+                        u.persisted.push(reply);
+                        persist.insert(id);
+                    }
+                    None => {
+                        let _ = reply.send(Ok(()));
+                    }
+                },
                 Op::Ready { link, free } => {
                     let endpoint = link.endpoint.clone();
                     let idle = d.idle.entry(endpoint.clone()).or_default();
@@ -697,6 +866,14 @@ impl Jobs {
                 claim_links.push(Arc::clone(&w.link));
             }
         }
+        // Handed jobs written now: ended, asked for, or past `write_by`;
+        // their accepts go after this write's own (split off below).
+        let late = d.due(&persist);
+        let n_accepts = accepts.len();
+        for u in &late {
+            accepts.push((u.job.clone(), Some(u.by.clone())));
+            finishes.extend(u.end.clone());
+        }
         if accepts.is_empty() && finishes.is_empty() && claims.is_empty() {
             return;
         }
@@ -716,7 +893,7 @@ impl Jobs {
             .map(|c| (c.endpoint_id.clone(), c.limit))
             .collect();
         let outcome = self.commit_batch(batch).await;
-        let (finished, accepts, accepted, claimed) = match outcome {
+        let (finished, mut accepts, accepted, claimed) = match outcome {
             Ok(o) => (o.finished, o.accepts, o.accepted, o.claimed),
             Err(e) => {
                 // Nothing was written: the accepts fail (the clients are
@@ -724,6 +901,7 @@ impl Jobs {
                 // IN_PROGRESS (the next start re-queues them).
                 tracing::error!("a group commit failed: {e}");
                 self.refinish_later(kept, &e);
+                d.write_later(late, &e);
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -736,6 +914,17 @@ impl Jobs {
                 return;
             }
         };
+        accepts.truncate(n_accepts);
+        match &accepted {
+            Ok(()) => {
+                for u in late {
+                    for reply in u.persisted {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            }
+            Err(e) => d.write_later(late, e),
+        }
         match finished {
             Ok(done) => self.announce(done),
             Err(e) => {
@@ -748,17 +937,11 @@ impl Jobs {
                 for (((job, _), reply), to) in accepts.into_iter().zip(replies).zip(handed) {
                     let _ = reply.send(Ok(()));
                     if let Some(link) = to {
-                        let claimed = ClaimedJob {
-                            id: job.id,
-                            input: job.input,
-                            execution_timeout_ms: job.execution_timeout_ms,
-                            attempt: 0,
-                            sync: job.sync,
-                            low_priority: job.low_priority,
-                        };
-                        if let Err(mpsc::error::SendError(job)) = link.jobs.send(claimed) {
+                        if let Err(mpsc::error::SendError(job)) =
+                            link.jobs.send(ClaimedJob::handed(job))
+                        {
                             // The worker went away meanwhile.
-                            self.give_back(&link.endpoint, &link.claim.worker_id, &job)
+                            self.requeue(&link.endpoint, &link.claim.worker_id, &job)
                                 .await;
                         }
                     }
@@ -790,7 +973,7 @@ impl Jobs {
                     );
                 }
                 if let Err(mpsc::error::SendError(job)) = link.jobs.send(job) {
-                    self.give_back(&link.endpoint, &link.claim.worker_id, &job)
+                    self.requeue(&link.endpoint, &link.claim.worker_id, &job)
                         .await;
                 }
             }

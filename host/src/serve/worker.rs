@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::events::Watchers;
-use super::lifecycle::WorkerLink;
+use super::lifecycle::{Jobs, WorkerLink};
 use super::logs::{LogSink, level_of, source_of};
 use super::pool::{PoolShared, WorkerContext, WorkerShared, WorkerSpec, WorkerStage};
 use super::slices::Lease;
@@ -27,7 +26,7 @@ use crate::executor::{
     ExecutorError, ExecutorProcess, JobReply, JobRun, WorkerSpec as ExecutorWorkerSpec,
 };
 use crate::runtime::{JobError, JobSink, LogLevel, OutputStream};
-use crate::store::{ClaimBy, ClaimedJob, Finish, JobOutcome, JobStatus, Level, LogSource, Store};
+use crate::store::{ClaimBy, ClaimedJob, Finish, JobOutcome, JobStatus, Level, LogSource};
 
 /// Why a worker ended other than by being retired.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -376,12 +375,7 @@ async fn start(
                 .unwrap_or(spec.execution_timeout_ms),
         );
         let log = ctx.logs.sink(&spec.endpoint_id, &me.id, Some(&job.id));
-        let sink = Arc::new(StoreSink::new(
-            ctx.store.clone(),
-            Arc::clone(&ctx.jobs.watchers),
-            &job,
-            log,
-        ));
+        let sink = Arc::new(StoreSink::new(Arc::clone(&ctx.jobs), &job, log));
         ctx.jobs.running.insert(&job.id, exec);
         started.push((
             job,
@@ -461,8 +455,7 @@ enum SinkEvent {
 struct StoreSink {
     job_id: String,
     attempt: i64,
-    store: Store,
-    watchers: Arc<Watchers>,
+    jobs: Arc<Jobs>,
     persister: Mutex<Option<Persister>>,
     log: Arc<LogSink>,
 }
@@ -473,12 +466,11 @@ struct Persister {
 }
 
 impl StoreSink {
-    fn new(store: Store, watchers: Arc<Watchers>, job: &ClaimedJob, log: Arc<LogSink>) -> Self {
+    fn new(jobs: Arc<Jobs>, job: &ClaimedJob, log: Arc<LogSink>) -> Self {
         Self {
             job_id: job.id.clone(),
             attempt: job.attempt,
-            store,
-            watchers,
+            jobs,
             persister: Mutex::new(None),
             log,
         }
@@ -489,8 +481,7 @@ impl StoreSink {
         let p = p.get_or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             let task = tokio::spawn(persist(
-                self.store.clone(),
-                Arc::clone(&self.watchers),
+                Arc::clone(&self.jobs),
                 self.job_id.clone(),
                 self.attempt,
                 rx,
@@ -531,14 +522,18 @@ impl JobSink for StoreSink {
 }
 
 /// Write progress and stream chunks in arrival order, batching what
-/// arrived meanwhile; stored chunks go to the job's watchers.
+/// arrived meanwhile; stored chunks go to the job's watchers. The job
+/// itself is written first if it was not yet (a handed `/runsync` job).
 async fn persist(
-    store: Store,
-    watchers: Arc<Watchers>,
+    jobs: Arc<Jobs>,
     job_id: String,
     attempt: i64,
     mut rx: mpsc::UnboundedReceiver<SinkEvent>,
 ) {
+    if let Err(e) = jobs.persist(&job_id).await {
+        tracing::warn!(job = %job_id, "writing a job before its first report: {e}");
+    }
+    let (store, watchers) = (jobs.store(), &jobs.watchers);
     let mut next_index = 0i64;
     while let Some(first) = rx.recv().await {
         let mut chunks = Vec::new();

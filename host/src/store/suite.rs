@@ -34,6 +34,7 @@ fn job(id: &str, endpoint: &str) -> NewJob {
         ttl_ms: 60_000,
         low_priority: false,
         sync: false,
+        accepted_at: None,
     }
 }
 
@@ -203,6 +204,55 @@ pub async fn finish_needs_the_claiming_worker<S: JobStore + EndpointStore + Hand
             .unwrap()
             .is_empty()
     );
+}
+
+/// A job handed to a worker at accept may be written only at its end: its
+/// accept (as of when it was accepted) and its finish in one commit.
+pub async fn a_job_is_accepted_and_finished_in_one_commit_as_of_its_accept<
+    S: JobStore + EndpointStore + HandlerStore,
+>(
+    s: S,
+) {
+    seeded(&s).await;
+    let w = by("w", "host");
+    let mut a = job("a", "e");
+    a.sync = true;
+    a.accepted_at = Some(100);
+    let batch = Batch {
+        accepts: vec![(a, Some(w.clone()))],
+        finishes: vec![done("a", "w", JobStatus::Completed)],
+        ..Batch::default()
+    };
+    let o = s.commit(batch, 160).await.unwrap();
+    o.accepted.unwrap();
+    let finished = o.finished.unwrap();
+    assert_eq!(finished.len(), 1, "{finished:?}");
+    assert_eq!(finished[0].status, JobStatus::Completed);
+    assert_eq!(finished[0].output.as_deref(), Some("{\"ok\":true}"));
+    assert_eq!(finished[0].execution_ms, Some(60), "timed from its accept");
+    assert_eq!(finished[0].delay_ms, Some(0));
+    let rec = s.get_job("e", "a").await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Completed);
+    assert_eq!(rec.worker_id.as_deref(), Some("w"));
+    assert_eq!((rec.created_at, rec.started_at), (100, Some(100)));
+    assert_eq!(rec.expires_at, Some(160 + 1000), "kept for its retention");
+    // Written later while it still runs: IN_PROGRESS as of its accept.
+    let mut b = job("b", "e");
+    b.accepted_at = Some(200);
+    let o = s
+        .commit(
+            Batch {
+                accepts: vec![(b, Some(w))],
+                ..Batch::default()
+            },
+            300,
+        )
+        .await
+        .unwrap();
+    o.accepted.unwrap();
+    let rec = s.get_job("e", "b").await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::InProgress);
+    assert_eq!((rec.created_at, rec.started_at), (200, Some(200)));
 }
 
 pub async fn lost_jobs_are_requeued_until_retries_are_spent<
@@ -855,6 +905,7 @@ macro_rules! store_suite {
             case!(claims_only_for_the_current_handler);
             case!(accept_can_hand_a_job_to_a_worker);
             case!(finish_needs_the_claiming_worker);
+            case!(a_job_is_accepted_and_finished_in_one_commit_as_of_its_accept);
             case!(lost_jobs_are_requeued_until_retries_are_spent);
             case!(orphans_of_another_host_are_recovered);
             case!(cancel_queued_running_and_final);

@@ -131,6 +131,10 @@ pub struct NewJob {
     pub ttl_ms: i64,
     pub low_priority: bool,
     pub sync: bool,
+    /// When it was accepted (ms), where that was before its write: a
+    /// `/runsync` job handed straight to a worker is written when it ends
+    /// or has run a while (see `serve::lifecycle`). None: at the write.
+    pub accepted_at: Option<i64>,
 }
 
 /// A job a worker has claimed.
@@ -146,6 +150,20 @@ pub struct ClaimedJob {
     pub sync: bool,
     /// A batch request or a `policy.lowPriority` job.
     pub low_priority: bool,
+}
+
+impl ClaimedJob {
+    /// A new job as it is handed straight to a worker at accept.
+    pub fn handed(job: NewJob) -> Self {
+        ClaimedJob {
+            id: job.id,
+            input: job.input,
+            execution_timeout_ms: job.execution_timeout_ms,
+            attempt: 0,
+            sync: job.sync,
+            low_priority: job.low_priority,
+        }
+    }
 }
 
 /// Who takes a job: a worker of this host running one handler version.
@@ -183,8 +201,9 @@ pub struct ClaimRequest {
     pub low_cap: usize,
 }
 
-/// One group commit of the queue: finishes, then accepts (each optionally
-/// handed to a worker), then claims, in one transaction. Claims of one
+/// One group commit of the queue: accepts (each optionally handed to a
+/// worker), then finishes (which may end a job accepted in the same
+/// commit), then claims, in one transaction. Claims of one
 /// endpoint stop at the first that comes back short (its queue is empty).
 #[derive(Debug, Default)]
 pub struct Batch {

@@ -57,11 +57,11 @@ const ACCEPT_SQL: &str = "INSERT INTO jobs (id, endpoint_id, status, input, webh
     execution_timeout_ms, ttl_ms, low_priority, sync, created_at, queued_at, started_at, delay_ms, \
     worker_id, host_id, handler) \
     SELECT id, e, CASE WHEN w IS NULL THEN 'IN_QUEUE' ELSE 'IN_PROGRESS' END, i, hook, x, ttl, lo, sy, \
-      $1, $1, CASE WHEN w IS NULL THEN NULL ELSE $1 END, CASE WHEN w IS NULL THEN NULL ELSE 0 END, \
-      w, h, hd \
+      COALESCE(at, $1), COALESCE(at, $1), CASE WHEN w IS NULL THEN NULL ELSE COALESCE(at, $1) END, \
+      CASE WHEN w IS NULL THEN NULL ELSE 0 END, w, h, hd \
     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
-      $8::bool[], $9::bool[], $10::text[], $11::text[], $12::text[]) \
-      AS v(id, e, i, hook, x, ttl, lo, sy, w, h, hd)";
+      $8::bool[], $9::bool[], $10::text[], $11::text[], $12::text[], $13::bigint[]) \
+      AS v(id, e, i, hook, x, ttl, lo, sy, w, h, hd, at)";
 
 async fn finish_all(conn: &mut PgConnection, done: &[Finish], now: i64) -> Result<Vec<FinalJob>> {
     let rows = sqlx::query(AssertSqlSafe(finish_sql()))
@@ -139,6 +139,7 @@ async fn accept_all(
                 .map(|(_, c)| c.map(|c| c.handler.as_str()))
                 .collect::<Vec<_>>(),
         )
+        .bind(jobs.iter().map(|(j, _)| j.accepted_at).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(())
@@ -212,17 +213,17 @@ async fn commit(
         accepts,
         claims,
     } = batch;
-    let finished = if finishes.is_empty() {
-        Ok(Vec::new())
-    } else {
-        part!(tx, |c| finish_all(c, &finishes, now))
-    };
     let accepted = if accepts.is_empty() {
         Ok(())
     } else {
         let jobs: Vec<(&NewJob, Option<&ClaimBy>)> =
             accepts.iter().map(|(j, c)| (j, c.as_ref())).collect();
         part!(tx, |c| accept_all(c, &jobs, now))
+    };
+    let finished = if finishes.is_empty() {
+        Ok(Vec::new())
+    } else {
+        part!(tx, |c| finish_all(c, &finishes, now))
     };
     let mut claimed = Vec::with_capacity(claims.len());
     let mut short: Vec<&str> = Vec::new();

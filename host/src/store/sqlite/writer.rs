@@ -1,5 +1,5 @@
 //! The queue's hot-path writes on SQLite: one synchronous connection owned
-//! by its own thread. A group commit ([`Batch`]: finishes, accepts,
+//! by its own thread. A group commit ([`Batch`]: accepts, finishes,
 //! claims) is one message to that thread and one transaction there, so it
 //! costs one thread hop and one WAL commit however many jobs it carries
 //! (through the async driver, every statement is a hop of its own, which
@@ -217,6 +217,7 @@ fn bind_accept(
     now: i64,
 ) -> rusqlite::Result<()> {
     let claimed = claim.is_some();
+    let at = job.accepted_at.unwrap_or(now);
     let i = first;
     stmt.raw_bind_parameter(i, job.id.as_str())?;
     stmt.raw_bind_parameter(i + 1, job.endpoint_id.as_str())?;
@@ -227,9 +228,9 @@ fn bind_accept(
     stmt.raw_bind_parameter(i + 6, job.ttl_ms)?;
     stmt.raw_bind_parameter(i + 7, job.low_priority)?;
     stmt.raw_bind_parameter(i + 8, job.sync)?;
-    stmt.raw_bind_parameter(i + 9, now)?;
-    stmt.raw_bind_parameter(i + 10, now)?;
-    stmt.raw_bind_parameter(i + 11, claimed.then_some(now))?;
+    stmt.raw_bind_parameter(i + 9, at)?;
+    stmt.raw_bind_parameter(i + 10, at)?;
+    stmt.raw_bind_parameter(i + 11, claimed.then_some(at))?;
     stmt.raw_bind_parameter(i + 12, claimed.then_some(0i64))?;
     stmt.raw_bind_parameter(i + 13, claim.map(|c| c.worker_id.as_str()))?;
     stmt.raw_bind_parameter(i + 14, claim.map(|c| c.host_id.as_str()))?;
@@ -341,15 +342,15 @@ fn commit(conn: &mut Connection, batch: Batch, now: i64) -> Result<BatchOutcome>
         claims,
     } = batch;
     run(conn, "BEGIN IMMEDIATE")?;
-    let finished = if finishes.is_empty() {
-        Ok(Vec::new())
-    } else {
-        part(conn, |c| finish_all(c, &finishes, now))
-    };
     let accepted = if accepts.is_empty() {
         Ok(())
     } else {
         part(conn, |c| accept_all(c, &accepts, now))
+    };
+    let finished = if finishes.is_empty() {
+        Ok(Vec::new())
+    } else {
+        part(conn, |c| finish_all(c, &finishes, now))
     };
     let mut claimed = Vec::with_capacity(claims.len());
     let mut short: Vec<&str> = Vec::new();
