@@ -4,8 +4,9 @@
 //! a "finished" event to the [`FinishedListener`]s (`/runsync` waiters,
 //! webhooks, metrics).
 //!
-//! The hot path is one task, the committer, that takes every accept and
-//! every finish in arrival order and commits what arrived meanwhile
+//! The hot path is one task, the committer (run beside the store's writes:
+//! [`Store::spawn_committer`]), that takes every accept and every finish in
+//! arrival order and commits what arrived meanwhile
 //! together (group commit: one statement for all accepts, one for all
 //! finishes, each caller answered after its commit). It also owns the
 //! hand-off: workers tell it how many jobs they can take, and a new job for
@@ -171,8 +172,13 @@ impl Dispatch {
         if !self.drained.contains(endpoint) {
             return None;
         }
+        // The worker with the most room: an endpoint's jobs spread over its
+        // workers (and their executor processes) instead of filling one.
         let idle = self.idle.get_mut(endpoint)?;
-        let w = idle.iter_mut().find(|w| w.free > 0)?;
+        let w = idle
+            .iter_mut()
+            .filter(|w| w.free > 0)
+            .max_by_key(|w| w.free)?;
         w.free -= 1;
         Some(Arc::clone(&w.link))
     }
@@ -302,7 +308,8 @@ impl Jobs {
             running: RunningJobs::default(),
             supervisors: Mutex::default(),
         });
-        tokio::spawn(commit_loop(Arc::downgrade(&jobs), rx));
+        jobs.store
+            .spawn_committer(commit_loop(Arc::downgrade(&jobs), rx));
         jobs
     }
 

@@ -127,6 +127,17 @@ impl Store {
             }
         }
     }
+    /// Start the queue's committer (`serve::lifecycle`) where this
+    /// backend's group commits are cheapest: on SQLite, on the writer
+    /// thread itself, so a commit is a call, not two thread hops; on
+    /// Postgres (async I/O already) on the runtime.
+    pub fn spawn_committer(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        match &self.backend {
+            Backend::Sqlite(s) => s.host_committer(task),
+            Backend::Postgres(_) => drop(tokio::spawn(task)),
+        }
+    }
+
     /// Whether other hosts share this store (cluster mode).
     pub fn shared(&self) -> bool {
         dispatch!(self, s => s.shared())

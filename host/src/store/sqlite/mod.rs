@@ -150,6 +150,11 @@ fn config_json(c: &EndpointConfig) -> Result<String> {
 }
 
 impl SqliteStore {
+    /// Run the queue's committer on the writer thread (see `writer`).
+    pub fn host_committer(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.writer.host(task);
+    }
+
     pub async fn open(url: &str) -> Result<Self> {
         let url = if url.starts_with("sqlite:") {
             url.to_string()

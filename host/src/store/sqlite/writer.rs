@@ -7,17 +7,26 @@
 //! a few). Statements are multi-row, in a few fixed sizes, each prepared
 //! once.
 //!
+//! The thread runs a small runtime of its own, and the queue's committer
+//! (`serve::lifecycle`) runs there ([`Writer::host`]): a group commit is
+//! then a plain call on the thread's connection, not a hop to this thread
+//! and back (under load each wake-up of another thread waits for a core).
+//!
 //! The other writes (admin, housekeeping, stream chunks) stay on the async
 //! driver's single write connection. The two take turns on SQLite's write
 //! lock; this side waits for it in short naps rather than SQLite's default
 //! 1, 2, 5, ... ms ones, so the hot path never sleeps long behind a sweep.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::path::Path;
-use std::sync::{OnceLock, mpsc};
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Statement};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::types::*;
 use crate::store::{Result, StoreError};
@@ -33,13 +42,26 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-type Work = Box<dyn FnOnce(&mut Connection) + Send>;
+enum Work {
+    /// A write from another thread.
+    Run(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// A task to run on the thread (the committer).
+    Host(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
 
 /// The writer thread's handle. Dropping the last one ends the thread.
 #[derive(Clone)]
 pub(super) struct Writer {
-    work: mpsc::Sender<Work>,
+    id: u64,
+    work: mpsc::UnboundedSender<Work>,
 }
+
+thread_local! {
+    /// On a writer thread: its writer's id and connection.
+    static CONNECTION: RefCell<Option<(u64, Connection)>> = const { RefCell::new(None) };
+}
+
+static NEXT_WRITER: AtomicU64 = AtomicU64::new(1);
 
 /// SQLite's lock, held by the other write connection: nap this long and
 /// try again, for up to a minute.
@@ -65,38 +87,69 @@ impl Writer {
         )?;
         conn.busy_handler(Some(busy))?;
         conn.set_prepared_statement_cache_capacity(64);
-        let (tx, rx) = mpsc::channel::<Work>();
+        let id = NEXT_WRITER.fetch_add(1, Ordering::Relaxed);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Database(format!("starting the writer's runtime: {e}")))?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Work>();
         std::thread::Builder::new()
             .name("wasmpod-db-writer".into())
             .spawn(move || {
-                let mut conn = conn;
-                while let Ok(work) = rx.recv() {
-                    work(&mut conn);
-                }
+                CONNECTION.with(|c| *c.borrow_mut() = Some((id, conn)));
+                runtime.block_on(async move {
+                    while let Some(work) = rx.recv().await {
+                        match work {
+                            Work::Run(f) => with_connection(id, f).expect("on the writer thread"),
+                            Work::Host(task) => drop(tokio::spawn(task)),
+                        }
+                    }
+                });
+                CONNECTION.with(|c| c.borrow_mut().take());
             })
             .map_err(|e| StoreError::Database(format!("starting the writer thread: {e}")))?;
-        Ok(Writer { work: tx })
+        Ok(Writer { id, work: tx })
     }
 
-    /// Run `f` on the writer's connection.
+    /// Run `task` on the writer thread, where this writer's commits are
+    /// plain calls. It ends with the thread, when the last handle is gone.
+    pub(super) fn host(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let _ = self.work.send(Work::Host(Box::pin(task)));
+    }
+
+    /// Run `f` on the writer's connection: right here on the writer thread
+    /// (no await in between, so nothing else holds it), else sent there.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> T + Send + 'static,
     ) -> Result<T> {
+        let stopped = || StoreError::Database("the database writer has stopped".into());
+        let mut f = Some(f);
+        if let Some(v) = with_connection(self.id, |conn| (f.take().expect("once"))(conn)) {
+            return Ok(v);
+        }
+        let f = f.take().expect("not run");
         let (tx, rx) = oneshot::channel();
         self.work
-            .send(Box::new(move |conn| {
+            .send(Work::Run(Box::new(move |conn| {
                 let _ = tx.send(f(conn));
-            }))
-            .map_err(|_| StoreError::Database("the database writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Database("the database writer has stopped".into()))
+            })))
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
     }
 
     /// One group commit.
     pub(super) async fn commit(&self, batch: Batch, now: i64) -> Result<BatchOutcome> {
         self.run(move |conn| commit(conn, batch, now)).await?
     }
+}
+
+/// Run `f` on writer `id`'s connection if this is its thread.
+fn with_connection<T>(id: u64, f: impl FnOnce(&mut Connection) -> T) -> Option<T> {
+    CONNECTION.with(|c| match c.borrow_mut().as_mut() {
+        Some((owner, conn)) if *owner == id => Some(f(conn)),
+        _ => None,
+    })
 }
 
 /// Batch sizes with a prepared statement each; a batch is cut into these
