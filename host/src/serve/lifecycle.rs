@@ -943,14 +943,13 @@ impl Jobs {
             Ok(()) => {
                 for (((job, _), reply), to) in accepts.into_iter().zip(replies).zip(handed) {
                     let _ = reply.send(Ok(()));
-                    if let Some(link) = to {
-                        if let Err(mpsc::error::SendError(job)) =
+                    if let Some(link) = to
+                        && let Err(mpsc::error::SendError(job)) =
                             link.jobs.send(ClaimedJob::handed(job))
-                        {
-                            // The worker went away meanwhile.
-                            self.requeue(&link.endpoint, &link.claim.worker_id, &job)
-                                .await;
-                        }
+                    {
+                        // The worker went away meanwhile.
+                        self.requeue(&link.endpoint, &link.claim.worker_id, &job)
+                            .await;
                     }
                 }
                 for (endpoint, n) in &queued_for {
