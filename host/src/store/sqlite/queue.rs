@@ -449,14 +449,27 @@ impl JobStore for SqliteStore {
     }
 
     async fn purge_expired(&self, now: i64) -> Result<u64> {
-        let r = sqlx::query(
-            "DELETE FROM jobs WHERE expires_at <= ? AND batch_id IS NULL \
-             AND (webhook_state IS NULL OR webhook_state != 'pending')",
-        )
-        .bind(now)
-        .execute(&self.write)
-        .await?;
-        Ok(r.rows_affected())
+        // In slices, each its own statement: a burst of jobs expiring at
+        // once (a load test's /runsync results, a minute later) would
+        // otherwise hold the write lock, and every group commit, for as
+        // long as deleting all of them takes.
+        const SLICE: i64 = 500;
+        let mut purged = 0;
+        loop {
+            let r = sqlx::query(
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires_at <= ?1 \
+                 AND batch_id IS NULL AND (webhook_state IS NULL OR webhook_state != 'pending') \
+                 LIMIT ?2)",
+            )
+            .bind(now)
+            .bind(SLICE)
+            .execute(&self.write)
+            .await?;
+            purged += r.rows_affected();
+            if r.rows_affected() < SLICE as u64 {
+                return Ok(purged);
+            }
+        }
     }
 }
 
