@@ -932,13 +932,6 @@ impl Jobs {
             }
             Err(e) => d.write_later(late, e),
         }
-        match finished {
-            Ok(done) => self.announce(done),
-            Err(e) => {
-                tracing::error!("recording {n_finishes} job results failed: {e}");
-                self.refinish_later(kept, &e);
-            }
-        }
         match accepted {
             Ok(()) => {
                 for (((job, _), reply), to) in accepts.into_iter().zip(replies).zip(handed) {
@@ -982,6 +975,15 @@ impl Jobs {
                     self.requeue(&link.endpoint, &link.claim.worker_id, &job)
                         .await;
                 }
+            }
+        }
+        // The finished jobs' listeners last: the clients whose accepts
+        // wait on this write, and the workers it gave jobs, come first.
+        match finished {
+            Ok(done) => self.announce(done),
+            Err(e) => {
+                tracing::error!("recording {n_finishes} job results failed: {e}");
+                self.refinish_later(kept, &e);
             }
         }
     }
