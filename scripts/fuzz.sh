@@ -25,7 +25,10 @@ else
   cargo build --quiet -p wasmpod
   WASMPOD="$ROOT/target/debug/wasmpod"
 fi
-cargo build --quiet --release --target wasm32-wasip2 -p example-echo
+# Every guest crate, as make test's guests stage and tests/common build
+# them (under make test, already built): `-p example-echo` alone would
+# unify the shared dependencies' features differently and compile them again.
+cargo build --quiet --release --target wasm32-wasip2 --workspace --exclude wasmpod --exclude wasmpod-tensor
 ECHO="$ROOT/target/wasm32-wasip2/release/example_echo.wasm"
 
 WORK="$(mktemp -d)"

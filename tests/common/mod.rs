@@ -1,10 +1,30 @@
 //! Shared helpers for the end-to-end tests: build example components to
-//! wasm in the test flow, locate the `wasmpod` binary, make model dirs.
+//! wasm in the test flow, locate the `wasmpod` binary, make model dirs;
+//! `server` starts and drives `wasmpod serve`, `postgres` a real Postgres.
 #![allow(dead_code)]
+
+pub mod postgres;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
+
+/// `cargo ARGS` that builds every guest crate for wasm32-wasip2 (release);
+/// scripts/test.sh (its guests stage) and scripts/fuzz.sh run the same
+/// build, so that each finds what the others built.
+pub const GUEST_BUILD: &[&str] = &[
+    "build",
+    "--quiet",
+    "--release",
+    "--target",
+    "wasm32-wasip2",
+    "--workspace",
+    "--exclude",
+    "wasmpod",
+    "--exclude",
+    "wasmpod-tensor",
+];
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -19,33 +39,60 @@ pub fn wasmpod_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wasmpod"))
 }
 
-static BUILD_LOCK: Mutex<()> = Mutex::new(());
+static GUESTS_BUILT: Mutex<bool> = Mutex::new(false);
 
-/// Build the example crate `example-<name>` for wasm32-wasip2 (release) and
-/// return the component's path. Cargo's own lock makes concurrent test
-/// binaries wait for each other; the mutex keeps one test binary's threads
-/// from piling up.
+/// The component of the example crate `example-<name>` (wasm32-wasip2,
+/// release). The first call builds every guest crate with the command
+/// `make test` builds them with before the tests start (scripts/test.sh,
+/// the guests stage), so under `make test` this finds them built: one
+/// feature set for all examples, where `-p example-<name>` would unify the
+/// shared dependencies' features per example and compile them once per
+/// set. The mutex keeps the test threads from starting builds side by
+/// side; cargo's own lock covers other processes.
 pub fn example_wasm(name: &str) -> PathBuf {
-    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let root = root();
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-        ])
-        .arg(format!("example-{name}"))
-        .status()
-        .expect("running cargo to build an example");
-    assert!(status.success(), "building example {name} failed");
+    let mut built = GUESTS_BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
+        let status = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(GUEST_BUILD)
+            .status()
+            .expect("running cargo to build the examples");
+        assert!(
+            status.success(),
+            "building the guest crates (examples) failed"
+        );
+        *built = true;
+    }
     let path = root
         .join("target/wasm32-wasip2/release")
         .join(format!("example_{}.wasm", name.replace('-', "_")));
-    assert!(path.exists(), "{} missing after build", path.display());
+    assert!(path.exists(), "{} missing after the build", path.display());
+    path
+}
+
+static SDK_BUILD: Once = Once::new();
+
+/// `target/guest/<lang>-<name>.wasm`, the Python or JavaScript example
+/// `examples/<lang>/<name>` built by the SDKs' own tooling. build-all.sh
+/// runs once per test process (make test has already run it, so it only
+/// checks that every component is up to date); the `Once` keeps two test
+/// threads from building the same component side by side.
+pub fn sdk_component(lang: &str, name: &str) -> PathBuf {
+    let root = root();
+    SDK_BUILD.call_once(|| {
+        let status = Command::new(root.join("guest-sdk/build-all.sh"))
+            .current_dir(&root)
+            .status()
+            .expect("running guest-sdk/build-all.sh");
+        assert!(status.success(), "building the Python/JS examples failed");
+    });
+    let path = root.join(format!("target/guest/{lang}-{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} missing after build-all.sh",
+        path.display()
+    );
     path
 }
 

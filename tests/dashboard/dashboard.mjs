@@ -1,5 +1,5 @@
 // Drives the wasmpod dashboard in headless Chromium (Debian's chromium
-// package) with playwright-core, against a live server that tests/dashboard.rs
+// package) with playwright-core, against a live server that tests/e2e/dashboard.rs
 // started: a wrong key is refused, a right one signs in (kept in
 // sessionStorage, never in the URL), the endpoint page runs a job, the job's
 // page shows its output, stream chunks and log lines, and the endpoint's live

@@ -301,6 +301,14 @@ impl Tensor {
     }
 }
 
+/// The bytes of a slice of plain numbers. wasm32 is little-endian, which is
+/// the layout `from-bytes` takes.
+fn as_le_bytes<T: Copy>(data: &[T]) -> &[u8] {
+    // SAFETY: T is f32 or i64 here: no padding, every byte initialised; the
+    // length covers exactly the slice's memory.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,12 +336,4 @@ mod tests {
         let e = TensorError::from(wit::TensorError::QuotaExceeded("8 MiB over".into()));
         assert_eq!(e.to_string(), "quota exceeded: 8 MiB over");
     }
-}
-
-/// The bytes of a slice of plain numbers. wasm32 is little-endian, which is
-/// the layout `from-bytes` takes.
-fn as_le_bytes<T: Copy>(data: &[T]) -> &[u8] {
-    // SAFETY: T is f32 or i64 here: no padding, every byte initialised; the
-    // length covers exactly the slice's memory.
-    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
 }

@@ -3,15 +3,14 @@
 //! retries, timeouts, ttl, webhooks, retention, auth, bad inputs, the admin
 //! API and hot swap under load.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::{Server, safetensors_bytes, start, start_with};
+
+use crate::common;
+use crate::common::server;
+use crate::common::server::{Server, safetensors_bytes, start, start_with};
 
 const LONG: Duration = Duration::from_secs(60);
 

@@ -9,15 +9,14 @@
 //! killed mid-job: its worker turns unhealthy, the job is re-queued and
 //! completes, and the executor is restarted.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::{Server, workers};
+
+use crate::common;
+use crate::common::server;
+use crate::common::server::{Server, workers};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -275,7 +274,7 @@ async fn burst_scales_up_throttles_then_back_to_zero_and_is_metered() {
 
     // A burst on an endpoint at zero workers: it scales to max_workers.
     // FlashBoot off: an executor holding a parked worker is kept rather
-    // than reaped (tests/serve_flashboot.rs).
+    // than reaped (tests/e2e/serve_flashboot.rs).
     s.create_endpoint(
         "burst",
         &sleep,

@@ -6,13 +6,12 @@
 //! seeded sampling, errors in OpenAI's shape, and a client that goes away
 //! (closing its stream, or timing out) cancelling its job.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::process::Command;
 
 use serde_json::json;
+
+use crate::common;
+use crate::common::server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_client_works_against_the_llm_endpoint() {

@@ -5,15 +5,13 @@
 //! bounds, and P70/P90/P98 of delay, execution and cold-start time as JSON
 //! and as Prometheus histograms.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use server::Server;
+
+use crate::common::server;
+use crate::common::server::Server;
 
 const LONG: Duration = Duration::from_secs(90);
 

@@ -9,13 +9,13 @@
 //! Also: the tokenizer agrees with Hugging Face's, the chat template,
 //! stop strings, seeded sampling, streaming, refusals, and FlashBoot.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
+
+use crate::common;
 
 /// The models and the reference, made once per test binary.
 fn fixture() -> &'static (tempfile::TempDir, Value) {

@@ -1,10 +1,10 @@
 //! End-to-end tests of `wasmpod run`, the local test loop: real example
 //! components compiled in the test flow, run by the real binary.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
+
+use crate::common;
 
 fn wasmpod_run(wasm: &Path, input: &str, extra: &[&str]) -> Output {
     let home = tempfile::tempdir().expect("temp home");

@@ -1,14 +1,14 @@
 //! Guest faults stay inside their instance: after a trap, a timeout, a
 //! memory bomb or a cancel, the same runtime and handler run the next job.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use wasmpod::runtime::{
     CancelSignal, Instance, InstanceConfig, JobError, LoadSource, NullSink, Runtime, RuntimeConfig,
 };
+
+use crate::common;
 
 fn config() -> InstanceConfig {
     InstanceConfig::cpu(64 << 20, 1 << 30, None)

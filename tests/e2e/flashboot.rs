@@ -2,8 +2,6 @@
 //! with the guest's host handles in their slots) and paged-out VRAM state,
 //! with real example components, real wasmtime and real files.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -15,6 +13,8 @@ use wasmpod::runtime::{
     SnapshotStore,
 };
 use wasmpod_tensor::PageStore;
+
+use crate::common;
 
 const MLP_INPUT: &str = r#"{"inputs": [[1, 1], [-2, 0.5], [-1, -3], [2, -0.25]]}"#;
 

@@ -6,35 +6,12 @@
 //! errors with their message, and FlashBoot snapshots of them restoring
 //! host tensors.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Once;
 
 use serde_json::{Value, json};
 
-static BUILD: Once = Once::new();
-
-/// `target/guest/<lang>-<name>.wasm`, building every Python and JS example
-/// once per test binary (build-all.sh skips components that are up to date).
-fn component(lang: &str, name: &str) -> PathBuf {
-    let root = common::root();
-    BUILD.call_once(|| {
-        let status = Command::new(root.join("guest-sdk/build-all.sh"))
-            .current_dir(&root)
-            .status()
-            .expect("running guest-sdk/build-all.sh");
-        assert!(status.success(), "building the Python/JS examples failed");
-    });
-    let path = root.join(format!("target/guest/{lang}-{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} missing after build-all.sh",
-        path.display()
-    );
-    path
-}
+use crate::common;
 
 /// One `--home` per language so each component is compiled once and the
 /// later runs load it from the on-disk cache.
@@ -49,7 +26,7 @@ fn run(lang: &str, name: &str, input: &Value, extra: &[&str]) -> Output {
         .arg("--home")
         .arg(home(lang))
         .arg("run")
-        .arg(component(lang, name))
+        .arg(common::sdk_component(lang, name))
         .args(["--input", &input.to_string(), "--timeout", "120s"])
         .args(extra)
         .output()
@@ -184,7 +161,7 @@ fn every_python_and_js_example_is_built() {
         let dir = common::root().join("examples").join(lang);
         for app in std::fs::read_dir(&dir).unwrap() {
             let name = app.unwrap().file_name();
-            let path = component(lang, name.to_str().unwrap());
+            let path = common::sdk_component(lang, name.to_str().unwrap());
             assert!(Path::new(&path).metadata().unwrap().len() > 1_000_000);
         }
     }

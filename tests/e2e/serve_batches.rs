@@ -7,15 +7,13 @@
 //! and a `kill -9` of the host, in the draft and mid-run, losing no
 //! request.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::{Reply, Server};
+
+use crate::common::server;
+use crate::common::server::{Reply, Server};
 
 fn requests(range: std::ops::Range<usize>) -> Vec<Value> {
     range

@@ -2,14 +2,13 @@
 //! Python on PATH lacks it) drives run, run_sync, status, stream, cancel,
 //! health and purge_queue against `wasmpod serve`, synchronous and asyncio.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::json;
+
+use crate::common;
+use crate::common::server;
 
 /// The runpod version the checks were written against.
 const RUNPOD: &str = "runpod==1.12.0";

@@ -4,16 +4,15 @@
 //! log lines, `jobs`, `endpoints` and `keys` read the server; a wrong key
 //! and an unreachable server say what to do.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::server;
 
 /// `wasmpod ARGS` against `s`, with no key or URL from the environment.
 fn cli(s: &server::Server, args: &[&str]) -> Output {

@@ -5,14 +5,13 @@
 //! stream chunks and log lines, and the live log tail. With
 //! `WASMPOD_SCREENSHOTS=DIR` it also writes the screenshots in docs/.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
+
+use crate::common;
+use crate::common::server;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 

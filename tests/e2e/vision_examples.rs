@@ -6,12 +6,12 @@
 //! references live in tests/fixtures/vision/; numpy is installed by
 //! scripts/setup.sh (scripts/requirements-test.txt).
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
 use base64::Engine as _;
+
+use crate::common;
 
 fn wasmpod_run(wasm: &Path, input: &str, models: &Path) -> Output {
     let home = tempfile::tempdir().expect("temp home");

@@ -21,10 +21,6 @@
 //! - L5: an executor cannot read the database, the key secret or the
 //!   host's /proc/<pid>/environ, nor write outside its cache, nor connect.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,7 +29,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::{ADMIN_KEY, Server, start, start_logged};
+
+use crate::common;
+use crate::common::server::{ADMIN_KEY, Server, start, start_logged};
 
 const LONG: Duration = Duration::from_secs(60);
 

@@ -8,18 +8,16 @@
 //! finishing on the old version, FlashBoot's parked restore, and rate
 //! limits' 429s counted in /health and /metrics.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use server::Server;
+
+use crate::common;
+use crate::common::server;
+use crate::common::server::Server;
 
 /// A request through the load balancer, with the admin key.
 fn lb(s: &Server, method: reqwest::Method, endpoint: &str, path: &str) -> reqwest::RequestBuilder {
@@ -569,22 +567,6 @@ async fn rate_limits_answer_429_past_the_limit() {
     assert!(r.error().contains("not an operation"), "{r:?}");
 }
 
-static BUILD: Once = Once::new();
-
-/// `target/guest/<lang>-http-hello.wasm`, built (when stale) by the SDKs'
-/// own tooling.
-fn guest(lang: &str) -> PathBuf {
-    let root = common::root();
-    BUILD.call_once(|| {
-        let status = Command::new(root.join("guest-sdk/build-all.sh"))
-            .current_dir(&root)
-            .status()
-            .expect("running guest-sdk/build-all.sh");
-        assert!(status.success(), "building the Python/JS examples failed");
-    });
-    root.join(format!("target/guest/{lang}-http-hello.wasm"))
-}
-
 /// The Python and JavaScript HTTP handlers serve the same routes through
 /// the load balancer: text, JSON, host tensors, bodies streamed both ways,
 /// and an exception answered 500 without losing the worker.
@@ -595,7 +577,7 @@ async fn python_and_javascript_http_handlers_serve_through_the_load_balancer() {
     // takes seconds on an idle box and can pass a minute on a loaded one.
     let s = server::start(home.path(), &["--lb-start-wait", "300s"]);
     for (lang, name) in [("python", "python"), ("js", "javascript")] {
-        let digest = upload_file(&s, &guest(lang)).await;
+        let digest = upload_file(&s, &common::sdk_component(lang, "http-hello")).await;
         s.create_endpoint(
             lang,
             &digest,

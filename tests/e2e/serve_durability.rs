@@ -3,15 +3,12 @@
 //! jobs that were running are re-queued (retries counted) or failed when
 //! the endpoint's max_retries is spent, and finished results stay readable.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
-use server::start;
+
+use crate::common::server::start;
 
 const LONG: Duration = Duration::from_secs(120);
 

@@ -3,16 +3,12 @@
 //! itself (tests/common/postgres.rs). Heartbeats and the dead-host time
 //! are short (`--dead-host-after 1s`) to keep the tests lean.
 
-mod common;
-#[path = "common/postgres.rs"]
-mod postgres;
-#[path = "common/server.rs"]
-mod server;
-
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use server::{Server, start};
+
+use crate::common::postgres;
+use crate::common::server::{Server, start};
 
 const LONG: Duration = Duration::from_secs(120);
 

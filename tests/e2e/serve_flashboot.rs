@@ -8,15 +8,14 @@
 //! uses the old version's state, and deleting it deletes its snapshots;
 //! `flashboot: false` runs `init` every time.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use server::{Server, workers};
+
+use crate::common;
+use crate::common::server;
+use crate::common::server::{Server, workers};
 
 const LONG: Duration = Duration::from_secs(120);
 

@@ -1,14 +1,14 @@
 //! Executor processes: a real `wasmpod executor` child serves a slice's
 //! workers; its death fails exactly the jobs it held and a new one serves.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmpod::executor::{ExecutorError, ExecutorProcess, SandboxPolicy, SliceSpec, WorkerSpec};
 use wasmpod::gpu::DeviceInfo;
 use wasmpod::runtime::{BootLayer, JobSink, LogLevel, OutputStream};
+
+use crate::common;
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<String>>);
