@@ -86,6 +86,13 @@ impl Writer {
              PRAGMA temp_store = MEMORY;",
         )?;
         conn.busy_handler(Some(busy))?;
+        // Plans stay as prepared. Without this SQLite re-prepares a
+        // statement whenever a parameter it planned with is bound again
+        // (the claim's LIMIT): a full parse and plan on every claim.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         conn.set_prepared_statement_cache_capacity(64);
         let id = NEXT_WRITER.fetch_add(1, Ordering::Relaxed);
         let runtime = tokio::runtime::Builder::new_current_thread()
