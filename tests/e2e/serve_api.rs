@@ -142,6 +142,94 @@ async fn runsync_on_a_warm_worker_is_written_when_it_ends_or_is_needed() {
     }
 }
 
+/// `/runsync` jobs that find every slot taken wait for one (in the host's
+/// memory, briefly, then in the stored queue), in order; they count as
+/// queued, their delay is real, and a purge of the queue reaches them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runsync_jobs_for_a_busy_worker_wait_in_order_and_purge_reaches_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(start(dir.path(), &[]));
+    let sleep = s.upload_example("sleep").await;
+    s.create_endpoint("busy", &sleep, json!({"min_workers": 1, "max_workers": 1}))
+        .await;
+    let r = s
+        .post("/v2/busy/runsync", &json!({"input": {"ms": 1}}))
+        .await;
+    assert_eq!(r.body["status"], "COMPLETED", "{r:?}");
+
+    // One job holds the only slot; the next ones wait behind it, some past
+    // the time a waiting job is kept unwritten. They run one after another
+    // in the order they came, each delayed until the one before ended.
+    let runsync = |ms: u64, wait: Option<u64>| {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move {
+            let path = match wait {
+                Some(w) => format!("/v2/busy/runsync?wait={w}"),
+                None => "/v2/busy/runsync".to_string(),
+            };
+            let r = s.post(&path, &json!({"input": {"ms": ms}})).await;
+            (r, Instant::now())
+        })
+    };
+    let first = runsync(300, None);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        waiting.push(runsync(40, None));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (r, first_done) = first.await.unwrap();
+    assert_eq!(r.body["status"], "COMPLETED", "{r:?}");
+    let mut last = first_done;
+    for (i, task) in waiting.into_iter().enumerate() {
+        let (r, done) = task.await.unwrap();
+        assert_eq!(r.body["status"], "COMPLETED", "job {i}: {r:?}");
+        assert!(
+            done >= last,
+            "job {i} ended before the one sent ahead of it"
+        );
+        last = done;
+        let delay = r.body["delayTime"].as_i64().unwrap();
+        assert!(delay >= 100, "job {i} waited for the slot: {r:?}");
+        let id = r.body["id"].as_str().unwrap();
+        let st = s.status("busy", id).await;
+        assert_eq!(st.body["status"], "COMPLETED", "{st:?}");
+        assert_eq!(st.body["delayTime"], r.body["delayTime"], "{st:?}");
+    }
+
+    // One that gets the slot soon (it waits in memory, not written until
+    // it ends): its delay is its wait, not zero.
+    let short = runsync(80, None);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let next = runsync(1, None);
+    let (r, _) = short.await.unwrap();
+    assert_eq!(r.body["status"], "COMPLETED", "{r:?}");
+    let (r, _) = next.await.unwrap();
+    assert_eq!(r.body["status"], "COMPLETED", "{r:?}");
+    let delay = r.body["delayTime"].as_i64().unwrap();
+    assert!(delay >= 30, "it waited for the slot: {r:?}");
+    let st = s.status("busy", r.body["id"].as_str().unwrap()).await;
+    assert_eq!(st.body["delayTime"], r.body["delayTime"], "{st:?}");
+
+    // A waiting job is queued: counted so, and purged with the queue.
+    let holder = runsync(1500, None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let purged = runsync(1, Some(30_000));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let h = s.get("/v2/busy/health").await;
+    assert_eq!(h.body["jobs"]["inQueue"], 1, "{h:?}");
+    let r = s.post("/v2/busy/purge-queue", &json!({})).await;
+    assert_eq!(
+        r.body,
+        json!({"removed": 1, "status": "completed"}),
+        "{r:?}"
+    );
+    let (r, _) = purged.await.unwrap();
+    assert_eq!(r.body["status"], "CANCELLED", "{r:?}");
+    let (r, _) = holder.await.unwrap();
+    assert_eq!(r.body["status"], "COMPLETED", "{r:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_chunks_arrive_in_order_once_and_progress_shows() {
     let dir = tempfile::tempdir().unwrap();

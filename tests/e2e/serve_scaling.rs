@@ -298,11 +298,17 @@ async fn burst_scales_up_throttles_then_back_to_zero_and_is_metered() {
         h["workerDetails"].as_array().unwrap().is_empty()
     })
     .await;
-    let inv = s.get("/v1/inventory").await.body;
-    assert!(
-        inv["in_use"].as_array().unwrap().is_empty(),
-        "slices released: {inv}"
-    );
+    // A retired worker is gone from /health at once and frees its slice
+    // once its executor has stopped it (a round trip).
+    let retired = Instant::now();
+    loop {
+        let inv = s.get("/v1/inventory").await.body;
+        if inv["in_use"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(retired.elapsed() < LONG, "slices released: {inv}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // With no worker for --executor-idle, the slices' executors stop too;
     // the next job spawns one again.
     let started = Instant::now();

@@ -295,6 +295,7 @@ fn new_job(state: &ApiState, endpoint: &str, bytes: &[u8], sync: bool) -> ApiRes
         low_priority,
         sync,
         accepted_at: None,
+        handed_at: None,
     })
 }
 

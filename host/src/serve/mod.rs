@@ -447,8 +447,14 @@ impl App {
         self.jobs.purge_queue(endpoint_id).await
     }
 
+    /// The endpoint's jobs by state; queued ones include the `/runsync`
+    /// jobs waiting in this host's memory for a worker (not stored yet).
     pub async fn job_counts(&self, endpoint_id: &str) -> Result<JobCounts, StoreError> {
-        self.store.job_counts(endpoint_id).await
+        let mut counts = self.store.job_counts(endpoint_id).await?;
+        if let Some(pool) = self.pools.shared(endpoint_id) {
+            counts.in_queue += pool.waiting.load(std::sync::atomic::Ordering::SeqCst) as i64;
+        }
+        Ok(counts)
     }
 
     pub async fn job_ids(

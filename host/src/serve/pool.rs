@@ -398,24 +398,28 @@ async fn supervise(
         let hint = shared
             .queued_hint
             .swap(0, std::sync::atomic::Ordering::SeqCst);
-        let queued = if spec.load_balancer {
+        let waiting = shared.waiting.load(std::sync::atomic::Ordering::SeqCst);
+        // Jobs in the stored queue, and all queued (with those waiting in
+        // the lifecycle's memory).
+        let (stored, queued) = if spec.load_balancer {
             // A load balancer's queue is its requests waiting for a worker.
-            shared.lb.waiting()
+            (0, shared.lb.waiting())
         } else if entries.is_empty() && hint > 0 {
             // Woken from zero by new jobs: start for them at once; the next
             // evaluation reads the queue.
-            hint
+            (0, hint)
         } else {
-            match ctx.store.queue_depth(&endpoint.id, now_ms()).await {
-                Ok(n) => {
-                    ctx.meter.latency.queue_depth(&endpoint.id, n);
-                    n.max(0) as usize
-                }
+            let stored = match ctx.store.queue_depth(&endpoint.id, now_ms()).await {
+                Ok(n) => n.max(0) as usize,
                 Err(e) => {
                     tracing::warn!(endpoint = %endpoint.id, "reading the queue depth: {e}");
                     0
                 }
-            }
+            };
+            ctx.meter
+                .latency
+                .queue_depth(&endpoint.id, (stored + waiting) as i64);
+            (stored, stored + waiting)
         };
         let c = &endpoint.config;
         let scaler = match c.scaler_type {
@@ -544,7 +548,7 @@ async fn supervise(
             }
         }
         shared.set_workers(entries.iter().map(|e| Arc::clone(&e.shared)).collect());
-        if queued > 0
+        if stored > 0
             && !spec.load_balancer
             && entries
                 .iter()

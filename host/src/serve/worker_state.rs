@@ -270,6 +270,9 @@ pub struct PoolShared {
     /// them as it commits): lets a pool at zero start its first worker
     /// without reading the queue's depth first.
     pub queued_hint: AtomicUsize,
+    /// `/runsync` jobs waiting in the lifecycle's memory for a worker, not
+    /// in the stored queue (yet): counted as queued.
+    pub waiting: AtomicUsize,
     /// max_workers is 0: workers claim nothing and jobs wait in the queue.
     /// Set synchronously by [`Pools::apply`], so a job queued after the
     /// update returns is never picked up by a worker that has yet to retire.

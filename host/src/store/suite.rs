@@ -35,6 +35,7 @@ fn job(id: &str, endpoint: &str) -> NewJob {
         low_priority: false,
         sync: false,
         accepted_at: None,
+        handed_at: None,
     }
 }
 
@@ -206,8 +207,9 @@ pub async fn finish_needs_the_claiming_worker<S: JobStore + EndpointStore + Hand
     );
 }
 
-/// A job handed to a worker at accept may be written only at its end: its
-/// accept (as of when it was accepted) and its finish in one commit.
+/// A job handed to a worker at accept, or after waiting for one, may be
+/// written only at its end: its accept (as of when it was accepted), its
+/// start (as of its hand-off) and its finish in one commit.
 pub async fn a_job_is_accepted_and_finished_in_one_commit_as_of_its_accept<
     S: JobStore + EndpointStore + HandlerStore,
 >(
@@ -253,6 +255,32 @@ pub async fn a_job_is_accepted_and_finished_in_one_commit_as_of_its_accept<
     let rec = s.get_job("e", "b").await.unwrap().unwrap();
     assert_eq!(rec.status, JobStatus::InProgress);
     assert_eq!((rec.created_at, rec.started_at), (200, Some(200)));
+    // One that waited for its worker: started, and delayed, as of when it
+    // was handed over.
+    let mut c = job("c", "e");
+    c.sync = true;
+    c.accepted_at = Some(400);
+    c.handed_at = Some(430);
+    let o = s
+        .commit(
+            Batch {
+                accepts: vec![(c, Some(by("w", "host")))],
+                finishes: vec![done("c", "w", JobStatus::Completed)],
+                ..Batch::default()
+            },
+            450,
+        )
+        .await
+        .unwrap();
+    o.accepted.unwrap();
+    let finished = o.finished.unwrap();
+    assert_eq!(finished[0].delay_ms, Some(30), "{finished:?}");
+    assert_eq!(finished[0].execution_ms, Some(20), "{finished:?}");
+    let rec = s.get_job("e", "c").await.unwrap().unwrap();
+    assert_eq!(
+        (rec.created_at, rec.started_at, rec.completed_at),
+        (400, Some(430), Some(450))
+    );
 }
 
 pub async fn lost_jobs_are_requeued_until_retries_are_spent<

@@ -135,6 +135,10 @@ pub struct NewJob {
     /// `/runsync` job handed straight to a worker is written when it ends
     /// or has run a while (see `serve::lifecycle`). None: at the write.
     pub accepted_at: Option<i64>,
+    /// When it was handed to its worker (ms), where that was after its
+    /// accept and before its write: a `/runsync` job that waited in the
+    /// host's memory for a worker. None: as of its accept.
+    pub handed_at: Option<i64>,
 }
 
 /// A job a worker has claimed.

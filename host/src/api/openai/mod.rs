@@ -194,6 +194,7 @@ async fn generate(
         // Kept like a /runsync job's: the answer already carries the result.
         sync: true,
         accepted_at: None,
+        handed_at: None,
     };
     let job_id = job.id.clone();
     let mut watch = app.submit_watched(job).await?;

@@ -229,7 +229,8 @@ impl SnapshotStore {
         removed
     }
 
-    /// Saves a snapshot under `key`, replacing any older one.
+    /// Saves a snapshot under `key`, unless another save of the same key
+    /// placed one first (then that one stays).
     pub fn save(
         &self,
         key: &str,
@@ -265,8 +266,46 @@ impl SnapshotStore {
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         write("manifest.json", &json)?;
         let dir = self.dir(key);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        let placed = std::fs::rename(&tmp, &dir).or_else(|e| {
+            if dir.join("manifest.json").exists() {
+                // Another worker of this key (the same handler and
+                // settings) placed its snapshot first: keep that whole one
+                // rather than delete it under a reader.
+                return Ok(());
+            }
+            // What a removal cut short left behind (a snapshot directory
+            // only ever appears whole, by this rename): replace it.
+            std::fs::remove_dir_all(&dir).map_err(|_| e)?;
+            std::fs::rename(&tmp, &dir)
+        });
+        let _ = std::fs::remove_dir_all(&tmp);
+        placed.map_err(io(&dir))?;
         Ok(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two workers of one endpoint may snapshot the same key at once: the
+    /// second save keeps the first one's whole snapshot in place.
+    #[test]
+    fn a_second_save_of_a_key_keeps_the_first_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(root.path());
+        let first = store.save("k", "h", b"first", Vec::new(), b"").unwrap();
+        let reader = store.load("k", "h").unwrap().expect("saved");
+        let second = store.save("k", "h", b"second", Vec::new(), b"").unwrap();
+        assert_eq!(first, second);
+        assert_eq!(reader.component, b"first");
+        let again = store.load("k", "h").unwrap().expect("still there");
+        assert_eq!(again.component, b"first");
+        // No temporary directories are left behind.
+        let names: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["k"]);
     }
 }

@@ -57,11 +57,12 @@ const ACCEPT_SQL: &str = "INSERT INTO jobs (id, endpoint_id, status, input, webh
     execution_timeout_ms, ttl_ms, low_priority, sync, created_at, queued_at, started_at, delay_ms, \
     worker_id, host_id, handler) \
     SELECT id, e, CASE WHEN w IS NULL THEN 'IN_QUEUE' ELSE 'IN_PROGRESS' END, i, hook, x, ttl, lo, sy, \
-      COALESCE(at, $1), COALESCE(at, $1), CASE WHEN w IS NULL THEN NULL ELSE COALESCE(at, $1) END, \
-      CASE WHEN w IS NULL THEN NULL ELSE 0 END, w, h, hd \
+      COALESCE(at, $1), COALESCE(at, $1), \
+      CASE WHEN w IS NULL THEN NULL ELSE COALESCE(ho, at, $1) END, \
+      CASE WHEN w IS NULL THEN NULL ELSE COALESCE(ho, at, $1) - COALESCE(at, $1) END, w, h, hd \
     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
-      $8::bool[], $9::bool[], $10::text[], $11::text[], $12::text[], $13::bigint[]) \
-      AS v(id, e, i, hook, x, ttl, lo, sy, w, h, hd, at)";
+      $8::bool[], $9::bool[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[]) \
+      AS v(id, e, i, hook, x, ttl, lo, sy, w, h, hd, at, ho)";
 
 async fn finish_all(conn: &mut PgConnection, done: &[Finish], now: i64) -> Result<Vec<FinalJob>> {
     let rows = sqlx::query(AssertSqlSafe(finish_sql()))
@@ -140,6 +141,7 @@ async fn accept_all(
                 .collect::<Vec<_>>(),
         )
         .bind(jobs.iter().map(|(j, _)| j.accepted_at).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|(j, _)| j.handed_at).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(())

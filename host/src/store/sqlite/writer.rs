@@ -290,8 +290,9 @@ fn bind_accept(
     stmt.raw_bind_parameter(i + 8, job.sync)?;
     stmt.raw_bind_parameter(i + 9, at)?;
     stmt.raw_bind_parameter(i + 10, at)?;
-    stmt.raw_bind_parameter(i + 11, claimed.then_some(at))?;
-    stmt.raw_bind_parameter(i + 12, claimed.then_some(0i64))?;
+    let started = job.handed_at.unwrap_or(at);
+    stmt.raw_bind_parameter(i + 11, claimed.then_some(started))?;
+    stmt.raw_bind_parameter(i + 12, claimed.then_some(started - at))?;
     stmt.raw_bind_parameter(i + 13, claim.map(|c| c.worker_id.as_str()))?;
     stmt.raw_bind_parameter(i + 14, claim.map(|c| c.host_id.as_str()))?;
     stmt.raw_bind_parameter(i + 15, claim.map(|c| c.handler.as_str()))?;

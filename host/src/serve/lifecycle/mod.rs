@@ -35,19 +35,30 @@
 //! several hosts can re-queue a dead host's jobs; the direct hand-off is a
 //! local shortcut over the same claim rule.
 //!
-//! A `/runsync` job handed straight to a worker is written once, when it
-//! ends (its accept and its end in one commit), instead of once at accept
-//! and again at its end: its client holds the request open, nobody else
-//! knows its id yet, and its only 2xx answer is the final one, sent after
-//! that commit. So what a 2xx promises still survives a killed host. It is
-//! written IN_PROGRESS as any other job once it has run for
-//! [`WRITE_HANDED_AFTER`], before it streams or reports progress, before
-//! its wait ends without a result, and before anything acts on it by id
-//! (cancel, loss of its executor, a worker giving it back): see
-//! [`Jobs::persist`]. Jobs with a webhook, low-priority ones and every job
-//! of a shared (cluster) store are written at accept.
+//! A `/runsync` job is written once, when it ends (its accept and its end
+//! in one commit), instead of at accept, at its claim and at its end, when
+//! it gets a worker within [`WRITE_HANDED_AFTER`] of its accept: handed
+//! straight to an idle one, or waiting in this host's memory for a slot to
+//! free or a worker to start (a scale from zero). Its client holds the
+//! request open, nobody else knows its id yet, and its only 2xx answer is
+//! the final one, sent after that commit, so what a 2xx promises still
+//! survives a killed host. A job waits here only while nothing is queued
+//! for its endpoint in the store, and whatever queues there later goes
+//! behind it (what waits is written to the queue first), so the queue's
+//! order holds; the supervisor counts waiting jobs as queued.
+//!
+//! Past [`WRITE_HANDED_AFTER`] an unwritten job is written as any other
+//! job: IN_PROGRESS if it runs, else IN_QUEUE (with every job waiting for
+//! its endpoint). It is written earlier before it streams or reports
+//! progress, before its wait ends without a result, before anything acts on
+//! it by id (cancel, loss of its executor, a worker giving it back: see
+//! [`Jobs::persist`]), and before a purge of its endpoint's queue. Jobs with
+//! a webhook, low-priority ones and every job of a shared (cluster) store
+//! are written at accept.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod dispatch;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,12 +72,13 @@ use crate::store::{
     ClaimRequest, ClaimedJob, FinalJob, Finish, JobRecord, JobStatus, LostJobOutcome, NewJob,
     RetryOutcome, Store, StoreError, now_ms,
 };
+use dispatch::{Dispatch, Idle, Unwritten};
 
 /// Most operations one group commit takes.
 const BATCH: usize = 1024;
 
-/// How long a `/runsync` job handed straight to a worker runs before it is
-/// written IN_PROGRESS (most end well before, and are written once).
+/// How long after its accept a `/runsync` job is written, if it has not
+/// ended by then (most end well before, and are written once).
 const WRITE_HANDED_AFTER: Duration = Duration::from_millis(100);
 
 /// A handed job whose write failed is tried again this much later (longer
@@ -114,6 +126,12 @@ enum Op {
         id: String,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Write the jobs of `endpoint` waiting here for a worker to its
+    /// stored queue; answer once they are durable.
+    PersistWaiting {
+        endpoint: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// A worker takes no more jobs (retiring, paused, dead).
     Gone {
         endpoint: String,
@@ -129,110 +147,6 @@ enum Op {
         endpoint: String,
         handler: String,
     },
-}
-
-struct Idle {
-    link: Arc<WorkerLink>,
-    free: usize,
-}
-
-/// A `/runsync` job handed to a worker at accept and not written yet.
-struct Unwritten {
-    /// With `accepted_at` set: the row is written as of then.
-    job: NewJob,
-    by: ClaimBy,
-    write_by: Instant,
-    /// Its end, when it ended before its write (kept while a failed write
-    /// waits to be tried again).
-    end: Option<Finish>,
-    /// Callers of [`Jobs::persist`] waiting for its write.
-    persisted: Vec<oneshot::Sender<Result<(), StoreError>>>,
-}
-
-/// The committer's view of the endpoints' workers.
-#[derive(Default)]
-struct Dispatch {
-    /// Workers with room, by endpoint, in the order they asked.
-    idle: HashMap<String, Vec<Idle>>,
-    /// Endpoints whose queue held nothing runnable at our last claim (and
-    /// nothing was queued since): new jobs may skip the queue.
-    drained: HashSet<String>,
-    /// Low-priority jobs handed out by claims, by id (with their endpoint):
-    /// when one ends, the endpoint's cap has room again.
-    low_running: HashMap<String, (String, String)>,
-    /// Handed `/runsync` jobs not written yet, by id.
-    unwritten: HashMap<String, Unwritten>,
-    /// Their ids by `write_by`, oldest first (an id may be here twice after
-    /// a failed write; the map says which is current).
-    write_order: VecDeque<(Instant, String)>,
-}
-
-impl Dispatch {
-    fn take_slot(&mut self, endpoint: &str) -> Option<Arc<WorkerLink>> {
-        if !self.drained.contains(endpoint) {
-            return None;
-        }
-        // The worker with the most room: an endpoint's jobs spread over its
-        // workers (and their executor processes) instead of filling one.
-        let idle = self.idle.get_mut(endpoint)?;
-        let w = idle
-            .iter_mut()
-            .filter(|w| w.free > 0)
-            .max_by_key(|w| w.free)?;
-        w.free -= 1;
-        Some(Arc::clone(&w.link))
-    }
-
-    /// Handed jobs whose write failed: kept (with their ends) and tried
-    /// again later; whoever waits for the write hears why.
-    fn write_later(&mut self, late: Vec<Unwritten>, e: &StoreError) {
-        for mut u in late {
-            for reply in u.persisted.drain(..) {
-                let _ = reply.send(Err(e.clone()));
-            }
-            u.write_by = Instant::now() + REWRITE_AFTER;
-            self.hold(u);
-        }
-    }
-
-    /// When the oldest unwritten handed job is due to be written.
-    fn next_write(&self) -> Option<Instant> {
-        self.write_order.front().map(|(at, _)| *at)
-    }
-
-    fn hold(&mut self, u: Unwritten) {
-        self.write_order.push_back((u.write_by, u.job.id.clone()));
-        self.unwritten.insert(u.job.id.clone(), u);
-    }
-
-    /// The handed jobs due to be written now: past `write_by`, or asked for.
-    fn due(&mut self, asked: &HashSet<String>) -> Vec<Unwritten> {
-        let now = Instant::now();
-        let mut due: Vec<Unwritten> = asked
-            .iter()
-            .filter_map(|id| self.unwritten.remove(id))
-            .collect();
-        while let Some((at, _)) = self.write_order.front() {
-            if *at > now {
-                break;
-            }
-            let (at, id) = self.write_order.pop_front().expect("a front");
-            if self.unwritten.get(&id).is_some_and(|u| u.write_by == at) {
-                due.extend(self.unwritten.remove(&id));
-            }
-        }
-        due
-    }
-
-    fn free(&mut self, endpoint: &str, worker_id: &str, n: usize) {
-        if let Some(w) = self
-            .idle
-            .get_mut(endpoint)
-            .and_then(|v| v.iter_mut().find(|w| w.link.claim.worker_id == worker_id))
-        {
-            w.free += n;
-        }
-    }
 }
 
 /// The executors running this host's jobs, by job id (for cancels).
@@ -502,6 +416,14 @@ impl Jobs {
 
     /// Cancel every queued job of an endpoint; returns how many.
     pub async fn purge_queue(&self, endpoint: &str) -> Result<usize, StoreError> {
+        // Those waiting here for a worker are queued too.
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::PersistWaiting {
+            endpoint: endpoint.to_string(),
+            reply,
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Database("the host is shutting down".into())))?;
         let purged = self
             .store
             .purge_queue(
@@ -739,46 +661,59 @@ impl Jobs {
         let mut handed: Vec<Option<Arc<WorkerLink>>> = Vec::new();
         let mut finishes: Vec<Finish> = Vec::new();
         let mut queued_for: HashMap<String, usize> = HashMap::new();
+        // Jobs now waiting here for a worker, by endpoint.
+        let mut waiting_for: HashMap<String, usize> = HashMap::new();
         let mut persist: HashSet<String> = HashSet::new();
+        // Waiting jobs written to the stored queue in this write, ahead of
+        // what queues behind them.
+        let mut flushed: Vec<Unwritten> = Vec::new();
         for op in ops {
             match op {
                 Op::Accept { mut job, reply } => {
-                    // Straight to an idle worker when the endpoint's queue is
-                    // known to be empty; else behind what is queued. A
+                    // Straight to an idle worker when nothing is queued for
+                    // the endpoint; else behind what is queued. A
                     // low-priority job always queues: the claim below (in
                     // this same write) counts it against the cap.
+                    let endpoint = job.endpoint_id.clone();
                     let to = if job.low_priority {
                         None
                     } else {
-                        d.take_slot(&job.endpoint_id)
+                        d.take_slot(&endpoint)
                     };
-                    if let Some(link) = &to
-                        && self.written_at_end(&job)
-                    {
-                        // Written when it ends (see the module doc): it
-                        // starts now, and its client waits for that write.
+                    if self.written_at_end(&job) && (to.is_some() || d.may_wait(&endpoint)) {
+                        // Written when it ends, or once it has waited or run
+                        // a while (see the module doc); its client waits.
                         job.accepted_at = Some(now_ms());
-                        if link.jobs.send(ClaimedJob::handed(job.clone())).is_ok() {
-                            let _ = reply.send(Ok(()));
-                            d.hold(Unwritten {
-                                job,
-                                by: link.claim.clone(),
-                                write_by: Instant::now() + WRITE_HANDED_AFTER,
-                                end: None,
-                                persisted: Vec::new(),
-                            });
-                            continue;
-                        }
-                        // The worker went away meanwhile: queued instead.
-                        d.free(&link.endpoint, &link.claim.worker_id, 1);
-                        *queued_for.entry(job.endpoint_id.clone()).or_default() += 1;
-                        accepts.push((job, None));
-                        handed.push(None);
-                        replies.push(reply);
+                        let write_by = Instant::now() + WRITE_HANDED_AFTER.min(ttl(&job));
+                        let by = match &to {
+                            Some(link) => {
+                                if link.jobs.send(ClaimedJob::handed(job.clone())).is_err() {
+                                    // The worker went away meanwhile.
+                                    d.forget_worker(&endpoint, &link.claim.worker_id);
+                                    if !d.may_wait(&endpoint) {
+                                        queue(d, &mut flushed, &mut queued_for, &endpoint, 1);
+                                        accepts.push((job, None));
+                                        handed.push(None);
+                                        replies.push(reply);
+                                        continue;
+                                    }
+                                    *waiting_for.entry(endpoint).or_default() += 1;
+                                    None
+                                } else {
+                                    Some(link.claim.clone())
+                                }
+                            }
+                            None => {
+                                *waiting_for.entry(endpoint).or_default() += 1;
+                                None
+                            }
+                        };
+                        let _ = reply.send(Ok(()));
+                        d.hold(Unwritten::new(job, by, write_by));
                         continue;
                     }
                     if to.is_none() {
-                        *queued_for.entry(job.endpoint_id.clone()).or_default() += 1;
+                        queue(d, &mut flushed, &mut queued_for, &endpoint, 1);
                     }
                     accepts.push((job, to.as_ref().map(|l| l.claim.clone())));
                     handed.push(to);
@@ -791,7 +726,7 @@ impl Jobs {
                     if d.low_running.remove(&done.id).is_some() {
                         d.drained.remove(&endpoint);
                     }
-                    match d.unwritten.get_mut(&done.id) {
+                    match d.unwritten_mut(&done.id) {
                         // Its accept and its end go in this write.
                         Some(u) => {
                             u.end = Some(done);
@@ -800,7 +735,7 @@ impl Jobs {
                         None => finishes.push(done),
                     }
                 }
-                Op::Persist { id, reply } => match d.unwritten.get_mut(&id) {
+                Op::Persist { id, reply } => match d.unwritten_mut(&id) {
                     Some(u) => {
                         u.persisted.push(reply);
                         persist.insert(id);
@@ -809,6 +744,17 @@ impl Jobs {
                         let _ = reply.send(Ok(()));
                     }
                 },
+                Op::PersistWaiting { endpoint, reply } => {
+                    let before = flushed.len();
+                    queue(d, &mut flushed, &mut queued_for, &endpoint, 0);
+                    // Answered with the write of the last of them.
+                    match flushed[before..].last_mut() {
+                        Some(u) => u.persisted.push(reply),
+                        None => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                }
                 Op::Ready { link, free } => {
                     let endpoint = link.endpoint.clone();
                     let idle = d.idle.entry(endpoint.clone()).or_default();
@@ -829,15 +775,13 @@ impl Jobs {
                 } => {
                     // Its low-priority jobs end elsewhere (re-queued, lost).
                     d.low_running.retain(|_, (_, w)| *w != worker_id);
-                    if let Some(idle) = d.idle.get_mut(&endpoint) {
-                        idle.retain(|w| w.link.claim.worker_id != worker_id);
-                        if idle.is_empty() {
-                            d.idle.remove(&endpoint);
-                        }
-                    }
+                    d.forget_worker(&endpoint, &worker_id);
                 }
                 Op::Wake { endpoint } => {
-                    d.drained.remove(&endpoint);
+                    // Jobs may have entered the stored queue behind our
+                    // back: what waits here goes there too, and the store's
+                    // order decides.
+                    queue(d, &mut flushed, &mut queued_for, &endpoint, 0);
                 }
                 Op::Refinish { done } => finishes.extend(done),
                 Op::Swapped { endpoint, handler } => {
@@ -850,8 +794,13 @@ impl Jobs {
                 }
             }
         }
-        for endpoint in queued_for.keys() {
-            d.drained.remove(endpoint);
+        // Waiting jobs go to free slots first, oldest first; the new
+        // workers' claims come after (in this same write).
+        d.hand_waiting();
+        self.count_waiting(d);
+        // Their workers start without waiting for this write.
+        for (endpoint, n) in &waiting_for {
+            self.wake_supervisor(endpoint, *n);
         }
         // Idle workers of endpoints not known to be drained claim, after
         // the accepts of this same write.
@@ -873,15 +822,23 @@ impl Jobs {
                 claim_links.push(Arc::clone(&w.link));
             }
         }
-        // Handed jobs written now: ended, asked for, or past `write_by`;
-        // their accepts go after this write's own (split off below).
-        let late = d.due(&persist);
-        let n_accepts = accepts.len();
+        // Unwritten jobs written now: waiting ones something queues behind
+        // (first: they are the oldest of their endpoints' queues), then
+        // those ended, asked for, or past `write_by`. Their accepts go
+        // ahead of this write's own (split off below).
+        let mut late = flushed;
+        late.extend(d.due(&persist));
+        for u in late.iter().filter(|u| u.by.is_none()) {
+            queue(d, &mut Vec::new(), &mut queued_for, &u.job.endpoint_id, 0);
+        }
+        let n_late = late.len();
+        let mut all_accepts: Vec<(NewJob, Option<ClaimBy>)> =
+            late.iter().map(|u| (u.job.clone(), u.by.clone())).collect();
+        all_accepts.append(&mut accepts);
         for u in &late {
-            accepts.push((u.job.clone(), Some(u.by.clone())));
             finishes.extend(u.end.clone());
         }
-        if accepts.is_empty() && finishes.is_empty() && claims.is_empty() {
+        if all_accepts.is_empty() && finishes.is_empty() && claims.is_empty() {
             return;
         }
         let n_finishes = finishes.len();
@@ -891,7 +848,7 @@ impl Jobs {
         let kept = (self.store.shared() && !finishes.is_empty()).then(|| finishes.clone());
         let batch = Batch {
             finishes,
-            accepts,
+            accepts: all_accepts,
             claims,
         };
         let requests: Vec<(String, usize)> = batch
@@ -909,6 +866,7 @@ impl Jobs {
                 tracing::error!("a group commit failed: {e}");
                 self.refinish_later(kept, &e);
                 d.write_later(late, &e);
+                self.count_waiting(d);
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -921,7 +879,7 @@ impl Jobs {
                 return;
             }
         };
-        accepts.truncate(n_accepts);
+        accepts.drain(..n_late);
         match &accepted {
             Ok(()) => {
                 for u in late {
@@ -932,6 +890,8 @@ impl Jobs {
             }
             Err(e) => d.write_later(late, e),
         }
+        // Those written to the stored queue are counted there now.
+        self.count_waiting(d);
         match accepted {
             Ok(()) => {
                 for (((job, _), reply), to) in accepts.into_iter().zip(replies).zip(handed) {
@@ -988,6 +948,20 @@ impl Jobs {
         }
     }
 
+    /// Tell the supervisors how many of their endpoint's jobs wait here.
+    fn count_waiting(&self, d: &mut Dispatch) {
+        let changes = d.take_waiting_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let supervisors = self.supervisors.lock().expect("supervisors lock");
+        for (endpoint, n) in changes {
+            if let Some(p) = supervisors.get(&endpoint) {
+                p.waiting.store(n, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
     /// Write `kept` results again shortly, when their write failed only
     /// because the database was unreachable.
     fn refinish_later(&self, kept: Option<Vec<Finish>>, e: &StoreError) {
@@ -1006,4 +980,24 @@ impl Jobs {
     async fn commit_batch(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
         self.store.commit(batch, now_ms()).await
     }
+}
+
+/// `hint` jobs of `endpoint` go to its stored queue (and its supervisor
+/// is woken after the write): what waits here for a worker goes there
+/// first, being older, and new jobs stop skipping the queue.
+fn queue(
+    d: &mut Dispatch,
+    flushed: &mut Vec<Unwritten>,
+    queued_for: &mut HashMap<String, usize>,
+    endpoint: &str,
+    hint: usize,
+) {
+    flushed.extend(d.flush_waiting(endpoint));
+    d.drained.remove(endpoint);
+    *queued_for.entry(endpoint.to_string()).or_default() += hint;
+}
+
+/// How long `job` may wait in the queue.
+fn ttl(job: &NewJob) -> Duration {
+    Duration::from_millis(job.ttl_ms.max(0) as u64)
 }
