@@ -394,10 +394,23 @@ impl Slices {
         let mut state = self.state.lock().expect("slices lock");
         let busy: HashSet<String> = state.busy.keys().cloned().collect();
         // CPU slices never conflict: a CPU worker goes to the shared
-        // executor with the fewest workers.
+        // executor with the fewest of this endpoint's workers, then the
+        // fewest workers. An endpoint's workers so spread over processes:
+        // they run in parallel, and one executor's crash takes only some.
         let shared = self.launch.cpu_executors.max(1);
+        let mut mine: HashMap<usize, usize> = HashMap::new();
+        for h in state.held.values().filter(|h| h.usage.endpoint == endpoint) {
+            if let Some(i) = h.cpu_index {
+                *mine.entry(i).or_default() += 1;
+            }
+        }
         let cpu_index = (0..shared)
-            .min_by_key(|i| state.cpu_load.get(i).copied().unwrap_or(0))
+            .min_by_key(|i| {
+                (
+                    mine.get(i).copied().unwrap_or(0),
+                    state.cpu_load.get(i).copied().unwrap_or(0),
+                )
+            })
             .unwrap_or(0);
         // Slices whose executor holds this endpoint's parked worker: a
         // start there restores it instead of starting cold.
@@ -635,6 +648,22 @@ mod tests {
 
     fn list(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Workers of two endpoints placed in turn: each endpoint's two go to
+    /// different shared CPU executors, not both to the least loaded one
+    /// of the moment.
+    #[test]
+    fn an_endpoints_cpu_workers_spread_over_the_shared_executors() {
+        let s = slices();
+        let cpu = list(&["cpu"]);
+        let a1 = s.acquire("a", "a1", &cpu, 1).unwrap();
+        let b1 = s.acquire("b", "b1", &cpu, 1).unwrap();
+        let a2 = s.acquire("a", "a2", &cpu, 1).unwrap();
+        let b2 = s.acquire("b", "b2", &cpu, 1).unwrap();
+        let id = |l: &Lease| l.slice().spec.id.clone();
+        assert_ne!(id(&a1), id(&a2));
+        assert_ne!(id(&b1), id(&b2));
     }
 
     #[test]
