@@ -81,8 +81,8 @@ const BATCH: usize = 1024;
 /// ended by then (most end well before, and are written once).
 const WRITE_HANDED_AFTER: Duration = Duration::from_millis(100);
 
-/// A handed job whose write failed is tried again this much later (longer
-/// than [`WRITE_HANDED_AFTER`], so the write order stays by time).
+/// An unwritten job whose write failed is tried again this much later
+/// (longer than [`WRITE_HANDED_AFTER`], so the write order stays by time).
 const REWRITE_AFTER: Duration = Duration::from_millis(250);
 
 /// A worker as the committer hands it jobs.
@@ -120,8 +120,9 @@ enum Op {
         link: Arc<WorkerLink>,
         free: usize,
     },
-    /// Write this job now if it is a handed job not written yet; answer
-    /// once it is durable.
+    /// Write this job now if it is not written yet (handed to a worker,
+    /// or waiting here for one: then with every job waiting for its
+    /// endpoint); answer once it is durable.
     Persist {
         id: String,
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -367,9 +368,9 @@ impl Jobs {
         }
     }
 
-    /// Make sure `id` is written, if it is a `/runsync` job handed to a
-    /// worker and not written yet (see the module doc); other jobs are
-    /// written already. Returns once it is durable.
+    /// Make sure `id` is written, if it is a `/runsync` job not written yet
+    /// (handed to a worker, or waiting here for one: see the module doc);
+    /// other jobs are written already. Returns once it is durable.
     pub async fn persist(&self, id: &str) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Persist {
