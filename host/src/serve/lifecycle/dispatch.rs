@@ -159,8 +159,13 @@ impl Dispatch {
 
     /// A worker takes no more jobs.
     pub fn forget_worker(&mut self, endpoint: &str, worker_id: &str) {
+        self.keep_idle(endpoint, |w| w.link.claim.worker_id != worker_id);
+    }
+
+    /// Keep only the idle workers of `endpoint` that `keep` accepts.
+    pub fn keep_idle(&mut self, endpoint: &str, keep: impl FnMut(&Idle) -> bool) {
         if let Some(idle) = self.idle.get_mut(endpoint) {
-            idle.retain(|w| w.link.claim.worker_id != worker_id);
+            idle.retain(keep);
             if idle.is_empty() {
                 self.idle.remove(endpoint);
             }

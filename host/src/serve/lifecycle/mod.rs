@@ -786,12 +786,7 @@ impl Jobs {
                 }
                 Op::Refinish { done } => finishes.extend(done),
                 Op::Swapped { endpoint, handler } => {
-                    if let Some(idle) = d.idle.get_mut(&endpoint) {
-                        idle.retain(|w| w.link.claim.handler == handler);
-                        if idle.is_empty() {
-                            d.idle.remove(&endpoint);
-                        }
-                    }
+                    d.keep_idle(&endpoint, |w| w.link.claim.handler == handler);
                 }
             }
         }
